@@ -1,0 +1,1 @@
+"""Source connectors: extract from each silo and land raw rows (issue: connectors)."""

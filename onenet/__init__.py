@@ -1,0 +1,1 @@
+"""onenet: one picture of a district from its siloed governance systems."""

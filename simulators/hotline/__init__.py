@@ -1,0 +1,1 @@
+"""Hotline (12345) simulator: an HTTP work-order API with token auth, paging, rate limit and faults."""

@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: migrations, standardisation, resolution, models (issue: resolution)."""
