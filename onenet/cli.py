@@ -1,0 +1,178 @@
+"""The `onenet` command line: simulate a district, run its silos, and (later) the pipeline."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from onenet import settings
+
+console = Console(stderr=True)
+
+
+class OnenetError(click.ClickException):
+    """A one-line error for the user; exits non-zero."""
+
+    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
+        console.print(f"[bold red]error:[/] {self.format_message()}")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """onenet: one picture of a district from its siloed governance systems."""
+
+
+@main.command()
+@click.option("--residents", type=click.IntRange(100, 5_000_000), default=2000, show_default=True,
+              help="True residents to draw (2,000 is a village, 1,300,000 a district).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same bytes.")
+@click.option("--days", type=click.IntRange(1, 365), default=30, show_default=True,
+              help="Simulated days of history the silos will move through.")
+@click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]), default="2026-11-01", show_default=True,
+              help="Beijing date of day 0.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write the district to [default: $ONENET_DISTRICT or var/district].")
+def simulate(residents: int, seed: int, days: int, start_date, out: Path | None) -> None:
+    """Generate a synthetic district: true population, four noisy silos, ground truth."""
+    from simulators.district.generate import GeneratorError, Step, generate
+
+    out = out or settings.district_dir()
+    with _progress() as progress:
+        task = None
+
+        def start(name: str, total: int) -> None:
+            nonlocal task
+            if task is not None:
+                progress.update(task, completed=progress.tasks[task].total)
+            task = progress.add_task(name, total=total)
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+
+        try:
+            manifest = generate(out, residents=residents, seed=seed, days=days, start=start_date.date(),
+                                step=Step(start, advance))
+        except GeneratorError as exc:
+            raise OnenetError(str(exc)) from exc
+        if task is not None:
+            progress.update(task, completed=progress.tasks[task].total)
+    c = manifest["counts"]
+    click.echo(f"district written to {out}: {c['persons_true']:,} residents in {c['households']:,} households, "
+               f"{c['micro_grids']:,} micro-grids; registry {c['registry_residents_day0']:,} rows, "
+               f"{c['hotline_tickets']:,} hotline tickets, {c['city_cases']:,} city cases, "
+               f"{c['health_code_rows']:,} health-code rows over {days} days")
+
+
+@main.group()
+def simulators() -> None:
+    """Start, stop, inspect and advance the four simulated silos."""
+
+
+def _root_option(f):
+    return click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="The simulated district [default: $ONENET_DISTRICT or var/district].")(f)
+
+
+@simulators.command("up")
+@_root_option
+@click.option("--only", type=click.Choice(["grid_registry", "hotline", "city_cases", "health_codes"]),
+              help="Start one silo only.")
+@click.option("--day", type=click.IntRange(0, None), default=None, help="Advance the clock to this day first.")
+def simulators_up(root: Path | None, only: str | None, day: int | None) -> None:
+    """Start the silos in the background, bound to 127.0.0.1."""
+    from simulators import runner
+
+    root = root or settings.district_dir()
+    try:
+        if day is not None:
+            runner.advance(root, day)
+        for s in runner.up(root, only):
+            click.echo(f"{s.name:<14} up   pid {s.pid}  {s.url or ''}")
+    except runner.SimulatorError as exc:
+        raise OnenetError(str(exc)) from exc
+
+
+@simulators.command("down")
+@_root_option
+@click.option("--only", type=click.Choice(["grid_registry", "hotline", "city_cases", "health_codes"]))
+def simulators_down(root: Path | None, only: str | None) -> None:
+    """Stop the running silos."""
+    from simulators import runner
+
+    stopped = runner.down(root or settings.district_dir(), only)
+    click.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@simulators.command("status")
+@_root_option
+def simulators_status(root: Path | None) -> None:
+    """Show which silos run, where, and the simulated day."""
+    from simulators import clock, runner
+
+    root = root or settings.district_dir()
+    click.echo(f"simulated day {clock.read_day(root)}")
+    for s in runner.status(root):
+        click.echo(f"{s.name:<14} {'up' if s.running else 'down':<5} {s.url or ''}")
+
+
+@simulators.command("advance")
+@_root_option
+@click.option("--to", "to_day", type=click.IntRange(0, None), default=None, help="Target day.")
+@click.option("--days", type=click.IntRange(1, None), default=1, show_default=True, help="Days to move on.")
+def simulators_advance(root: Path | None, to_day: int | None, days: int) -> None:
+    """Move the simulated clock forward; the silos show the new day's data."""
+    from simulators import clock, runner
+
+    root = root or settings.district_dir()
+    try:
+        target = to_day if to_day is not None else clock.read_day(root) + days
+        runner.advance(root, target)
+    except runner.SimulatorError as exc:
+        raise OnenetError(str(exc)) from exc
+    click.echo(f"simulated day is now {target}")
+
+
+@main.command()
+@click.option("--residents", type=click.IntRange(100, 50_000), default=2000, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--day", type=click.IntRange(0, 29), default=3, show_default=True,
+              help="Simulated day to show the silos at.")
+@click.option("--keep-running", is_flag=True, help="Leave the silos running afterwards.")
+def demo(residents: int, seed: int, day: int, keep_running: bool) -> None:
+    """The main job: generate a village, start the four silos and show what each holds."""
+    from onenet import showcase
+    from simulators import runner
+
+    root = settings.district_dir()
+    runner.down(root) if (root / "manifest.json").exists() else None
+    ctx = click.get_current_context()
+    ctx.invoke(simulate, residents=residents, seed=seed, days=30,
+               start_date=click.DateTime(["%Y-%m-%d"]).convert("2026-11-01", None, ctx), out=root)
+    try:
+        runner.up(root)
+        runner.advance(root, day)
+        showcase.show(root)
+    except runner.SimulatorError as exc:
+        raise OnenetError(str(exc)) from exc
+    finally:
+        if not keep_running:
+            runner.down(root)
+    if keep_running:
+        click.echo(f"silos still running; stop them with `onenet simulators down --root {root}`")
+
+
+def run() -> None:  # pragma: no cover - console entry
+    main(prog_name="onenet")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
