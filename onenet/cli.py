@@ -18,7 +18,8 @@ class OnenetError(click.ClickException):
     """A one-line error for the user; exits non-zero."""
 
     def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
-        console.print(f"[bold red]error:[/] {self.format_message()}")
+        # click.echo, not rich: rich would wrap a long message over several lines.
+        click.echo(click.style("error:", fg="red", bold=True) + " " + self.format_message(), err=True)
 
 
 def _progress() -> Progress:

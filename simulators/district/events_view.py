@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from .population import Grids, Households, Persons
 from .rng import stream
-from .views import NA, NoiseLog, addresses, noisy_ids, noisy_names, noisy_phones, ts_array
+from .views import NA, NoiseLog, addresses, links, noisy_ids, noisy_names, noisy_phones, ts_array
 
 MIN = 60_000_000
 HOUR = 60 * MIN
@@ -117,9 +117,9 @@ def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, 
     }).sort_by("ticket_id")
     for fld, kinds in (("caller_name", nk), ("caller_phone", pk), ("caller_id_number", ik)):
         log.add(TICKETS, ticket_id, fld, kinds)
-    truth = list(zip([TICKETS] * n, ticket_id.tolist(), p.person_id[c].tolist(), strict=True))
+    truth = [links(TICKETS, ticket_id, p.person_id[c])]
     incident_ids = np.array([f"I{i + 1:07d}" for i in range(k)])
-    incidents = list(zip([TICKETS] * n, ticket_id.tolist(), incident_ids[inc].tolist(), strict=True))
+    incidents = [links(TICKETS, ticket_id, incident_ids[inc], "incident_id")]
 
     # --- city cases: transferred tickets, the same incidents seen by grid workers, and their own ---
     city_scope = np.array([HOTLINE[ci][2] is not None for ci in cat])
@@ -180,9 +180,9 @@ def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, 
     log.add(CASES, case_id, "reporter_name", np.where(has_person, cnk, ""))
     log.add(CASES, case_id, "reporter_phone", np.where(has_person, cpk, ""))
     all_inc = np.array([f"I{i + 1:07d}" for i in range(k + own)])
-    truth += [(CASES, cid, p.person_id[pi]) for cid, pi, hp in zip(case_id.tolist(), person.tolist(), has_person.tolist(), strict=True) if hp]
-    incidents += list(zip([CASES] * m, case_id.tolist(), all_inc[col["inc"]].tolist(), strict=True))
-    return tickets, cases, truth, incidents
+    truth.append(links(CASES, case_id[has_person], p.person_id[person[has_person]]))
+    incidents.append(links(CASES, case_id, all_inc[col["inc"]], "incident_id"))
+    return tickets, cases, pa.concat_tables(truth), pa.concat_tables(incidents)
 
 
 def _day_profile() -> np.ndarray:

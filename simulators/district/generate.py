@@ -90,13 +90,13 @@ def generate(out: Path, *, residents: int, seed: int, days: int = 30, start: dat
     step.start("hotline and city cases", 1)
     tickets, cases, ev_truth, incidents = events_view.build(
         seed, grids, hh, persons, rates, day0_us, days, workers, log)
-    truth += ev_truth
     _write_parquet(tickets, out / "hotline" / "tickets.parquet")
     _write_parquet(cases, out / "city_cases" / "cases.parquet")
     step.advance(1)
 
     step.start("health-code files", days)
-    truth += health_view.build(seed, out, grids, hh, persons, rates, start, day0_us, days, log, step.advance)
+    health_truth = health_view.build(seed, out, grids, hh, persons, rates, start, day0_us, days, log, step.advance)
+    truth = pa.concat_tables([truth, ev_truth, health_truth])
     (out / "health_codes" / "drop").mkdir(parents=True, exist_ok=True)
 
     step.start("ground truth", 1)
@@ -108,7 +108,7 @@ def generate(out: Path, *, residents: int, seed: int, days: int = 30, start: dat
         "households": len(hh.household_id), "micro_grids": len(grids.building_code),
         "registry_residents_day0": tables["residents"].num_rows, "registry_changes": changes.num_rows,
         "hotline_tickets": tickets.num_rows, "city_cases": cases.num_rows,
-        "health_code_rows": sum(1 for s, _, _ in truth if s == health_view.SOURCE),
+        "health_code_rows": health_truth.num_rows,
     }
     manifest = {
         "generator_version": GENERATOR_VERSION, "seed": seed, "residents": residents, "days": days,
@@ -122,7 +122,7 @@ def generate(out: Path, *, residents: int, seed: int, days: int = 30, start: dat
     return manifest
 
 
-def _write_truth(folder: Path, g, hh, p, links, incidents, log: NoiseLog) -> None:
+def _write_truth(folder: Path, g, hh, p, links: pa.Table, incidents: pa.Table, log: NoiseLog) -> None:
     has_hh = p.household >= 0
     hidx = np.maximum(p.household, 0)
     b = hh.building[hidx]
@@ -140,10 +140,6 @@ def _write_truth(folder: Path, g, hh, p, links, incidents, log: NoiseLog) -> Non
         "special_group": pa.array(np.where(p.special == "", None, p.special), pa.string()),
     })
     _write_parquet(persons, folder / "persons.parquet")
-    src, key, pid = zip(*links, strict=True) if links else ((), (), ())
-    _write_parquet(pa.table({"source": pa.array(src, pa.string()), "record_key": pa.array(key, pa.string()),
-                             "person_id": pa.array(pid, pa.string())}), folder / "source_records.parquet")
-    src, key, inc = zip(*incidents, strict=True) if incidents else ((), (), ())
-    _write_parquet(pa.table({"source": pa.array(src, pa.string()), "record_key": pa.array(key, pa.string()),
-                             "incident_id": pa.array(inc, pa.string())}), folder / "incidents.parquet")
+    _write_parquet(links, folder / "source_records.parquet")
+    _write_parquet(incidents, folder / "incidents.parquet")
     _write_parquet(log.table(), folder / "noise.parquet")

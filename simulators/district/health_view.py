@@ -13,7 +13,7 @@ from simulators.health_codes import drop, files
 
 from .population import Grids, Households, Persons
 from .rng import stream
-from .views import NA, NoiseLog, noisy_ids, noisy_names, noisy_phones, ts_array
+from .views import NA, NoiseLog, links, noisy_ids, noisy_names, noisy_phones, ts_array
 
 DAY = 86_400_000_000
 SOURCE = "health_codes.exports"
@@ -35,7 +35,7 @@ def file_plan(day: int) -> dict:
 
 
 def build(seed: int, root: Path, g: Grids, hh: Households, p: Persons, rates, start: date, day0_us: int,
-          days: int, log: NoiseLog, progress=None) -> list[tuple[str, str, str]]:
+          days: int, log: NoiseLog, progress=None) -> pa.Table:
     """Write every day's export into the outbox; return truth links (source, record key, person)."""
     rng = stream(seed, "health")
     r = rates.health_codes
@@ -58,7 +58,7 @@ def build(seed: int, root: Path, g: Grids, hh: Households, p: Persons, rates, st
     last_test = np.where(tested, day0_us - rng.integers(0, 7 * DAY, n), NA)
     result = np.where(tested, "阴性", None).astype(object)
 
-    truth: list[tuple[str, str, str]] = []
+    truth: list[pa.Table] = []
     for day in range(days):
         t_day = day0_us + day * DAY
         changed = np.zeros(n, dtype=bool)
@@ -99,8 +99,8 @@ def build(seed: int, root: Path, g: Grids, hh: Households, p: Persons, rates, st
         broken = plan["broken_line"] if plan["broken_line"] and k >= 3 else None
         files.write_export(target, table, fmt=plan["fmt"], excel_serial_columns=plan["serial"],
                            broken_line=broken, encoding=plan["encoding"])
-        keys = np.array([f"{the_date:%Y%m%d}#{i}" for i in range(1, k + 1)], dtype=object)
-        truth += list(zip([SOURCE] * k, keys.tolist(), p.person_id[who[rows]].tolist(), strict=True))
+        keys = np.char.add(f"{the_date:%Y%m%d}#", np.arange(1, k + 1).astype(str)).astype(object)
+        truth.append(links(SOURCE, keys, p.person_id[who[rows]]))
         if day == 0:
             for fld, kinds in (("name", nk), ("id_number", ik), ("phone", pk)):
                 log.add(SOURCE, keys, fld, kinds[rows])
@@ -111,6 +111,6 @@ def build(seed: int, root: Path, g: Grids, hh: Households, p: Persons, rates, st
             shutil.copyfile(target, resend / files.export_name(the_date, plan["fmt"], resend=True))
         if progress:
             progress(1)
-    return truth
+    return pa.concat_tables(truth)
 
 

@@ -7,18 +7,17 @@ import pyarrow as pa
 
 from .population import Grids, Households, Persons
 from .rng import stream
-from .views import NA, NoiseLog, addresses, noisy_ids, noisy_names, noisy_phones, ts_array
+from .views import NA, NoiseLog, addresses, links, noisy_ids, noisy_names, noisy_phones, ts_array
 
 DAY_US = 86_400_000_000
 SOURCE = "grid_registry.residents"
 
 
 def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, days: int,
-          log: NoiseLog) -> tuple[dict[str, pa.Table], pa.Table, list[tuple[str, str, str]], np.ndarray]:
+          log: NoiseLog) -> tuple[dict[str, pa.Table], pa.Table, pa.Table, np.ndarray]:
     """Registry tables at day 0, residents' changes per day, truth links (source, key, person), workers."""
     rng = stream(seed, "registry")
     r = rates.grid_registry
-    truth: list[tuple[str, str, str]] = []
     before = lambda n: day0_us - rng.integers(DAY_US, 720 * DAY_US, n)  # noqa: E731
 
     grids = pa.table({
@@ -45,7 +44,7 @@ def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, 
     rows = np.concatenate([registered, dup])  # a person registered twice, under two resident ids
     n = len(rows)
     resident_id = np.array([f"R{i + 1:07d}" for i in rng.permutation(n)])
-    truth += [(SOURCE, k, pid) for k, pid in zip(resident_id.tolist(), p.person_id[rows].tolist(), strict=True)]
+    truth = [links(SOURCE, resident_id, p.person_id[rows])]
 
     year = p.birth[rows].astype("datetime64[Y]").astype(int) + 1970
     id_number, id_kind = noisy_ids(rng, p.id18[rows], r, old=year < 1960)
@@ -106,10 +105,10 @@ def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, 
     }).sort_by("resident_id")
 
     workers, worker_truth, worker_person = _workers(rng, g, hh, p, day0_us)
-    truth += worker_truth
+    truth.append(worker_truth)
     tables = {"grids": grids, "households": households, "residents": day0,
               "special_groups": special, "grid_workers": workers}
-    return tables, changes, truth, worker_person
+    return tables, changes, pa.concat_tables(truth), worker_person
 
 
 def _workers(rng: np.random.Generator, g: Grids, hh: Households, p: Persons, day0_us: int):
@@ -137,5 +136,5 @@ def _workers(rng: np.random.Generator, g: Grids, hh: Households, p: Persons, day
         "grid_code": [x[0] for x in roles], "role": [x[1] for x in roles],
         "updated_at": ts_array(np.full(len(roles), day0_us - 100 * DAY_US)),
     })
-    truth = [("grid_registry.grid_workers", w, pid) for w, pid in zip(worker_id.tolist(), p.person_id[person].tolist(), strict=True)]
+    truth = links("grid_registry.grid_workers", worker_id, p.person_id[person])
     return table, truth, person

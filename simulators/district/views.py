@@ -125,6 +125,13 @@ def addresses(rng: np.random.Generator, prefix: np.ndarray, compound: np.ndarray
     return out, kinds
 
 
+def links(source: str, keys, values, column: str = "person_id") -> pa.Table:
+    """Ground-truth rows (source, record_key, <column>) for records of one source."""
+    keys = pa.array(np.asarray(keys, dtype=object), pa.string())
+    return pa.table({"source": pa.array(np.full(len(keys), source, dtype=object), pa.string()),
+                     "record_key": keys, column: pa.array(np.asarray(values, dtype=object), pa.string())})
+
+
 def ts_array(micros: np.ndarray) -> pa.Array:
     """int64 microseconds (NA = int64 min) as a UTC timestamp array."""
     na = micros == np.iinfo(np.int64).min

@@ -56,6 +56,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         "synchronous=NORMAL",
         "foreign_keys=ON",
         "busy_timeout=10000",
+        "cache_size=-65536",
     ):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
@@ -203,8 +204,15 @@ def create_and_load(
     missing = [n for n in TABLE_ORDER if n not in tables]
     if missing:
         raise RegistryInputError(f"create_and_load: no input for tables {missing}")
-    data = {name: _conform(name, tables[name]) for name in TABLE_ORDER}
+    # Key order makes every primary-key insert an append (SQLite B-tree, InnoDB clustered index).
+    data = {
+        name: _conform(name, tables[name]).sort_by([(k, "ascending") for k in primary_key(name)])
+        for name in TABLE_ORDER
+    }
     data["grids"] = _parents_first(data["grids"])
+    target = make_url(url)
+    if target.get_backend_name() == "sqlite" and target.database not in (None, "", ":memory:"):
+        Path(target.database).parent.mkdir(parents=True, exist_ok=True)
     engine = _engine(url)
     try:
         with engine.connect() as conn:

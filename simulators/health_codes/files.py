@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import xlsxwriter
 
 from simulators.clock import BEIJING
@@ -96,21 +97,20 @@ def write_export(
     missing = [c for _, c in COLUMNS if c not in rows.column_names]
     if missing:
         raise ValueError(f"rows lack columns {missing}")
-    records = _records(rows)
-    if broken_line is not None and not 1 <= broken_line <= len(records):
-        raise ValueError(f"broken_line {broken_line} outside 1..{len(records)}")
+    if broken_line is not None and not 1 <= broken_line <= rows.num_rows:
+        raise ValueError(f"broken_line {broken_line} outside 1..{rows.num_rows}")
     path = Path(path)
     if fmt == "csv":
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-        _write_csv(path, records, serial, broken_line, encoding)
+        _write_csv(path, rows, serial, broken_line, encoding)
     elif fmt == "xlsx":
         if broken_line is not None:
             raise ValueError("broken_line applies to CSV only: an XLSX file has no lines")
-        _write_xlsx(path, records, serial, _created_from(rows))
+        _write_xlsx(path, _records(rows), serial, _created_from(rows))
     else:
         raise ValueError(f"fmt must be 'csv' or 'xlsx', got {fmt!r}")
-    return len(records)
+    return rows.num_rows
 
 
 def _records(rows: pa.Table) -> list[dict[str, Any]]:
@@ -149,16 +149,36 @@ def _cut_line(fields: Sequence[str]) -> str:
 
 def _write_csv(
     path: Path,
-    records: list[dict[str, Any]],
+    rows: pa.Table,
     serial: set[str],
     broken_line: int | None,
     encoding: str,
 ) -> None:
-    lines = [_csv_line(HEADERS)]
-    for number, record in enumerate(records, start=1):
-        fields = [_csv_field(h, record[h], serial) for h in HEADERS]
-        lines.append(_cut_line(fields) if number == broken_line else _csv_line(fields))
-    path.write_bytes(("\r\n".join(lines) + "\r\n").encode(encoding))
+    # Column-wise with Arrow compute: a district's first export has over a million rows.
+    columns = [_csv_column(rows.column(c), h, serial) for h, c in COLUMNS]
+    lines = pc.binary_join_element_wise(*columns, ",").to_pylist() if rows.num_rows else []
+    if broken_line is not None:
+        record = _records(rows.slice(broken_line - 1, 1))[0]
+        lines[broken_line - 1] = _cut_line([_csv_field(h, record[h], serial) for h in HEADERS])
+    path.write_bytes(("\r\n".join([_csv_line(HEADERS), *lines]) + "\r\n").encode(encoding))
+
+
+def _csv_column(column: pa.ChunkedArray, header: str, serial: set[str]) -> pa.Array:
+    """One column as CSV field text, the same as `_csv_field` gives value by value."""
+    if header in TIME_HEADERS:
+        seconds = pc.cast(column, pa.timestamp("s", tz="UTC"), safe=False)
+        if header in serial:
+            local = pc.add(pc.cast(pc.cast(seconds, pa.int64()), pa.float64()), 8 * 3600.0)
+            days = pc.add(pc.divide(local, 86400.0), float((datetime(1970, 1, 1) - EXCEL_EPOCH).days))
+            text = pa.array([None if v is None else f"{v:.15g}" for v in days.to_pylist()], pa.string())
+        else:
+            text = pc.strftime(pc.cast(seconds, pa.timestamp("s", tz="Asia/Shanghai")), format=TIME_FORMAT)
+    else:
+        text = pc.cast(column, pa.string())
+        special = pc.match_substring_regex(text, '[,"\r\n]')
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
+        text = pc.if_else(pc.fill_null(special, False), quoted, text)
+    return pc.fill_null(text, "")
 
 
 def _created_from(rows: pa.Table) -> datetime:

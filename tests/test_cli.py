@@ -1,0 +1,58 @@
+"""The `onenet` command line, run as a user runs it: help everywhere, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COMMANDS = [[], ["simulate"], ["simulators"], ["simulators", "up"], ["simulators", "down"],
+            ["simulators", "status"], ["simulators", "advance"], ["demo"]]
+
+
+def onenet(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("onenet")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "onenet")
+def test_every_command_has_help(command):
+    result = onenet(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage: onenet" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["simulate", "--residents", "5"], "--residents"),
+    (["simulate", "--residents", "lots"], "is not a valid integer"),
+    (["simulators", "up", "--only", "fax"], "--only"),
+    (["nonsense"], "No such command"),
+])
+def test_bad_arguments_give_a_clear_error(args, message):
+    result = onenet(*args)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_missing_district_is_one_line_and_nonzero(tmp_path):
+    result = onenet("simulators", "up", "--root", str(tmp_path / "nowhere"))
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error:")
+    assert "onenet simulate" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_simulate_then_status_and_advance(tmp_path):
+    out = tmp_path / "d"
+    result = onenet("simulate", "--residents", "500", "--seed", "3", "--days", "4", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "500 residents" in result.stdout
+    assert onenet("simulators", "status", "--root", str(out)).stdout.startswith("simulated day 0")
+    assert onenet("simulators", "advance", "--root", str(out), "--days", "2").returncode == 0
+    assert "simulated day 2" in onenet("simulators", "status", "--root", str(out)).stdout
+    late = onenet("simulators", "advance", "--root", str(out), "--to", "9")
+    assert late.returncode == 1 and "between" in late.stderr
