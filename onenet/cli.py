@@ -57,7 +57,8 @@ def simulate(residents: int, seed: int, days: int, start_date, out: Path | None)
             task = progress.add_task(name, total=total)
 
         def advance(n: int) -> None:
-            progress.advance(task, n)
+            if task is not None:
+                progress.advance(task, n)
 
         try:
             manifest = generate(out, residents=residents, seed=seed, days=days, start=start_date.date(),

@@ -62,7 +62,7 @@ def status(root: Path) -> list[SiloStatus]:
         path = _run_file(root, name)
         info = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
         pid = info.get("pid")
-        running = bool(pid) and _alive(int(pid))
+        running = pid is not None and _alive(int(pid))
         out.append(SiloStatus(name, running, pid if running else None, info.get("url") if running else None))
     return out
 

@@ -9,7 +9,17 @@ import pyarrow as pa
 
 from .population import Grids, Households, Persons
 from .rng import stream
-from .views import NA, NoiseLog, addresses, links, noisy_ids, noisy_names, noisy_phones, ts_array
+from .views import (
+    NA,
+    NoiseLog,
+    addresses,
+    links,
+    noisy_ids,
+    noisy_names,
+    noisy_phones,
+    or_none,
+    ts_array,
+)
 
 MIN = 60_000_000
 HOUR = 60 * MIN
@@ -161,9 +171,9 @@ def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, 
     person = col["person"].astype(np.int64)
     has_person = (person >= 0) & (col["rtype"] != "12345转办")
     pname, cnk = noisy_names(rng, np.where(has_person, p.name[person], ""), cr)
-    pphone, cpk = noisy_phones(rng, np.where(has_person, p.contact_phone[person], None),
-                               np.where(has_person, p.old_phone[person], None), cr)
-    pname = np.where(has_person, pname, None)
+    pphone, cpk = noisy_phones(rng, or_none(has_person, p.contact_phone[person]),
+                               or_none(has_person, p.old_phone[person]), cr)
+    pname = or_none(has_person, pname)
     caddr, _ = addresses(rng, ("武汉市江岸区" + g.building_street[cb]).astype(object), g.building_compound[cb],
                          g.building_no[cb], None, None, cr)
     cases = pa.table({
@@ -204,7 +214,7 @@ def _ticket_timeline(rng: np.random.Generator, received: np.ndarray, urg: np.nda
     closed = np.where(never, NA, resolved + _uniform(rng, HOUR, DAY, n))
     rated_ok = (~never) & (rng.random(n) < 0.7)
     rated = np.where(rated_ok, closed + _uniform(rng, DAY // 2, 5 * DAY, n), NA)  # late updates
-    sat = np.where(rated_ok, SATISFACTION[rng.choice(3, n, p=[0.75, 0.15, 0.10])], None)
+    sat = or_none(rated_ok, SATISFACTION[rng.choice(3, n, p=[0.75, 0.15, 0.10])])
     return {"received_at": received, "dispatched_at": dispatched, "first_response_at": responded,
             "resolved_at": resolved, "closed_at": closed, "rated_at": rated,
             "response_deadline": received + resp_lim, "resolve_deadline": received + res_lim,

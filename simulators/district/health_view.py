@@ -13,7 +13,7 @@ from simulators.health_codes import drop, files
 
 from .population import Grids, Households, Persons
 from .rng import stream
-from .views import NA, NoiseLog, links, noisy_ids, noisy_names, noisy_phones, ts_array
+from .views import NA, NoiseLog, links, noisy_ids, noisy_names, noisy_phones, or_none, ts_array
 
 DAY = 86_400_000_000
 SOURCE = "health_codes.exports"
@@ -56,7 +56,7 @@ def build(seed: int, root: Path, g: Grids, hh: Households, p: Persons, rates, st
     doses = rng.choice(5, n, p=[0.08, 0.04, 0.25, 0.60, 0.03]).astype(np.int32)
     tested = rng.random(n) < 0.5
     last_test = np.where(tested, day0_us - rng.integers(0, 7 * DAY, n), NA)
-    result = np.where(tested, "阴性", None).astype(object)
+    result = or_none(tested, "阴性")
 
     truth: list[pa.Table] = []
     for day in range(days):

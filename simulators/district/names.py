@@ -99,9 +99,9 @@ def draw_names(rng: np.random.Generator, sex: np.ndarray, birth_year: np.ndarray
         given[idx] = np.array(pool, dtype=object)[rng.choice(len(pool), size=len(idx), p=_zipf(len(pool)))]
     for sx, chars in GIVEN_CHARS.items():
         idx = np.flatnonzero(~common & (sex == sx))
-        pool = np.array(list(chars), dtype=object)
-        first = pool[rng.integers(0, len(pool), len(idx))]
-        second = pool[rng.integers(0, len(pool), len(idx))]
+        char_pool = np.array(list(chars), dtype=object)
+        first = char_pool[rng.integers(0, len(char_pool), len(idx))]
+        second = char_pool[rng.integers(0, len(char_pool), len(idx))]
         single = rng.random(len(idx)) < 0.25
         given[idx] = np.where(single, first, first + second)
     return surnames.astype(object) + given

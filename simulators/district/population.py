@@ -9,6 +9,7 @@ import numpy as np
 
 from . import divisions, ids, names
 from .rng import stream
+from .views import or_none
 
 REFERENCE_DATE = date(2026, 11, 1)
 PLACE_WORDS = ("幸福 和平 建设 光明 胜利 友谊 新华 解放 红旗 长青 永安 同心 育才 惠民 丹桂 紫荆 百合 花桥 兴业 "
@@ -66,7 +67,8 @@ def build_grids(seed: int, residents: int) -> Grids:
     rng = stream(seed, "grids")
     s = sizes_for(residents)
     district = str(divisions.HOME_CODE)
-    code, level, name, parent = [district], ["district"], [divisions.HOME_DISTRICT], [None]
+    code, level, name = [district], ["district"], [divisions.HOME_DISTRICT]
+    parent: list[str | None] = [None]
     village = residents < 5000
 
     street_codes = [f"{district}{i + 1:03d}" for i in range(s["street"])]
@@ -282,12 +284,12 @@ def build_persons(seed: int, hh: Households, days: int, outsiders: int) -> Perso
 
     own_phone = (age >= 16) & ~((age >= 75) & (rng.random(n) < 0.4))
     mobiles = _mobiles(rng, n)
-    phone = np.where(own_phone, mobiles, None)
+    phone = or_none(own_phone, mobiles)
     head_idx = start  # the head is rank 0 of each household
     landline = np.array([f"0278{r:07d}" for r in rng.integers(0, 10**7, n_hh)], dtype=object)
     contact = np.where(own_phone, mobiles, np.where(own_phone[head_idx], mobiles[head_idx], landline[household]))
     changed = own_phone & (rng.random(n) < 0.06)
-    old_phone = np.where(changed, _mobiles(rng, n), None)
+    old_phone = or_none(changed, _mobiles(rng, n))
 
     left = np.where(rng.random(n) < 0.01, rng.integers(1, max(days, 2), n), -1)
     left[hh.arrived_day[household] >= 0] = -1

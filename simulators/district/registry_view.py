@@ -18,7 +18,10 @@ def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, 
     """Registry tables at day 0, residents' changes per day, truth links (source, key, person), workers."""
     rng = stream(seed, "registry")
     r = rates.grid_registry
-    before = lambda n: day0_us - rng.integers(DAY_US, 720 * DAY_US, n)  # noqa: E731
+
+    def before(n: int) -> np.ndarray:
+        """Times within the two years before day 0: when the rows were last edited."""
+        return day0_us - rng.integers(DAY_US, 720 * DAY_US, n)
 
     grids = pa.table({
         "grid_code": g.code, "level": g.level, "name": g.name, "parent_code": g.parent,

@@ -125,6 +125,14 @@ def addresses(rng: np.random.Generator, prefix: np.ndarray, compound: np.ndarray
     return out, kinds
 
 
+def or_none(mask: np.ndarray, values) -> np.ndarray:
+    """`values` where `mask` holds, None elsewhere (an object array)."""
+    out = np.full(len(mask), None, dtype=object)
+    vals = np.broadcast_to(np.asarray(values, dtype=object), (len(mask),))
+    out[mask] = vals[mask]
+    return out
+
+
 def links(source: str, keys, values, column: str = "person_id") -> pa.Table:
     """Ground-truth rows (source, record_key, <column>) for records of one source."""
     keys = pa.array(np.asarray(keys, dtype=object), pa.string())

@@ -76,7 +76,9 @@ def _conform(name: str, table: pa.Table, *, extra: tuple[str, ...] = ()) -> pa.T
     try:
         return table.select(schema.names).cast(schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise RegistryInputError(f"table {name!r}: cannot cast to the contract types: {exc}") from exc
+        raise RegistryInputError(
+            f"table {name!r}: cannot cast to the contract types: {exc}"
+        ) from exc
 
 
 def _parents_first(grids: pa.Table) -> pa.Table:
@@ -233,7 +235,9 @@ def create_and_load(
                 with conn.begin():
                     for index in sorted(table.indexes, key=lambda i: str(i.name)):
                         index.create(conn)
-                    counts[name] = conn.execute(select(func.count()).select_from(table)).scalar_one()
+                    counts[name] = conn.execute(
+                        select(func.count()).select_from(table)
+                    ).scalar_one()
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA foreign_keys=ON")
                 conn.exec_driver_sql("PRAGMA optimize")
@@ -251,9 +255,13 @@ def _upsert(conn: Connection, table: Table) -> Any:
         return on_duplicate.on_duplicate_key_update({c: on_duplicate.inserted[c] for c in others})
     if conn.dialect.name == "postgresql":
         pg = postgresql.insert(table)
-        return pg.on_conflict_do_update(index_elements=keys, set_={c: pg.excluded[c] for c in others})
+        return pg.on_conflict_do_update(
+            index_elements=keys, set_={c: pg.excluded[c] for c in others}
+        )
     lite = sqlite.insert(table)
-    return lite.on_conflict_do_update(index_elements=keys, set_={c: lite.excluded[c] for c in others})
+    return lite.on_conflict_do_update(
+        index_elements=keys, set_={c: lite.excluded[c] for c in others}
+    )
 
 
 def _latest_per_resident(changes: pa.Table, days: pa.ChunkedArray | None) -> pa.Table:
@@ -316,7 +324,9 @@ def _batches(conn: Connection, table: Table, batch_rows: int) -> Iterator[pa.Rec
 def read_table(url: str, name: str, *, batch_rows: int = 50_000) -> pa.Table:
     """Registry table `name` at `url` as Arrow, ordered by primary key, typed as the contract."""
     if name not in metadata.tables:
-        raise RegistryInputError(f"read_table: no registry table {name!r}; tables are {TABLE_ORDER}")
+        raise RegistryInputError(
+            f"read_table: no registry table {name!r}; tables are {TABLE_ORDER}"
+        )
     engine = _engine(url)
     try:
         with engine.connect() as conn:

@@ -79,7 +79,11 @@ def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
 
 # Every table is utf8mb4 on MariaDB so Chinese round-trips; the binary collation keeps key order
 # and equality identical to SQLite and PostgreSQL.
-_MARIADB: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+_MARIADB: dict[str, Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mysql_engine": "InnoDB",
+}
 
 metadata = MetaData(
     naming_convention={
@@ -94,7 +98,9 @@ grids = Table(
     "grids",
     metadata,
     Column("grid_code", _key(), primary_key=True, comment="网格编码"),
-    Column("level", String(16), nullable=False, comment="district/street/community/area/micro/special"),
+    Column(
+        "level", String(16), nullable=False, comment="district/street/community/area/micro/special"
+    ),
     Column("name", String(64), nullable=False, comment="网格名称"),
     Column("parent_code", _key(), ForeignKey("grids.grid_code"), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),

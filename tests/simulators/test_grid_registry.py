@@ -27,28 +27,61 @@ TS = pa.timestamp("us", tz="UTC")
 # input" is checked against the contract and not against the code under test.
 SCHEMAS = {
     "grids": pa.schema(
-        [("grid_code", pa.string()), ("level", pa.string()), ("name", pa.string()),
-         ("parent_code", pa.string()), ("updated_at", TS)]
+        [
+            ("grid_code", pa.string()),
+            ("level", pa.string()),
+            ("name", pa.string()),
+            ("parent_code", pa.string()),
+            ("updated_at", TS),
+        ]
     ),
     "households": pa.schema(
-        [("household_id", pa.string()), ("grid_code", pa.string()), ("address", pa.string()),
-         ("compound", pa.string()), ("building", pa.string()), ("unit", pa.string()),
-         ("room", pa.string()), ("updated_at", TS)]
+        [
+            ("household_id", pa.string()),
+            ("grid_code", pa.string()),
+            ("address", pa.string()),
+            ("compound", pa.string()),
+            ("building", pa.string()),
+            ("unit", pa.string()),
+            ("room", pa.string()),
+            ("updated_at", TS),
+        ]
     ),
     "residents": pa.schema(
-        [("resident_id", pa.string()), ("household_id", pa.string()), ("name", pa.string()),
-         ("id_number", pa.string()), ("sex", pa.string()), ("birth_date", pa.date32()),
-         ("phone", pa.string()), ("relation", pa.string()), ("residence_type", pa.string()),
-         ("moved_in_on", pa.date32()), ("updated_at", TS), ("is_deleted", pa.bool_()),
-         ("deleted_at", TS)]
+        [
+            ("resident_id", pa.string()),
+            ("household_id", pa.string()),
+            ("name", pa.string()),
+            ("id_number", pa.string()),
+            ("sex", pa.string()),
+            ("birth_date", pa.date32()),
+            ("phone", pa.string()),
+            ("relation", pa.string()),
+            ("residence_type", pa.string()),
+            ("moved_in_on", pa.date32()),
+            ("updated_at", TS),
+            ("is_deleted", pa.bool_()),
+            ("deleted_at", TS),
+        ]
     ),
     "special_groups": pa.schema(
-        [("resident_id", pa.string()), ("group_type", pa.string()), ("since", pa.date32()),
-         ("note", pa.string()), ("updated_at", TS)]
+        [
+            ("resident_id", pa.string()),
+            ("group_type", pa.string()),
+            ("since", pa.date32()),
+            ("note", pa.string()),
+            ("updated_at", TS),
+        ]
     ),
     "grid_workers": pa.schema(
-        [("worker_id", pa.string()), ("name", pa.string()), ("phone", pa.string()),
-         ("grid_code", pa.string()), ("role", pa.string()), ("updated_at", TS)]
+        [
+            ("worker_id", pa.string()),
+            ("name", pa.string()),
+            ("phone", pa.string()),
+            ("grid_code", pa.string()),
+            ("role", pa.string()),
+            ("updated_at", TS),
+        ]
     ),
 }
 KEYS = {
@@ -60,8 +93,8 @@ KEYS = {
 }
 TABLES = list(SCHEMAS)
 
-# 00:00 Beijing time on the first simulated day; the initial import stamps most rows with it,
-# which gives the keyset read plenty of ties on updated_at to break by key.
+# 00:00 Beijing time, 30 days before the first simulated day; the initial import stamps most rows
+# with it, which gives the keyset read plenty of ties on updated_at to break by key.
 IMPORTED_AT = day_start_utc(DEFAULT_START, 0) - timedelta(days=30)
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗梁"
@@ -76,7 +109,7 @@ def _id18(division: str, birth: date, sequence: int) -> str:
     return body + "10X98765432"[total % 11]
 
 
-def _district() -> tuple[dict[str, pa.Table], pa.Table]:
+def _community() -> tuple[dict[str, pa.Table], pa.Table]:
     """A small community: grids, ~30 households, ~80 residents, groups, workers, 3 days of changes."""
     rng = random.Random(20261101)
     grids = [
@@ -88,36 +121,43 @@ def _district() -> tuple[dict[str, pa.Table], pa.Table]:
         ("440106001001S01", "special", "龙洞小学专属网格", "440106001001"),
     ]
     micro = [f"440106001001A0{a}M0{m}" for a in (1, 2) for m in (1, 2)]
-    grids += [(code, "micro", f"龙洞花园{i + 1}号楼微网格", code[:15]) for i, code in enumerate(micro)]
-    rng.shuffle(grids)  # children before parents: the loader must order them itself
-    grid_rows = [
-        dict(zip(SCHEMAS["grids"].names, (*g, IMPORTED_AT), strict=True)) for g in grids
+    grids += [
+        (code, "micro", f"龙洞花园{i + 1}号楼微网格", code[:15]) for i, code in enumerate(micro)
     ]
+    rng.shuffle(grids)  # children before parents: the loader must order them itself
+    grid_rows = [dict(zip(SCHEMAS["grids"].names, (*g, IMPORTED_AT), strict=True)) for g in grids]
 
     households = []
     for i in range(30):
         building, unit, room = i // 8 + 1, i % 2 + 1, f"{i % 4 + 1}0{i % 3 + 1}"
-        households.append({
-            "household_id": f"H{i + 1:05d}",
-            "grid_code": micro[i // 8],
-            "address": f"示范区龙洞街道龙洞社区龙洞花园{building}号楼{unit}单元{room}",
-            "compound": "龙洞花园",
-            "building": f"{building}号楼",
-            "unit": f"{unit}单元",
-            "room": room,
-            "updated_at": IMPORTED_AT if i % 5 else IMPORTED_AT + timedelta(hours=i, microseconds=7),
-        })
+        households.append(
+            {
+                "household_id": f"H{i + 1:05d}",
+                "grid_code": micro[i // 8],
+                "address": f"示范区龙洞街道龙洞社区龙洞花园{building}号楼{unit}单元{room}",
+                "compound": "龙洞花园",
+                "building": f"{building}号楼",
+                "unit": f"{unit}单元",
+                "room": room,
+                "updated_at": IMPORTED_AT
+                if i % 5
+                else IMPORTED_AT + timedelta(hours=i, microseconds=7),
+            }
+        )
 
     residents: list[dict] = []
     for h in households:
-        size = rng.choice((1, 2, 3, 3, 4))
+        size = rng.choice((1, 2, 3, 3, 3, 4))
         surname = rng.choice(SURNAMES)
         family_phone = f"13{rng.randrange(10**9):09d}"
         for member in range(size):
             n = len(residents) + 1
             elderly = size == 1 and n % 2 == 1
-            birth = date(1940 + rng.randrange(15), 1 + rng.randrange(12), 1 + rng.randrange(28)) \
-                if elderly else date(1960 + rng.randrange(60), 1 + rng.randrange(12), 1 + rng.randrange(28))
+            birth = (
+                date(1940 + rng.randrange(15), 1 + rng.randrange(12), 1 + rng.randrange(28))
+                if elderly
+                else date(1960 + rng.randrange(60), 1 + rng.randrange(12), 1 + rng.randrange(28))
+            )
             sequence = rng.randrange(500) * 2 + (1 if member % 2 == 0 else 0)
             id_number: str | None = _id18("440106", birth, sequence)
             if n % 11 == 0:
@@ -126,38 +166,68 @@ def _district() -> tuple[dict[str, pa.Table], pa.Table]:
                 id_number = id_number[:-1] + "x" if id_number.endswith("X") else f" {id_number}"
             elif n % 17 == 0:
                 id_number = None
-            residents.append({
-                "resident_id": f"R{n:06d}",
-                "household_id": h["household_id"],
-                "name": "阿依古丽·买买提" if n == 42 else surname + "".join(rng.sample(GIVEN, rng.choice((1, 2)))),
-                "id_number": id_number,
-                "sex": "男" if sequence % 2 else "女",
-                "birth_date": None if n % 19 == 0 else birth,
-                "phone": None if n % 6 == 0 else (f"+86 {family_phone}" if n % 9 == 0 else family_phone),
-                "relation": "户主" if member == 0 else rng.choice(("配偶", "子女", "父母", "其他")),
-                "residence_type": "流动" if n % 4 == 0 else "户籍",
-                "moved_in_on": date(2000 + rng.randrange(26), 1 + rng.randrange(12), 1 + rng.randrange(28)),
-                "updated_at": IMPORTED_AT if n % 3 else IMPORTED_AT + timedelta(minutes=n, microseconds=n),
-                "is_deleted": False,
-                "deleted_at": None,
-            })
+            residents.append(
+                {
+                    "resident_id": f"R{n:06d}",
+                    "household_id": h["household_id"],
+                    "name": "阿依古丽·买买提"
+                    if n == 42
+                    else surname + "".join(rng.sample(GIVEN, rng.choice((1, 2)))),
+                    "id_number": id_number,
+                    "sex": "男" if sequence % 2 else "女",
+                    "birth_date": None if n % 19 == 0 else birth,
+                    "phone": None
+                    if n % 6 == 0
+                    else (f"+86 {family_phone}" if n % 9 == 0 else family_phone),
+                    "relation": "户主"
+                    if member == 0
+                    else rng.choice(("配偶", "子女", "父母", "其他")),
+                    "residence_type": "流动" if n % 4 == 0 else "户籍",
+                    "moved_in_on": date(
+                        2000 + rng.randrange(26), 1 + rng.randrange(12), 1 + rng.randrange(28)
+                    ),
+                    "updated_at": IMPORTED_AT
+                    if n % 3
+                    else IMPORTED_AT + timedelta(minutes=n, microseconds=n),
+                    "is_deleted": False,
+                    "deleted_at": None,
+                }
+            )
     rng.shuffle(residents)
 
     specials = []
+    members = {r["household_id"]: 0 for r in residents}
     for r in residents:
-        age = 2026 - r["birth_date"].year if r["birth_date"] else 0
-        if age >= 75 and len(specials) < 4:
+        members[r["household_id"]] += 1
+    for r in residents:
+        alone = members[r["household_id"]] == 1
+        if alone and r["birth_date"] and r["birth_date"].year < 1956 and len(specials) < 4:
             specials.append((r["resident_id"], "独居老人", "每周上门一次"))
     children = [r for r in residents if r["birth_date"] and r["birth_date"].year >= 2012]
-    specials += [(residents[5]["resident_id"], "残疾人", "肢体二级"), (children[0]["resident_id"], "困境儿童", None)]
+    specials += [
+        (residents[5]["resident_id"], "残疾人", "肢体二级"),
+        (children[0]["resident_id"], "困境儿童", None),
+    ]
     special_rows = [
-        {"resident_id": rid, "group_type": kind, "since": date(2024, 3, 1), "note": note, "updated_at": IMPORTED_AT}
+        {
+            "resident_id": rid,
+            "group_type": kind,
+            "since": date(2024, 3, 1),
+            "note": note,
+            "updated_at": IMPORTED_AT,
+        }
         for rid, kind, note in specials
     ]
 
     workers = [("W0001", "陈建国", "13900000001", "440106001001", "网格长")]
-    workers += [(f"W00{10 + i}", f"林{GIVEN[i]}", f"1390000001{i}", code, "网格员") for i, code in enumerate(micro[::2])]
-    workers += [(f"W00{20 + i}", f"何{GIVEN[i + 5]}", f"1390000002{i}", code, "楼栋长") for i, code in enumerate(micro)]
+    workers += [
+        (f"W00{10 + i}", f"林{GIVEN[i]}", f"1390000001{i}", code, "网格员")
+        for i, code in enumerate(micro[::2])
+    ]
+    workers += [
+        (f"W00{20 + i}", f"何{GIVEN[i + 5]}", f"1390000002{i}", code, "楼栋长")
+        for i, code in enumerate(micro)
+    ]
     worker_rows = [
         dict(zip(SCHEMAS["grid_workers"].names, (*w, IMPORTED_AT), strict=True)) for w in workers
     ]
@@ -174,7 +244,9 @@ def _district() -> tuple[dict[str, pa.Table], pa.Table]:
 
 def _at(day: int, hour: int, minute: int = 0) -> datetime:
     """An instant on simulated day `day`, `hour` Beijing time."""
-    return day_start_utc(DEFAULT_START, day) + timedelta(hours=hour, minutes=minute, microseconds=day)
+    return day_start_utc(DEFAULT_START, day) + timedelta(
+        hours=hour, minutes=minute, microseconds=day
+    )
 
 
 def _changes(residents: dict[str, dict]) -> pa.Table:
@@ -189,15 +261,26 @@ def _changes(residents: dict[str, dict]) -> pa.Table:
         changed("R000010", 1, _at(1, 15), phone=None),
         changed("R000010", 2, _at(2, 11), phone="+86 186-0000-1234"),  # changed twice
         {  # a new migrant into an existing household
-            "resident_id": "R009001", "household_id": "H00005", "name": "阿卜杜拉·艾力",
-            "id_number": "65010119950612003X", "sex": "男", "birth_date": date(1995, 6, 12),
-            "phone": "17712345678", "relation": "其他", "residence_type": "流动",
-            "moved_in_on": DEFAULT_START + timedelta(days=2), "updated_at": _at(2, 14),
-            "is_deleted": False, "deleted_at": None, "day": 2,
+            "resident_id": "R009001",
+            "household_id": "H00005",
+            "name": "阿卜杜拉·艾力",
+            "id_number": "65010119950612003X",
+            "sex": "男",
+            "birth_date": date(1995, 6, 12),
+            "phone": "17712345678",
+            "relation": "其他",
+            "residence_type": "流动",
+            "moved_in_on": DEFAULT_START + timedelta(days=2),
+            "updated_at": _at(2, 14),
+            "is_deleted": False,
+            "deleted_at": None,
+            "day": 2,
         },
         changed("R000030", 3, _at(3, 8), is_deleted=True, deleted_at=_at(3, 8)),  # soft delete
     ]
-    return pa.Table.from_pylist(rows, schema=SCHEMAS["residents"].append(pa.field("day", pa.int32())))
+    return pa.Table.from_pylist(
+        rows, schema=SCHEMAS["residents"].append(pa.field("day", pa.int32()))
+    )
 
 
 def _expected_residents(residents: pa.Table, changes: pa.Table, upto: int) -> pa.Table:
@@ -219,8 +302,9 @@ def _assert_same(actual: pa.Table, expected: pa.Table) -> None:
 
 
 @pytest.fixture(scope="module")
-def district() -> tuple[dict[str, pa.Table], pa.Table]:
-    return _district()
+def community() -> tuple[dict[str, pa.Table], pa.Table]:
+    """The small community's tables and its resident changes (named apart from conftest's community)."""
+    return _community()
 
 
 def _throwaway(env: str, default: str, marker: str, create: str, drop: str) -> Iterator[str]:
@@ -248,15 +332,20 @@ def _throwaway(env: str, default: str, marker: str, create: str, drop: str) -> I
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     yield from _throwaway(
-        "ONENET_TEST_PG_URL", PG_SERVER, "postgres",
-        'CREATE DATABASE "{name}" ENCODING \'UTF8\'', 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+        "ONENET_TEST_PG_URL",
+        PG_SERVER,
+        "postgres",
+        "CREATE DATABASE \"{name}\" ENCODING 'UTF8'",
+        'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
     )
 
 
 @pytest.fixture(scope="session")
 def mariadb_url() -> Iterator[str]:
     yield from _throwaway(
-        "ONENET_TEST_MARIADB_URL", MARIADB_SERVER, "mariadb",
+        "ONENET_TEST_MARIADB_URL",
+        MARIADB_SERVER,
+        "mariadb",
         "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
         "DROP DATABASE IF EXISTS `{name}`",
     )
@@ -288,7 +377,9 @@ def _keyset_read(url: str, page: int) -> list[tuple[datetime, str]]:
                 query = select(residents.c.updated_at, residents.c.resident_id)
                 if seen:
                     after_at, after_id = seen[-1]
-                    query = query.where(key > tuple_(literal(after_at, UTCDateTime()), literal(after_id)))
+                    query = query.where(
+                        key > tuple_(literal(after_at, UTCDateTime()), literal(after_id))
+                    )
                 rows = conn.execute(
                     query.order_by(residents.c.updated_at, residents.c.resident_id).limit(page)
                 ).all()
@@ -299,8 +390,8 @@ def _keyset_read(url: str, page: int) -> list[tuple[datetime, str]]:
         engine.dispose()
 
 
-def test_load_reads_back_identical(db_url: str, district) -> None:
-    tables, _ = district
+def test_load_reads_back_identical(db_url: str, community) -> None:
+    tables, _ = community
     counts = database.create_and_load(db_url, tables, batch_rows=16)
     assert counts == {name: tables[name].num_rows for name in TABLES}
     for name in TABLES:
@@ -311,8 +402,8 @@ def test_load_reads_back_identical(db_url: str, district) -> None:
     assert "阿依古丽·买买提" in database.read_table(db_url, "residents").column("name").to_pylist()
 
 
-def test_apply_changes_upserts_full_states(db_url: str, district) -> None:
-    tables, changes = district
+def test_apply_changes_upserts_full_states(db_url: str, community) -> None:
+    tables, changes = community
     database.create_and_load(db_url, tables)
     assert database.apply_changes(db_url, changes) == changes.num_rows
     _assert_same(
@@ -328,19 +419,21 @@ def test_apply_changes_upserts_full_states(db_url: str, district) -> None:
 
 
 @pytest.mark.parametrize("page", [1, 7, 50])
-def test_keyset_read_returns_every_row_once(db_url: str, district, page: int) -> None:
-    tables, changes = district
+def test_keyset_read_returns_every_row_once(db_url: str, community, page: int) -> None:
+    tables, changes = community
     database.create_and_load(db_url, tables)
     database.apply_changes(db_url, changes)
     seen = _keyset_read(db_url, page)
     expected = _expected_residents(tables["residents"], changes, upto=3)
     assert len(seen) == len({rid for _, rid in seen}) == expected.num_rows
-    assert seen == sorted(zip(expected["updated_at"].to_pylist(), expected["resident_id"].to_pylist()))
+    assert seen == sorted(
+        zip(expected["updated_at"].to_pylist(), expected["resident_id"].to_pylist(), strict=True)
+    )
     assert all(at.tzinfo is not None for at, _ in seen)
 
 
-def test_foreign_key_violation_is_refused(db_url: str, district) -> None:
-    tables, _ = district
+def test_foreign_key_violation_is_refused(db_url: str, community) -> None:
+    tables, _ = community
     orphans = tables["residents"].set_column(
         1, "household_id", pa.array(["H99999"] * tables["residents"].num_rows)
     )
@@ -348,15 +441,19 @@ def test_foreign_key_violation_is_refused(db_url: str, district) -> None:
         database.create_and_load(db_url, {**tables, "residents": orphans})
 
 
-def test_contract_mismatch_names_the_columns(tmp_path, district) -> None:
-    tables, _ = district
-    broken = tables["households"].drop_columns(["room"]).append_column("floor", pa.array(["5"] * 30))
-    with pytest.raises(database.RegistryInputError, match=r"missing columns \['room'\].*\['floor'\]"):
+def test_contract_mismatch_names_the_columns(tmp_path, community) -> None:
+    tables, _ = community
+    broken = (
+        tables["households"].drop_columns(["room"]).append_column("floor", pa.array(["5"] * 30))
+    )
+    with pytest.raises(
+        database.RegistryInputError, match=r"missing columns \['room'\].*\['floor'\]"
+    ):
         database.create_and_load(database.sqlite_url(tmp_path), {**tables, "households": broken})
 
 
-def test_build_then_advance_day_by_day(tmp_path, district) -> None:
-    tables, changes = district
+def test_build_then_advance_day_by_day(tmp_path, community) -> None:
+    tables, changes = community
     counts = registry.build(tmp_path, tables, changes)
     assert counts["residents"] == tables["residents"].num_rows
     url = database.sqlite_url(tmp_path)
@@ -396,10 +493,13 @@ def test_build_then_advance_day_by_day(tmp_path, district) -> None:
 
 @pytest.mark.parametrize(
     "server",
-    [pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("mariadb", marks=pytest.mark.mariadb)],
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
 )
-def test_load_into_copies_the_current_state(tmp_path, district, request, server: str) -> None:
-    tables, changes = district
+def test_load_into_copies_the_current_state(tmp_path, community, request, server: str) -> None:
+    tables, changes = community
     registry.build(tmp_path, tables, changes)
     registry.advance(tmp_path, 2)
     url = request.getfixturevalue(f"{server}_url")
@@ -412,8 +512,8 @@ def test_load_into_copies_the_current_state(tmp_path, district, request, server:
 
 
 @pytest.mark.postgres
-def test_postgres_stores_timestamptz_and_ignores_session_zone(postgres_url: str, district) -> None:
-    tables, _ = district
+def test_postgres_stores_timestamptz_and_ignores_session_zone(postgres_url: str, community) -> None:
+    tables, _ = community
     database.create_and_load(postgres_url, tables)
     beijing = make_url(postgres_url).update_query_dict({"options": "-c TimeZone=Asia/Shanghai"})
     url = beijing.render_as_string(hide_password=False)
@@ -427,8 +527,10 @@ def test_postgres_stores_timestamptz_and_ignores_session_zone(postgres_url: str,
 
 
 @pytest.mark.mariadb
-def test_mariadb_stores_utf8mb4_naive_utc_and_ignores_session_zone(mariadb_url: str, district) -> None:
-    tables, _ = district
+def test_mariadb_stores_utf8mb4_naive_utc_and_ignores_session_zone(
+    mariadb_url: str, community
+) -> None:
+    tables, _ = community
     database.create_and_load(mariadb_url, tables)
     beijing = make_url(mariadb_url).update_query_dict({"init_command": "SET time_zone = '+08:00'"})
     url = beijing.render_as_string(hide_password=False)
@@ -449,8 +551,8 @@ def test_mariadb_stores_utf8mb4_naive_utc_and_ignores_session_zone(mariadb_url: 
         engine.dispose()
 
 
-def test_sqlite_stores_naive_utc_text(tmp_path, district) -> None:
-    tables, _ = district
+def test_sqlite_stores_naive_utc_text(tmp_path, community) -> None:
+    tables, _ = community
     url = database.sqlite_url(tmp_path)
     database.create_and_load(url, tables)
     engine = create_engine(url)
