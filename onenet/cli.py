@@ -155,7 +155,8 @@ def demo(residents: int, seed: int, day: int, keep_running: bool) -> None:
     from simulators import runner
 
     root = settings.district_dir()
-    runner.down(root) if (root / "manifest.json").exists() else None
+    if (root / "manifest.json").exists():
+        runner.down(root)  # silos of an earlier demo would serve the old district
     ctx = click.get_current_context()
     ctx.invoke(simulate, residents=residents, seed=seed, days=30,
                start_date=click.DateTime(["%Y-%m-%d"]).convert("2026-11-01", None, ctx), out=root)

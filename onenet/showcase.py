@@ -94,10 +94,12 @@ def show(root: Path) -> None:
                   _counts(rows.to_pylist(), "code_color"))
     console.print(t)
     console.print(
-        f"try:  curl -H 'Authorization: Bearer {token}' '{hot}/api/v1/tickets?page_size=2'\n"
+        "with the silos up (`onenet simulators up`), try:\n"
+        f"      curl -H 'Authorization: Bearer {token}' '{hot}/api/v1/tickets?page_size=2'\n"
         f"      curl -H 'X-Api-Key: {key}' '{city}/api/cases?limit=2'\n"
         f"      sqlite3 {root}/grid_registry/registry.sqlite 'select count(*) from residents'\n"
-        f"      libreoffice {drop.drop_dir(root)}/<file>   (GB18030 CSV or XLSX)"
+        f"      libreoffice {drop.drop_dir(root)}/<file>   (GB18030 CSV or XLSX)",
+        soft_wrap=True,
     )
 
 

@@ -155,6 +155,21 @@ def _execute_many(conn: Connection, stmt: Any, batch: pa.RecordBatch) -> None:
     conn.exec_driver_sql(str(compiled), rows)
 
 
+def _copy_postgres(conn: Connection, table: Table, batch: pa.RecordBatch) -> None:
+    """Bulk-insert `batch` with COPY FROM STDIN, in the connection's open transaction."""
+    # psycopg runs an executemany INSERT row by row (pipelined); COPY is ~10x faster on a server.
+    prepare = conn.dialect.identifier_preparer
+    names = ", ".join(prepare.quote(n) for n in batch.schema.names)
+    columns = [_to_driver(batch.column(n), "postgresql") for n in batch.schema.names]
+    cursor = conn.connection.cursor()
+    try:
+        with cursor.copy(f"COPY {prepare.format_table(table)} ({names}) FROM STDIN") as copy:
+            for row in zip(*columns, strict=True):
+                copy.write_row(row)
+    finally:
+        cursor.close()
+
+
 def _violation(action: str, name: str, conn: Connection, exc: DBAPIError) -> RegistryLoadError:
     return RegistryLoadError(
         f"{action} {name!r} on {conn.dialect.name}: {exc.orig}; "
@@ -169,7 +184,10 @@ def _load_table(
     try:
         with conn.begin():
             for batch in data.to_batches(max_chunksize=batch_rows):
-                _execute_many(conn, insert(table), batch)
+                if conn.dialect.name == "postgresql":
+                    _copy_postgres(conn, table, batch)
+                else:
+                    _execute_many(conn, insert(table), batch)
                 done += batch.num_rows
                 if progress is not None:
                     progress(table.name, done, data.num_rows)
