@@ -3,8 +3,8 @@
     .venv/bin/python bench/duckdb_versions.py [--pairs 32000] [--versions 1.5.6 2.0.0]
 
 Each version gets a throwaway venv under --cache (reused on later runs). Every step of
-bench/duckdb_workload.py runs in its own process so its peak RSS is its own; seconds are the
-best of --repeat runs, peak MB the highest. Ratios are last version / first version.
+bench/duckdb_workload.py runs in its own process so its peak RSS is its own; the versions take
+turns, seconds are the best of --repeat runs, peak MB the highest. Ratios are last / first version.
 """
 
 from __future__ import annotations
@@ -55,9 +55,8 @@ def run_step(python: Path, step: str, args: argparse.Namespace) -> dict:
     return json.loads(lines[-1])
 
 
-def run_repeated(python: Path, step: str, args: argparse.Namespace) -> dict:
-    """Best of --repeat fresh runs: the fastest time is the least disturbed by the machine."""
-    runs = [run_step(python, step, args) for _ in range(args.repeat if step in TIMED else 1)]
+def best_of(runs: list[dict]) -> dict:
+    """The fastest run (the least disturbed by the machine) with the highest peak RSS seen."""
     failed = [r for r in runs if not r.get("ok")]
     if failed:
         return failed[0]
@@ -150,15 +149,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="fresh runs per step; the fastest counts")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per step before giving up")
     args = parser.parse_args()
-    results: Results = {}
-    spatial: Spatial = {}
-    for version in args.versions:
-        python = ensure_venv(args.cache, version)
-        results[version] = {}
-        for step in [*TIMED, "api_check"]:
-            print(f"duckdb {version}: {step} ...", flush=True)
-            results[version][step] = run_repeated(python, step, args)
-        spatial[version] = spatial_wheels(python, version)
+    pythons = {v: ensure_venv(args.cache, v) for v in args.versions}
+    runs: dict[str, dict[str, list[dict]]] = {v: {s: [] for s in [*TIMED, "api_check"]} for v in pythons}
+    # Versions take turns run by run, so a busy spell on the machine hits them alike.
+    for i in range(args.repeat):
+        print(f"run {i + 1}/{args.repeat} ...", flush=True)
+        for step in TIMED if i else [*TIMED, "api_check"]:
+            for version, python in pythons.items():
+                runs[version][step].append(run_step(python, step, args))
+    results: Results = {v: {step: best_of(r) for step, r in runs[v].items()} for v in pythons}
+    spatial: Spatial = {v: spatial_wheels(python, v) for v, python in pythons.items()}
     print()
     print_table(args.versions, results, spatial)
     print()

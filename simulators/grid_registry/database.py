@@ -170,9 +170,9 @@ def _copy_postgres(conn: Connection, table: Table, batch: pa.RecordBatch) -> Non
         cursor.close()
 
 
-def _violation(action: str, name: str, conn: Connection, exc: DBAPIError) -> RegistryLoadError:
+def _violation(action: str, name: str, conn: Connection, exc: Exception) -> RegistryLoadError:
     return RegistryLoadError(
-        f"{action} {name!r} on {conn.dialect.name}: {exc.orig}; "
+        f"{action} {name!r} on {conn.dialect.name}: {getattr(exc, 'orig', exc)}; "
         "check the input's keys and foreign keys against the contract"
     )
 
@@ -193,7 +193,8 @@ def _load_table(
                     progress(table.name, done, data.num_rows)
             if conn.dialect.name == "sqlite":
                 _check_sqlite_foreign_keys(conn, table.name)
-    except DBAPIError as exc:
+    # COPY runs on the raw driver cursor, whose errors SQLAlchemy does not wrap.
+    except (DBAPIError, conn.dialect.loaded_dbapi.Error) as exc:
         raise _violation("loading", table.name, conn, exc) from exc
 
 

@@ -1,0 +1,1 @@
+"""Machinery every connector shares: configuration, HTTP client, landing, load bookkeeping."""

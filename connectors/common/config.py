@@ -1,0 +1,58 @@
+"""Connection settings: an Airflow Connection URI (AIRFLOW_CONN_<ID>) or the embedded default."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .exceptions import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The parts of an Airflow-style connection a connector needs."""
+
+    conn_id: str
+    scheme: str
+    host: str | None = None
+    port: int | None = None
+    login: str | None = None
+    password: str | None = None
+    path: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        scheme = self.extra.get("scheme", "http" if self.scheme in ("http", "https") else self.scheme)
+        if self.scheme == "https":
+            scheme = "https"
+        port = f":{self.port}" if self.port else ""
+        return f"{scheme}://{self.host}{port}{self.path}".rstrip("/")
+
+
+def parse_uri(conn_id: str, uri: str) -> Connection:
+    """Parse an Airflow connection URI (or its JSON form) into a Connection."""
+    if uri.lstrip().startswith("{"):
+        data = json.loads(uri)
+        return Connection(conn_id, data.get("conn_type", ""), data.get("host"), data.get("port"),
+                          data.get("login"), data.get("password"), data.get("schema") or "",
+                          {k: str(v) for k, v in (data.get("extra") or {}).items()})
+    parts = urlsplit(uri)
+    if not parts.scheme:
+        raise ConfigurationError(f"{conn_id}: {uri!r} is not a connection URI (scheme://login:password@host:port/path)")
+    extra = dict(parse_qsl(parts.query))
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"{conn_id}: bad port in connection URI ({exc})") from exc
+    return Connection(conn_id, parts.scheme.replace("-", "_"), unquote(parts.hostname or "") or None, port,
+                      unquote(parts.username) if parts.username else None,
+                      unquote(parts.password) if parts.password else None, unquote(parts.path), extra)
+
+
+def connection(conn_id: str, default_uri: str) -> Connection:
+    """$AIRFLOW_CONN_<CONN_ID> if set (as Airflow itself reads it), else `default_uri`."""
+    uri = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    return parse_uri(conn_id, uri if uri else default_uri)

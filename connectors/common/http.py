@@ -1,0 +1,89 @@
+"""An HTTP client for paged JSON sources: retries with backoff and jitter, Retry-After, invalid pages."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from .exceptions import InvalidPage, SourceUnavailable
+
+log = logging.getLogger(__name__)
+RETRYABLE_STATUS = {500, 502, 503, 504}
+
+
+class HttpClient:
+    """GET JSON pages from one source; every failure names the source and the page."""
+
+    def __init__(self, source: str, base_url: str, *, headers: dict[str, str] | None = None,
+                 timeout: float = 10.0, max_retries: int = 6, backoff: float = 0.5, max_backoff: float = 30.0,
+                 max_rate_limit_waits: int = 30, sleep: Callable[[float], None] = time.sleep,
+                 seed: int | None = None):
+        self.source = source
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update(headers or {})
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_rate_limit_waits = max_rate_limit_waits
+        self.sleep = sleep
+        self.rng = random.Random(seed)
+        self.retries = 0  # counted for the load's notes
+
+    def _wait(self, attempt: int) -> None:
+        # Exponential backoff with full jitter, so many clients do not retry in step.
+        delay = min(self.max_backoff, self.backoff * 2**attempt)
+        self.sleep(self.rng.uniform(0, delay))
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None, *, position: str) -> dict[str, Any]:
+        """The JSON body of GET base_url + path; `position` (e.g. 'page 3') names it in errors."""
+        url = self.base_url + path
+        attempt = waits = 0
+        last = "no answer"
+        while True:
+            try:
+                resp = self.session.get(url, params=params, timeout=self.timeout)
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if resp.status_code == 429 and waits < self.max_rate_limit_waits:
+                    waits += 1
+                    self.sleep(_retry_after(resp.headers.get("Retry-After")))
+                    continue
+                if resp.status_code in RETRYABLE_STATUS or resp.status_code == 429:
+                    last = f"HTTP {resp.status_code}"
+                elif resp.status_code >= 400:
+                    raise SourceUnavailable(
+                        f"{self.source}: {url} answered HTTP {resp.status_code} at {position}: "
+                        f"{resp.text[:200]} — check the connection's credentials and URL")
+                else:
+                    try:
+                        body = resp.json()
+                        if isinstance(body, dict):
+                            return body
+                        last = "the body is JSON but not an object"
+                    except ValueError:
+                        last = f"invalid or truncated JSON ({len(resp.content)} bytes)"
+                    if attempt >= self.max_retries:
+                        raise InvalidPage(f"{self.source}: {position} of {url} stayed invalid after "
+                                          f"{attempt + 1} tries ({last}); the load was not landed — re-run it")
+            if attempt >= self.max_retries:
+                raise SourceUnavailable(f"{self.source}: {url} failed at {position} after {attempt + 1} tries "
+                                        f"({last}); the source may be down — the load was not landed, re-run later")
+            log.warning("%s: %s at %s, retrying (%d/%d)", self.source, last, position, attempt + 1, self.max_retries)
+            self.retries += 1
+            self._wait(attempt)
+            attempt += 1
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(0.0, min(float(value or 1), 120.0))
+    except ValueError:
+        return 1.0

@@ -1,0 +1,51 @@
+"""The DuckDB warehouse file: opening it, migrating it, and one-transaction units of work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+
+def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the warehouse at `path`, migrated to the latest schema."""
+    path = Path(path)
+    if read_only:
+        return duckdb.connect(str(path), read_only=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute("set timezone = 'UTC'")
+    migrate(con)
+    return con
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply the migrations not yet applied, each in its own transaction; return their names."""
+    con.execute("create schema if not exists meta")
+    con.execute("create table if not exists meta.migrations (name varchar primary key, applied_at timestamptz)")
+    done = {r[0] for r in con.execute("select name from meta.migrations").fetchall()}
+    applied = []
+    folder = resources.files("warehouse").joinpath("migrations")
+    for item in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not item.name.endswith(".sql") or item.name in done:
+            continue
+        with transaction(con):
+            con.execute(item.read_text(encoding="utf-8"))
+            con.execute("insert into meta.migrations values (?, now())", [item.name])
+        applied.append(item.name)
+    return applied
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Commit everything inside, or nothing: the unit every load, merge and extract runs in."""
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
