@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--versions", nargs="+", default=["1.5.6", "2.0.0"])
     parser.add_argument("--cache", type=Path, default=Path("/tmp/onenet-duckdb-bench"))
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeat", type=int, default=5, help="fresh runs per step; the fastest counts")
+    parser.add_argument("--repeat", type=int, default=7, help="fresh runs per step; the fastest counts")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per step before giving up")
     args = parser.parse_args()
     pythons = {v: ensure_venv(args.cache, v) for v in args.versions}

@@ -143,6 +143,31 @@ def simulators_advance(root: Path | None, to_day: int | None, days: int) -> None
     click.echo(f"simulated day is now {target}")
 
 
+@main.command("sync")
+@click.argument("source", type=click.Choice(["hotline", "city_cases", "grid_registry", "health_codes", "all"]))
+@click.option("--full-refresh", is_flag=True, help="Read everything again (rows already landed are skipped).")
+def sync_command(source: str, full_refresh: bool) -> None:
+    """Sync a source (or all four) from its system into the warehouse's raw layer."""
+    from connectors.common.exceptions import ConnectorError
+    from onenet import pipeline
+
+    sources = list(pipeline.SOURCES) if source == "all" else [source]
+    failed: list[str] = []
+    with _progress() as progress:
+        task = progress.add_task("sync", total=len(sources))
+        for name in sources:
+            progress.update(task, description=f"sync {name}")
+            try:
+                pipeline.sync(name, full_refresh=full_refresh, on_result=lambda r: progress.console.print(r.summary()))
+            except ConnectorError as exc:
+                failed.append(name)
+                progress.console.print(f"{name}: failed — {exc}", soft_wrap=True)
+            progress.advance(task)
+    if failed:
+        raise OnenetError(f"sync failed for {', '.join(failed)} (see the reason above; nothing of a failed load "
+                          f"was landed and its state did not move)")
+
+
 @main.command()
 @click.option("--residents", type=click.IntRange(100, 50_000), default=2000, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)

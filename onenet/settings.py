@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 
 def home() -> Path:
@@ -15,3 +17,47 @@ def district_dir() -> Path:
     """The simulated district the simulators serve: $ONENET_DISTRICT or <home>/district."""
     env = os.environ.get("ONENET_DISTRICT")
     return Path(env).resolve() if env else home() / "district"
+
+
+def warehouse_path() -> Path:
+    """The DuckDB warehouse file: $ONENET_WAREHOUSE or <home>/warehouse.duckdb."""
+    env = os.environ.get("ONENET_WAREHOUSE")
+    return Path(env).resolve() if env else home() / "warehouse.duckdb"
+
+
+# Connection ids: set AIRFLOW_CONN_<ID> (an Airflow Connection URI) to point a source at a real system.
+CONN_IDS = {
+    "hotline": "onenet_hotline",
+    "city_cases": "onenet_city_cases",
+    "grid_registry": "onenet_grid_registry",
+    "health_codes": "onenet_health_codes",
+}
+SIM_PORTS = {"hotline": 18345, "city_cases": 18346}
+
+
+def _sim_url(source: str) -> str:
+    # A running simulator says where it listens (it may have picked another port).
+    run = district_dir() / "run" / f"{source}.json"
+    if run.exists():
+        return str(json.loads(run.read_text(encoding="utf-8"))["url"]).replace("http://", "")
+    return f"127.0.0.1:{SIM_PORTS[source]}"
+
+
+def embedded_uri(source: str) -> str:
+    """The embedded default of a source: the simulated silo on loopback or in the district folder.
+
+    The credentials are the simulators' development values (overridable by the same variables
+    the simulators read); they guard nothing real. Real systems come from AIRFLOW_CONN_*.
+    """
+    d = district_dir()
+    if source == "hotline":
+        token = quote(os.environ.get("ONENET_SIM_HOTLINE_TOKEN", "dev-hotline-token"), safe="")
+        return f"http://:{token}@{_sim_url(source)}"
+    if source == "city_cases":
+        key = quote(os.environ.get("ONENET_SIM_CITY_API_KEY", "dev-city-key"), safe="")
+        return f"http://:{key}@{_sim_url(source)}"
+    if source == "grid_registry":
+        return f"sqlite:///{d / 'grid_registry' / 'registry.sqlite'}"
+    if source == "health_codes":
+        return f"file://{d / 'health_codes' / 'drop'}"
+    raise KeyError(source)

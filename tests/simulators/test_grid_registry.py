@@ -418,6 +418,17 @@ def test_apply_changes_upserts_full_states(db_url: str, community) -> None:
     )
 
 
+def test_failed_upsert_leaves_the_registry_unchanged(db_url: str, community) -> None:
+    tables, changes = community
+    database.create_and_load(db_url, tables)
+    stray = changes.set_column(1, "household_id", pa.array(["H99999"] * changes.num_rows))
+    with pytest.raises(database.RegistryLoadError, match="residents"):
+        database.apply_changes(db_url, stray)
+    _assert_same(
+        database.read_table(db_url, "residents"), _sorted("residents", tables["residents"])
+    )
+
+
 @pytest.mark.parametrize("page", [1, 7, 50])
 def test_keyset_read_returns_every_row_once(db_url: str, community, page: int) -> None:
     tables, changes = community
