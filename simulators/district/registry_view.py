@@ -74,14 +74,18 @@ def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, 
         "deleted_at": ts_array(np.full(n, NA)),
     })
 
-    # Changes: newcomers appear on their day; people who leave are soft-deleted; some update a phone.
+    # Changes: newcomers appear on their day; people who leave are soft-deleted; some update a
+    # phone or move to another household. A change never follows the person's departure.
     change_day = np.where(arrived >= 1, arrived, -1)
     left = p.left_day[rows]
-    phone_fix = (phone_kind == "outdated") & (rng.random(n) < 0.3)
     fix_day = rng.integers(1, max(days, 2), n)
+    before_leaving = (change_day < 1) & ((left < 0) | (fix_day < left))
+    phone_fix = (phone_kind == "outdated") & (rng.random(n) < 0.3) & before_leaving
+    move = ~phone_fix & before_leaving & (rng.random(n) < 0.003)
+    new_household = hh.household_id[rng.integers(0, len(hh.household_id), n)]
     parts = []
     for mask, day, what in ((change_day >= 1, change_day, "arrive"), (left >= 1, left, "leave"),
-                            (phone_fix & (change_day < 1), fix_day, "phone")):
+                            (phone_fix, fix_day, "phone"), (move, fix_day, "move")):
         idx = np.flatnonzero(mask)
         if not len(idx):
             continue
@@ -94,6 +98,9 @@ def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, 
         if what == "phone":
             t = t.set_column(t.schema.get_field_index("phone"), "phone",
                              pa.array(p.contact_phone[rows][idx], pa.string()))
+        if what == "move":
+            t = t.set_column(t.schema.get_field_index("household_id"), "household_id",
+                             pa.array(new_household[idx], pa.string()))
         parts.append(t.append_column("day", pa.array(day[idx], pa.int32())))
     changes = pa.concat_tables(parts).sort_by([("day", "ascending"), ("updated_at", "ascending")]) if parts else \
         residents.schema.append(pa.field("day", pa.int32())).empty_table()

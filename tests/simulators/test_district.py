@@ -188,3 +188,22 @@ def test_bad_arguments_are_refused(tmp_path):
         generate(tmp_path, residents=5, seed=1)
     with pytest.raises(GeneratorError, match="--days"):
         generate(tmp_path, residents=500, seed=1, days=0)
+
+
+def test_registry_changes_never_revive_someone_who_left(town):
+    changes = pq.read_table(town / "grid_registry" / "changes" / "residents_changes.parquet").to_pylist()
+    left_on: dict[str, int] = {}
+    kinds = Counter()
+    for c in sorted(changes, key=lambda c: (c["day"], c["updated_at"])):
+        rid = c["resident_id"]
+        assert rid not in left_on, f"{rid} changed on day {c['day']} after leaving on day {left_on[rid]}"
+        if c["is_deleted"]:
+            left_on[rid] = c["day"]
+            kinds["leave"] += 1
+        else:
+            kinds["other"] += 1
+    assert kinds["leave"] and kinds["other"]
+    residents = {r["resident_id"]: r for r in database.read_table(database.sqlite_url(town), "residents").to_pylist()}
+    moved = [c for c in changes if c["resident_id"] in residents and not c["is_deleted"]
+             and c["household_id"] != residents[c["resident_id"]]["household_id"]]
+    assert moved  # some residents move to another household

@@ -264,7 +264,7 @@ def _changes(residents: dict[str, dict]) -> pa.Table:
             "resident_id": "R009001",
             "household_id": "H00005",
             "name": "阿卜杜拉·艾力",
-            "id_number": "65010119950612003X",
+            "id_number": _id18("650101", date(1995, 6, 12), 3),
             "sex": "男",
             "birth_date": date(1995, 6, 12),
             "phone": "17712345678",
@@ -303,7 +303,7 @@ def _assert_same(actual: pa.Table, expected: pa.Table) -> None:
 
 @pytest.fixture(scope="module")
 def community() -> tuple[dict[str, pa.Table], pa.Table]:
-    """The small community's tables and its resident changes (named apart from conftest's community)."""
+    """The small community's tables and its resident changes (not conftest's `district`)."""
     return _community()
 
 
