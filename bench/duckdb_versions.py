@@ -105,8 +105,8 @@ def print_table(versions: list[str], results: Results, spatial: Spatial) -> None
     for v in versions:
         print(f"[duckdb {v}]  baseline RSS (imports + connect): {results[v]['api_check'].get('base_rss_mb', '?')} MB")
         for step in [*TIMED, "api_check"]:
-            r = results[v][step]
-            text = json.dumps(r["detail"], ensure_ascii=False) if r.get("ok") else f"ERROR {r['error']}"
+            outcome = results[v][step]
+            text = json.dumps(outcome["detail"], ensure_ascii=False) if outcome.get("ok") else f"ERROR {outcome['error']}"
             print(f"  {step:18} {text}")
         found, same = spatial[v]
         series = v.rsplit(".", 1)[0] + ".x"

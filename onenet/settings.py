@@ -59,5 +59,5 @@ def embedded_uri(source: str) -> str:
     if source == "grid_registry":
         return f"sqlite:///{d / 'grid_registry' / 'registry.sqlite'}"
     if source == "health_codes":
-        return f"file://{d / 'health_codes' / 'drop'}"
+        return (d / 'health_codes' / 'drop').as_uri()  # percent-encoded: spaces, '#' and '%' survive
     raise KeyError(source)

@@ -8,7 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -136,7 +136,7 @@ class Load:
                  self.load_id])
         return r
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:  # never swallows: callers may rely on that
         if exc is None:
             if self.result.status != "succeeded":
                 raise ConnectorError(f"{self.entity.source}.{self.entity.name}: load ended without finish()")

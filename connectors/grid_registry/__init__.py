@@ -1,0 +1,84 @@
+"""The grid-registry connector: each registry table, read incrementally by keyset, into raw.grid_registry_<table>."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import duckdb
+from sqlalchemy import Engine
+
+from connectors.common.config import Connection
+from connectors.common.exceptions import ConfigurationError, ConnectorError, SourceUnavailable
+from connectors.common.landing import check_required
+from connectors.common.loads import Load, LoadResult
+
+from . import helpers, settings
+
+__all__ = ["sync", "sync_table"]
+
+
+def sync(con: duckdb.DuckDBPyConnection, conn: Connection, *, full_refresh: bool = False,
+         tables: Iterable[str] | None = None, batch_size: int = settings.BATCH_SIZE) -> list[LoadResult]:
+    """Land what changed in the registry's tables since the last sync; one load per table.
+
+    `tables` limits the sync to some of settings.TABLES. A table that fails (schema drift, an
+    unreadable row) is recorded as failed and the others still run; the first failure is raised
+    at the end. An unreachable database stops the sync at once.
+    """
+    names = _chosen(tables)
+    if batch_size < 1:
+        raise ConfigurationError(f"{settings.SOURCE}: batch_size must be at least 1, got {batch_size}")
+    engine = helpers.open_engine(helpers.sqlalchemy_url(conn))
+    hint = helpers.connection_hint(conn)
+    results: list[LoadResult] = []
+    failures: list[ConnectorError] = []
+    try:
+        for name in names:
+            try:
+                results.append(sync_table(con, engine, name, full_refresh=full_refresh,
+                                          batch_size=batch_size, hint=hint))
+            except SourceUnavailable:
+                raise
+            except ConnectorError as exc:
+                failures.append(exc)
+    finally:
+        engine.dispose()
+    if failures:
+        first = failures[0]
+        for other in failures[1:]:
+            first.add_note(f"also failed: {other}")
+        raise first
+    return results
+
+
+def _chosen(tables: Iterable[str] | None) -> list[str]:
+    if tables is None:
+        return list(settings.TABLES)
+    wanted = set(tables)
+    unknown = sorted(wanted - set(settings.TABLES))
+    if unknown:
+        raise ConfigurationError(f"{settings.SOURCE}: no table(s) {unknown}; the registry tables are "
+                                 f"{list(settings.TABLES)}")
+    return [t for t in settings.TABLES if t in wanted]
+
+
+def sync_table(con: duckdb.DuckDBPyConnection, engine: Engine, name: str, *, full_refresh: bool = False,
+               batch_size: int = settings.BATCH_SIZE,
+               hint: str = "check the grid_registry connection") -> LoadResult:
+    """One table's load: keyset pages after the saved position, landed by key + hash in one commit."""
+    entity = settings.ENTITIES[name]
+    with Load(con, entity, full_refresh=full_refresh) as load:
+        after = helpers.Position.from_state(load.state, name, entity.key)
+        start = after
+        with helpers.connect(engine, hint) as source:
+            table = helpers.reflect(source, name)
+            # Fail on a missing or re-typed column before reading a single page.
+            check_required(entity, helpers.arrow_schema(table).empty_table())
+            for page in helpers.pages(source, table, entity.key, after, batch_size):
+                load.add(page.rows, page.positions)
+                for position, record, reason in page.unreadable:
+                    load.quarantine(position, record, reason)
+                after = page.last
+        if after is None or after == start:
+            return load.finish({k: v for k, v in load.state.items() if k != "watermark"})
+        return load.finish(after.state(), watermark=after.iso)

@@ -1,0 +1,461 @@
+"""Grid-registry client: Connection → SQLAlchemy URL, reflection, keyset paging, rows → Arrow."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import (
+    URL,
+    Engine,
+    MetaData,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    or_,
+    select,
+    tuple_,
+    type_coerce,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection as SAConnection
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, NoSuchTableError
+from sqlalchemy.sql import sqltypes
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import NullType, TypeEngine
+
+from connectors.common.config import Connection
+from connectors.common.exceptions import (
+    ConfigurationError,
+    ConnectorError,
+    SchemaDrift,
+    SourceUnavailable,
+)
+
+from . import settings
+
+# ---------------------------------------------------------------------------------------------
+# Connection → SQLAlchemy URL
+
+
+def connection_hint(conn: Connection) -> str:
+    """Where an operator fixes the connection: for the end of error messages."""
+    return f"check the connection {conn.conn_id} (AIRFLOW_CONN_{conn.conn_id.upper()})"
+
+
+def _sqlite_database(conn: Connection) -> str:
+    """The file an Airflow-style sqlite Connection names.
+
+    `sqlite:///abs/path` (Airflow's form), `sqlite:////abs/path` (SQLAlchemy's) and
+    `sqlite://///abs/path` all mean /abs/path: after `sqlite://` the path is absolute however many
+    slashes precede it. A relative path comes as the host (`sqlite://relative/path`, or "host" in
+    the JSON form), as Airflow documents it.
+    """
+    if conn.host:
+        return conn.host + conn.path
+    if not conn.path.strip("/"):
+        raise ConfigurationError(f"{settings.SOURCE}: the sqlite connection names no database file; "
+                                 f"{connection_hint(conn)}, e.g. sqlite:////data/grid_registry/registry.sqlite")
+    return "/" + conn.path.lstrip("/")
+
+
+def sqlalchemy_url(conn: Connection) -> URL:
+    """The SQLAlchemy URL of the grid registry a Connection points at.
+
+    sqlite → sqlite:///<file>; postgres/postgresql → postgresql+psycopg; mysql/mariadb →
+    mysql+pymysql with charset utf8mb4; a `dialect+driver` scheme is kept as given; the extra
+    `sqlalchemy_url` overrides everything.
+    """
+    explicit = conn.extra.get("sqlalchemy_url")
+    if explicit:
+        try:
+            url = make_url(explicit)
+        except ArgumentError as exc:
+            raise ConfigurationError(f"{settings.SOURCE}: extra sqlalchemy_url {explicit!r} is not a "
+                                     f"SQLAlchemy URL ({exc}); {connection_hint(conn)}") from exc
+    else:
+        scheme = conn.scheme.lower()
+        backend, _, driver = scheme.partition("+")
+        if backend == "sqlite":
+            url = URL.create(scheme, database=_sqlite_database(conn))
+        elif backend in ("postgres", "postgresql"):
+            url = _server_url(f"postgresql+{driver or 'psycopg'}", conn, "postgresql")
+        elif backend in ("mysql", "mariadb"):
+            url = _server_url(f"mysql+{driver or 'pymysql'}", conn, "mysql")
+        else:
+            raise ConfigurationError(
+                f"{settings.SOURCE}: connection scheme {conn.scheme!r} is not supported; use sqlite://, "
+                f"postgres://, mysql:// or mariadb://, or give the extra sqlalchemy_url; {connection_hint(conn)}")
+    if url.get_backend_name() == "mysql" and "charset" not in url.query:
+        # Without utf8mb4 on the connection, Chinese outside the BMP arrives as '?'.
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    return url
+
+
+def _server_url(drivername: str, conn: Connection, family: str) -> URL:
+    query = {k: v for k, v in conn.extra.items() if k in settings.DRIVER_EXTRAS[family]}
+    return URL.create(drivername, username=conn.login, password=conn.password, host=conn.host,
+                      port=conn.port, database=conn.path.strip("/") or None, query=query)
+
+
+def safe_url(url: URL) -> str:
+    """The URL as text with the password masked: safe for messages and logs."""
+    return url.render_as_string(hide_password=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine and reflection
+
+
+def open_engine(url: URL) -> Engine:
+    """An engine whose sessions read in UTC and, where the engine allows it, cannot write."""
+    backend = url.get_backend_name()
+    connect_args: dict[str, Any] = {}
+    if backend == "postgresql":
+        # A connector must never change the silo. In UTC, timestamptz values arrive as UTC and a
+        # bound instant compares with a naive `timestamp` column as the UTC wall clock it holds.
+        options = "-c default_transaction_read_only=on -c TimeZone=UTC"
+        extra = url.query.get("options")
+        connect_args = {"options": f"{extra} {options}" if isinstance(extra, str) else options}
+        if "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = settings.CONNECT_TIMEOUT_S
+    elif backend == "mysql" and "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = settings.CONNECT_TIMEOUT_S
+    try:
+        engine = create_engine(url, connect_args=connect_args)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise ConfigurationError(f"{settings.SOURCE}: cannot use {safe_url(url)}: {exc}") from exc
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_session)
+    elif backend == "mysql":
+        event.listen(engine, "connect", _mysql_session)
+    return engine
+
+
+def _sqlite_session(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # query_only: the connector never writes; busy_timeout: wait out the registry's own commits.
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _mysql_session(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # TIMESTAMP columns are shown in the session zone; UTC keeps every naive value a UTC instant.
+    cursor.execute("SET time_zone = '+00:00'")
+    cursor.execute("SET SESSION TRANSACTION READ ONLY")
+    cursor.close()
+
+
+def connect(engine: Engine, hint: str) -> SAConnection:
+    """Open a connection, or fail with SourceUnavailable naming the database and what to check."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not str(url.database).startswith("file:") and not Path(url.database).is_file():
+        # SQLite would silently create an empty database; a missing file is a missing source.
+        raise SourceUnavailable(f"{settings.SOURCE}: the registry file {url.database} does not exist; {hint}")
+    try:
+        return engine.connect()
+    except DBAPIError as exc:
+        raise SourceUnavailable(f"{settings.SOURCE}: cannot connect to {safe_url(url)}: "
+                                f"{str(exc.orig).strip()}; is the server up? {hint}") from exc
+
+
+def reflect(conn: SAConnection, name: str) -> Table:
+    """Table `name` as the source database declares it (columns, types, primary key)."""
+    try:
+        return Table(name, MetaData(), autoload_with=conn)
+    except DBAPIError as exc:
+        raise SourceUnavailable(f"{settings.SOURCE}: reading the definition of {name} failed: "
+                                f"{str(exc.orig).strip()}; nothing was landed, re-run the sync") from exc
+    except NoSuchTableError as exc:
+        raise SchemaDrift(f"{settings.SOURCE}: table {name!r} does not exist in {safe_url(conn.engine.url)}; "
+                          "check that the connection points at the grid registry database") from exc
+
+
+def arrow_type(type_: TypeEngine[Any]) -> pa.DataType | None:
+    """The Arrow type a column of SQL type `type_` lands as; None: let Arrow infer it."""
+    if isinstance(type_, sqltypes.DateTime):
+        return settings.TS
+    if isinstance(type_, sqltypes.Date):
+        return pa.date32()
+    if isinstance(type_, sqltypes.Boolean):
+        return pa.bool_()
+    if isinstance(type_, mysql.TINYINT) and type_.display_width == 1:
+        return pa.bool_()  # MySQL's BOOLEAN is TINYINT(1)
+    if isinstance(type_, sqltypes.Integer):
+        return pa.int64()
+    if isinstance(type_, sqltypes.Float):
+        return pa.float64()
+    if isinstance(type_, sqltypes.Time):
+        return pa.time64("us")
+    if isinstance(type_, sqltypes.String):
+        return pa.string()
+    if isinstance(type_, sqltypes._Binary):
+        return pa.binary()
+    return None  # NUMERIC (→ decimal), intervals, JSON …: Arrow infers from the values
+
+
+def arrow_schema(table: Table) -> pa.Schema:
+    """The Arrow schema the table's rows land as (inferred columns typed as null until read)."""
+    return pa.schema([pa.field(c.name, arrow_type(c.type) or pa.null()) for c in table.columns])
+
+
+# ---------------------------------------------------------------------------------------------
+# Keyset position and query
+
+
+@dataclass(frozen=True)
+class Position:
+    """The last (updated_at, primary key) read: the next page starts strictly after it."""
+
+    updated_at: datetime
+    key: tuple[Any, ...]
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], table: str, key: Sequence[str]) -> Position | None:
+        """The position saved in a load's state, None when there is none (first or full load)."""
+        if "updated_at" not in state:
+            return None
+        saved = state.get("key") or []
+        if len(saved) != len(key):
+            raise ConfigurationError(
+                f"{settings.SOURCE}: the saved state of {table} has key {saved!r}, but the key is "
+                f"{list(key)}; run the sync with full_refresh=True to start over")
+        at = datetime.fromisoformat(state["updated_at"])
+        return cls(at if at.tzinfo else at.replace(tzinfo=UTC), tuple(saved))
+
+    def state(self) -> dict[str, Any]:
+        return {"updated_at": self.iso, "key": list(self.key)}
+
+    @property
+    def iso(self) -> str:
+        return self.updated_at.astimezone(UTC).isoformat()
+
+
+def _bind_instant(type_: TypeEngine[Any], at: datetime) -> datetime:
+    # Naive columns (SQLite text, MariaDB DATETIME, PostgreSQL `timestamp`) hold UTC wall clock.
+    at = at.astimezone(UTC)
+    return at if getattr(type_, "timezone", False) else at.replace(tzinfo=None)
+
+
+# Engines whose planners turn a row-value comparison into an index range. MariaDB evaluates it
+# row by row (a full scan and a sort per page), so it gets the expanded form below.
+ROW_VALUE_DIALECTS = ("postgresql", "sqlite")
+
+
+def keyset_query(table: Table, key: Sequence[str], after: Position | None, limit: int,
+                 dialect: str) -> Select[*tuple[Any, ...]]:
+    """The next `limit` rows after `after` in (updated_at, key) order — no OFFSET, ever.
+
+    OFFSET n makes the server read and throw away n rows per page (quadratic over a full
+    read) and shifts rows between pages when the table changes mid-read; a keyset position
+    stays valid and each page is one index range.
+    """
+    at = table.c[settings.CURSOR]
+    keys = [table.c[k] for k in key]
+    # Raw driver values: converting in Arrow is far faster than SQLAlchemy's per-row processing.
+    columns = [type_coerce(c, NullType()).label(c.name) for c in table.columns]
+    ordered: Select[*tuple[Any, ...]] = select(*columns).order_by(at, *keys)
+    # SQLAlchemy's SQLite compiler appends "OFFSET 0" to every LIMIT; harmless, but the
+    # statement should read as the rule says (and as the README shows).
+    query = ordered.suffix_with(f"LIMIT {int(limit)}") if dialect == "sqlite" else ordered.limit(limit)
+    if after is None:
+        return query
+    at_value = bindparam("wm_at", _bind_instant(at.type, after.updated_at), type_=at.type)
+    key_values = [bindparam(f"wm_k{i}", v, type_=c.type) for i, (c, v) in enumerate(zip(keys, after.key, strict=True))]
+    if dialect in ROW_VALUE_DIALECTS:
+        return query.where(tuple_(at, *keys) > tuple_(at_value, *key_values))
+    # (at, k1, k2) > (a, b1, b2) spelled out; the leading `at >= a` gives the planner a range.
+    tail: ColumnElement[bool] = keys[-1] > key_values[-1]
+    for column, value in zip(reversed(keys[:-1]), reversed(key_values[:-1]), strict=True):
+        tail = or_(column > value, and_(column == value, tail))
+    return query.where(and_(at >= at_value, or_(at > at_value, tail)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows → Arrow
+
+
+class Unreadable(ValueError):
+    """A value that cannot be read as its column's type."""
+
+
+def _instant(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise Unreadable(f"{value!r} is not a timestamp") from exc
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    raise Unreadable(f"{value!r} is not a timestamp")
+
+
+def _day(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError as exc:
+        raise Unreadable(f"{value!r} is not a date") from exc
+
+
+def _flag(value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "t", "yes"):
+        return True
+    if text in ("0", "false", "f", "no"):
+        return False
+    raise Unreadable(f"{value!r} is not a boolean")
+
+
+ARROW_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
+
+
+def _slow_parser(type_: pa.DataType | None) -> Any:
+    if type_ is None:
+        return None
+    if pa.types.is_timestamp(type_):
+        return _instant
+    if pa.types.is_date32(type_):
+        return _day
+    if pa.types.is_boolean(type_):
+        return _flag
+    return None
+
+
+def _fast(values: list[Any], type_: pa.DataType | None) -> pa.Array:
+    if type_ is None:
+        return pa.array(values)
+    sample = next((v for v in values if v is not None), None)
+    if isinstance(sample, str) and (pa.types.is_timestamp(type_) or pa.types.is_date32(type_)):
+        # SQLite text ('YYYY-MM-DD HH:MM:SS.ffffff', naive UTC): Arrow parses it natively.
+        naive = pa.timestamp("us") if pa.types.is_timestamp(type_) else type_
+        return pa.array(values, pa.string()).cast(naive).cast(type_)
+    if pa.types.is_boolean(type_) and sample is not None and not isinstance(sample, bool):
+        return pa.array(values, pa.int64()).cast(type_)  # SQLite and MySQL booleans are 0/1
+    # Naive datetimes become UTC instants; aware ones are converted to UTC.
+    return pa.array(values, type_)
+
+
+def to_arrow(values: list[Any], type_: pa.DataType | None,
+             column: str = "") -> tuple[pa.Array, dict[int, str]]:
+    """A column's driver values as Arrow, plus {row: reason} for values that cannot be read.
+
+    The whole column converts in Arrow; only a column holding an odd value (a timestamp with an
+    offset, MySQL's '0000-00-00') is parsed value by value to find and set apart the bad ones.
+    """
+    try:
+        return _fast(values, type_), {}
+    except ARROW_ERRORS as exc:
+        failure = exc
+    parse = _slow_parser(type_)
+    if parse is None:
+        if type_ is None or pa.types.is_string(type_):
+            # Mixed driver values in an untyped or text column: land them as their text.
+            return pa.array([None if v is None else str(v) for v in values], pa.string()), {}
+        raise ConnectorError(f"{settings.SOURCE}: column {column} does not convert to {type_} ({failure}); "
+                             "the connector's type mapping (helpers.arrow_type) needs this case") from failure
+    bad: dict[int, str] = {}
+    parsed: list[Any] = []
+    for i, value in enumerate(values):
+        try:
+            parsed.append(None if value is None else parse(value))
+        except Unreadable as exc:
+            bad[i] = str(exc)
+            parsed.append(None)
+    return pa.array(parsed, type_), bad
+
+
+@dataclass
+class Page:
+    """One keyset page: the readable rows with their positions, the unreadable ones, where it ended."""
+
+    rows: pa.Table
+    positions: pa.Array
+    unreadable: list[tuple[str, str, str]]  # (position, raw record as JSON, reason)
+    last: Position
+
+
+def _positions(table: str, keys: list[pa.Array]) -> pa.Array:
+    parts: list[Any] = [f"{table} pk="]
+    for i, column in enumerate(keys):
+        parts += ([","] if i else []) + [column.cast(pa.string())]
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def to_page(table: Table, schema: pa.Schema, rows: Sequence[Any], key: Sequence[str]) -> Page:
+    """Driver rows of `table` as an Arrow page; rows with unreadable values are set apart.
+
+    An unreadable `updated_at` or key fails the load: the keyset cannot move past a row it
+    cannot place.
+    """
+    names = [c.name for c in table.columns]
+    raw = list(zip(*rows, strict=True))
+    arrays: list[pa.Array] = []
+    bad: dict[int, str] = {}
+    for name, values, field in zip(names, raw, schema, strict=True):
+        array, unreadable = to_arrow(list(values), None if pa.types.is_null(field.type) else field.type,
+                                     f"{table.name}.{name}")
+        if name == settings.CURSOR or name in key:
+            problems = [(i, "is NULL") for i, v in enumerate(values) if v is None] + list(unreadable.items())
+            if problems:
+                i, reason = problems[0]
+                ident = ",".join(str(raw[names.index(k)][i]) for k in key)
+                raise ConnectorError(f"{settings.SOURCE}: {table.name} pk={ident}: {name} {reason}; the "
+                                     "sync cannot page past this row — fix it in the registry, then re-run")
+        for i, reason in unreadable.items():
+            bad.setdefault(i, f"{name}: {reason}")
+        arrays.append(array)
+    page = pa.table(arrays, names=names)
+    last = Position(_instant(page.column(settings.CURSOR)[-1].as_py()),
+                    tuple(raw[names.index(k)][-1] for k in key))
+    held: list[tuple[str, str, str]] = []
+    if bad:
+        for i, reason in sorted(bad.items()):
+            ident = ",".join(str(raw[names.index(k)][i]) for k in key)
+            record = json.dumps(dict(zip(names, rows[i], strict=True)), ensure_ascii=False, default=str)
+            held.append((f"{table.name} pk={ident}", record, reason))
+        page = page.filter(pa.array([i not in bad for i in range(len(rows))]))
+    return Page(page, _positions(table.name, [page.column(k) for k in key]), held, last)
+
+
+def pages(conn: SAConnection, table: Table, key: Sequence[str], after: Position | None,
+          batch_size: int) -> Iterator[Page]:
+    """Every row after `after`, page by page, in (updated_at, key) order."""
+    schema = arrow_schema(table)
+    while True:
+        query = keyset_query(table, key, after, batch_size, conn.dialect.name)
+        try:
+            rows = conn.execute(query).fetchall()
+        except DBAPIError as exc:
+            where = f"after {after.iso} pk={list(after.key)}" if after else "from the start"
+            raise SourceUnavailable(f"{settings.SOURCE}: reading {table.name} {where} failed: "
+                                    f"{str(exc.orig).strip()}; nothing was landed, re-run the sync") from exc
+        if not rows:
+            return
+        page = to_page(table, schema, rows, key)
+        if page.last == after:
+            # Only possible when stored values do not compare like the bound cursor (e.g. a
+            # SQLite timestamp in another text format): stop instead of reading this page forever.
+            raise ConnectorError(f"{settings.SOURCE}: {table.name}: the keyset did not move past "
+                                 f"{after.iso} pk={list(after.key)}; its updated_at text is not in the "
+                                 "'YYYY-MM-DD HH:MM:SS.ffffff' form the paging relies on")
+        yield page
+        if len(rows) < batch_size:
+            return
+        after = page.last

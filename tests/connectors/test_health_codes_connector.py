@@ -1,0 +1,361 @@
+"""The health-code file-drop connector against real files in real encodings and a real DuckDB warehouse."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+import connectors.health_codes as health_codes
+from connectors.common.config import parse_uri
+from connectors.common.exceptions import (
+    ConfigurationError,
+    ConnectorError,
+    SchemaDrift,
+    SourceUnavailable,
+)
+from connectors.health_codes import helpers, settings
+from simulators.clock import BEIJING
+from simulators.district.generate import generate
+from simulators.health_codes import drop
+from simulators.health_codes.files import COLUMNS, SCHEMA, export_name, read_export, write_export
+from warehouse import db
+
+FAST = 0.2  # stable_seconds in tests: two looks 0.2 s apart
+TEXT_COLUMNS = [c for _, c in COLUMNS]
+DAY = date(2026, 11, 1)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def con(tmp_path):
+    c = db.connect(tmp_path / "w.duckdb")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """A drop folder of its own: the warehouse file next to it would be noted as a stray file."""
+    path = tmp_path / "drop"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="module")
+def village_outbox(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("village") / "district"
+    generate(root, residents=2000, seed=1, days=10)
+    return root
+
+
+@pytest.fixture
+def village(village_outbox, tmp_path) -> Path:
+    # A private copy: delivering writes the simulator's ledger into the outbox.
+    root = tmp_path / "district"
+    shutil.copytree(village_outbox, root)
+    return root
+
+
+def connection(folder: Path, **extra: str):
+    query = "&".join(f"{k}={v}" for k, v in {"stable_seconds": str(FAST), **extra}.items())
+    return parse_uri("health_codes", f"file://{folder}?{query}")
+
+
+def sync(con, folder: Path):
+    [result] = health_codes.sync(con, connection(folder))
+    return result
+
+
+def people(n: int = 3) -> pa.Table:
+    """Rows as the platform holds them (files.SCHEMA), with the values that trip readers up."""
+    base = [
+        dict(name="阿依古丽·买买提", id_number="11010519491231002X", phone="+86 138 0013 8000",
+             community="幸福社区,东区", result="阴性"),
+        dict(name='王"小"明', id_number="010101199001011234", phone="010-6512 3456", community="和平村",
+             result=None),
+        dict(name="李 娜", id_number="110101********1234", phone=None, community="光明社区", result="阳性"),
+    ]
+    rows = []
+    for i in range(n):
+        b = base[i % len(base)]
+        rows.append({"record_no": i + 1, "name": b["name"], "id_number": b["id_number"], "phone": b["phone"],
+                     "code_color": "绿码", "color_since": datetime(2026, 11, 1, 0, 30, 0, tzinfo=UTC),
+                     "vaccine_doses": 3, "last_test_at": None if i % 3 == 2 else datetime(2026, 10, 31, 16, 5, 9,
+                                                                                          tzinfo=UTC),
+                     "last_test_result": b["result"], "community": b["community"]})
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def as_text(table: pa.Table) -> list[tuple]:
+    """The reference reader's rows as the connector must land them: text, times Beijing local."""
+    out = []
+    for row in table.to_pylist():
+        values = []
+        for c in TEXT_COLUMNS:
+            v = row[c]
+            if isinstance(v, datetime):
+                v = v.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+            values.append(None if v is None else str(v))
+        out.append(tuple(values))
+    return sorted(out, key=lambda r: int(r[0]))
+
+
+def landed(con, file_name: str) -> list[tuple]:
+    rows = con.execute(f"select {', '.join(TEXT_COLUMNS)} from raw.health_codes_exports where file_name = ?",
+                       [file_name]).fetchall()
+    return sorted(rows, key=lambda r: int(r[0]))
+
+
+def age(path: Path, seconds: float = 3600) -> None:
+    """Make a file look old, as one written long ago would."""
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+# --- the village: a generated district's drop folder --------------------------------------------
+
+def test_village_lands_every_row_once_and_only_new_files_later(con, village):
+    folder = drop.drop_dir(village)
+    drop.deliver_until(village, 6)
+    first = sync(con, folder)
+    assert first.status == "succeeded"
+    names = sorted(p.name for p in folder.iterdir())
+    resends = [n for n in names if "(重发)" in n]
+    assert len(resends) == 1 and resends[0].startswith("健康码日报_20261105")
+    for name in names:
+        expected = as_text(read_export(folder / name, skip_bad_lines=True))
+        if name in resends:
+            assert landed(con, name) == []
+        else:
+            # Every column as the reference reader sees it: encodings, XLSX, Excel serials, IDs as text.
+            assert landed(con, name) == expected, name
+    # Broken lines: quarantined with file, line and the raw text; everything reconciles.
+    q = con.execute("select position, raw_record, reasons from meta.quarantine").fetchall()
+    assert [p for p, _, _ in q] == ["健康码日报_20261103.csv line 3"]
+    raw_line = (folder / "健康码日报_20261103.csv").read_bytes().decode("gb18030").split("\r\n")[2]
+    assert q[0][1] == raw_line and "6 fields, expected 10" in json.loads(q[0][2])[0]["message"]
+    assert first.rows_in == first.rows_landed + first.duplicates_skipped + first.rows_quarantined
+    assert first.rows_landed == con.execute("select count(*) from raw.health_codes_exports").fetchall()[0][0]
+    message = con.execute("select message from meta.loads where load_id = ?", [first.load_id]).fetchall()[0][0]
+    assert f"{resends[0]}: same content as 健康码日报_20261105.csv" in message
+    # Positions name file and physical line: data line n is file line n + 1, after the broken line too.
+    assert con.execute("select _source_position from raw.health_codes_exports where file_name = "
+                       "'健康码日报_20261103.csv' and record_no = '3'").fetchall() == [("健康码日报_20261103.csv line 4",)]
+
+    again = sync(con, folder)
+    assert (again.rows_in, again.rows_landed, again.message) == (0, 0, None)
+
+    drop.deliver_until(village, 9)
+    later = sync(con, folder)
+    new = {"健康码日报_20261108.csv", "健康码日报_20261109.csv", "健康码日报_20261110.csv"}
+    assert set(r[0] for r in con.execute("select distinct file_name from raw.health_codes_exports "
+                                         "where _load_id = ?", [later.load_id]).fetchall()) == new
+    for name in new:
+        assert landed(con, name) == as_text(read_export(folder / name, skip_bad_lines=True))
+    assert later.rows_quarantined == 1 and later.watermark_after == "2026-11-10"
+    state = json.loads(con.execute("select state from meta.source_state").fetchall()[0][0])
+    assert set(state["files"]) == set(names) | new and len(state["hashes"]) == len(names) - 1 + len(new)
+
+
+# --- encodings, text, Excel serials -------------------------------------------------------------
+
+@pytest.mark.parametrize("encoding", ["gb18030", "gbk", "utf-8", "utf-8-sig"])
+def test_each_encoding_reads_back_exactly(con, folder, encoding):
+    rows = people(6)
+    if encoding == "gb18030":  # a character outside GBK, which only GB18030 encodes
+        rows = rows.set_column(1, "name", pa.array(["𠮷野家"] + rows["name"].to_pylist()[1:]))
+    path = folder / export_name(DAY, "csv")
+    write_export(path, rows, fmt="csv", encoding=encoding)
+    assert helpers.detect_encoding(path.read_bytes()) == {"gbk": "gb18030"}.get(encoding, encoding)
+    result = sync(con, folder)
+    assert result.rows_landed == 6
+    assert landed(con, path.name) == as_text(read_export(path))
+
+
+def test_ids_and_phones_stay_text(con, folder):
+    path = folder / export_name(DAY, "csv")
+    write_export(path, people(3), fmt="csv")
+    sync(con, folder)
+    types = dict(con.execute("select column_name, data_type from information_schema.columns "
+                             "where table_name = 'health_codes_exports'").fetchall())
+    assert all(types[c] == "VARCHAR" for c in [*TEXT_COLUMNS, "export_date", "file_name"])
+    got = con.execute("select id_number, phone, name, community from raw.health_codes_exports "
+                      "order by record_no").fetchall()
+    assert got == [("11010519491231002X", "+86 138 0013 8000", "阿依古丽·买买提", "幸福社区,东区"),
+                   ("010101199001011234", "010-6512 3456", '王"小"明', "和平村"),
+                   ("110101********1234", None, "李 娜", "光明社区")]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_excel_serials_become_beijing_local_text(con, folder, fmt):
+    path = folder / export_name(DAY, fmt)
+    write_export(path, people(3), fmt=fmt, excel_serial_columns=["赋码时间", "最近核酸采样时间"])
+    raw = read_export(path)  # the reference sees serials and turns them into instants
+    sync(con, folder)
+    got = con.execute("select record_no, color_since, last_test_at from raw.health_codes_exports "
+                      "order by record_no").fetchall()
+    # 2026-11-01 00:30:00 UTC is 08:30:00 in Beijing; 2026-10-31 16:05:09 UTC is 2026-11-01 00:05:09.
+    assert got == [("1", "2026-11-01 08:30:00", "2026-11-01 00:05:09"),
+                   ("2", "2026-11-01 08:30:00", "2026-11-01 00:05:09"),
+                   ("3", "2026-11-01 08:30:00", None)]
+    assert landed(con, path.name) == as_text(raw)
+
+
+def test_serial_conversion_rules():
+    assert helpers.serial_to_text(46327.3541666667) == "2026-11-01 08:30:00"
+    values = pa.chunked_array([["46327.3541666667", "2026-11-01 08:30:00", None, "46327", "9e99", "99999999"]])
+    assert helpers.serials_to_text(values).to_pylist() == [
+        "2026-11-01 08:30:00", "2026-11-01 08:30:00", None, "2026-11-01 00:00:00", "9e99", "99999999"]
+    assert helpers.cell_text(46327.3541666667) == "46327.3541666667" and helpers.cell_text(3.0) == "3"
+    assert helpers.cell_text(datetime(2026, 11, 1, 8, 29, 59, 999_990)) == "2026-11-01 08:30:00"
+
+
+def test_xlsx_is_known_by_its_signature_not_its_extension(con, tmp_path, folder):
+    excel = tmp_path / "excel.xlsx"
+    write_export(excel, people(4), fmt="xlsx")
+    path = folder / export_name(DAY, "csv")  # the Excel file saved under a .csv name
+    path.write_bytes(excel.read_bytes())
+    assert sync(con, folder).rows_landed == 4
+    assert landed(con, path.name) == as_text(read_export(excel))
+
+
+# --- completeness -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_a_half_written_file_waits_for_the_rest(con, tmp_path, folder, fmt):
+    whole = tmp_path / f"whole.{fmt}"
+    write_export(whole, people(40), fmt=fmt)
+    data = whole.read_bytes()
+    path = folder / export_name(DAY, fmt)
+    path.write_bytes(data[: len(data) // 2])
+    first = sync(con, folder)
+    assert first.rows_in == 0 and f"{path.name}: " in first.message and "left for the next sync" in first.message
+    with path.open("ab") as out:
+        out.write(data[len(data) // 2:])
+    second = sync(con, folder)
+    assert second.rows_landed == 40 and second.message is None
+    assert landed(con, path.name) == as_text(read_export(path))
+
+
+def test_a_file_growing_between_looks_is_not_taken(tmp_path):
+    path = tmp_path / export_name(DAY, "csv")
+    write_export(path, people(3), fmt="csv")
+    (tmp_path / f".{path.name}.part").write_bytes(b"partial")
+    (tmp_path / "readme.txt").write_text("not an export")
+
+    def upload_goes_on(_: float) -> None:
+        with path.open("ab") as out:
+            out.write(b"4,")
+
+    found = helpers.scan(tmp_path, {}, 1.0, sleep=upload_goes_on)
+    assert found.ready == [] and found.waiting[0].startswith(f"{path.name}: still being written")
+    assert found.ignored == ["readme.txt"]
+
+
+def test_empty_and_header_only_files_are_noted(con, folder):
+    empty = folder / export_name(DAY, "csv")
+    empty.write_bytes(b"")
+    age(empty)
+    header_only = folder / export_name(date(2026, 11, 2), "csv")
+    header_only.write_bytes(",".join(h for h, _ in COLUMNS).encode("gb18030") + b"\r\n")
+    result = sync(con, folder)
+    assert (result.status, result.rows_in) == ("succeeded", 0)
+    assert result.message == f"{empty.name}: empty file; no rows; {header_only.name}: header only; no rows"
+    assert f"{header_only.name}: header only; no rows" in result.message
+
+
+# --- damage and drift ---------------------------------------------------------------------------
+
+def test_unbalanced_quote_and_short_lines_are_quarantined_by_line(con, folder):
+    path = folder / export_name(DAY, "csv")
+    write_export(path, people(6), fmt="csv", encoding="utf-8")
+    lines = path.read_bytes().decode("utf-8").split("\r\n")
+    lines[2] = '2,"王小明,010101199001011234'  # a quote that never closes: would swallow what follows
+    lines.insert(5, "")  # a blank line is not a record
+    path.write_bytes("\r\n".join(lines).encode("utf-8"))
+    result = sync(con, folder)
+    assert result.rows_landed == 5 and result.rows_quarantined == 1
+    q = con.execute("select position, raw_record from meta.quarantine").fetchall()
+    assert q == [(f"{path.name} line 3", '2,"王小明,010101199001011234')]
+    positions = con.execute("select record_no, _source_position from raw.health_codes_exports "
+                            "order by record_no::int").fetchall()
+    assert [p for _, p in positions] == [f"{path.name} line {n}" for n in (2, 4, 5, 7, 8)]
+
+
+def test_a_header_drift_fails_the_load_naming_file_and_header(con, folder):
+    good = folder / export_name(DAY, "csv")
+    write_export(good, people(3), fmt="csv")
+    drifted = folder / export_name(date(2026, 11, 2), "csv")
+    write_export(drifted, people(3), fmt="csv")
+    data = drifted.read_bytes().replace("身份证号".encode("gb18030"), "身份证号码".encode("gb18030"), 1)
+    drifted.write_bytes(data)
+    with pytest.raises(SchemaDrift, match=f"{drifted.name} line 1: required header '身份证号' is missing"):
+        sync(con, folder)
+    assert con.execute("select count(*) from information_schema.tables "
+                       "where table_name = 'health_codes_exports'").fetchall() == [(0,)]
+    status, message = con.execute("select status, message from meta.loads").fetchall()[0]
+    assert status == "failed" and "身份证号" in message and drifted.name in message
+    assert con.execute("select count(*) from meta.source_state").fetchall() == [(0,)]
+
+
+@pytest.mark.parametrize("same_sync", [False, True])
+def test_a_resend_in_another_format_lands_no_row_twice(con, folder, same_sync):
+    rows = people(5)
+    original = folder / export_name(DAY, "csv")
+    write_export(original, rows, fmt="csv")
+    if not same_sync:
+        sync(con, folder)
+    resend = folder / export_name(DAY, "xlsx", resend=True)
+    ids = rows["id_number"].to_pylist()
+    corrected = rows.set_column(2, "id_number", pa.array(ids[:4] + ["110101199001011230"]))
+    write_export(resend, corrected, fmt="xlsx")
+    result = sync(con, folder)
+    assert result.rows_landed == (6 if same_sync else 1)  # the corrected row is the only new version
+    assert f"{resend.name}: re-send of 2026-11-01; 4 row(s) identical to rows already delivered were skipped" \
+        in result.message
+    assert con.execute("select count(*) from raw.health_codes_exports where file_name = ?",
+                       [resend.name]).fetchall() == [(1,)]
+
+
+def test_an_old_file_that_does_not_decode_fails_the_load_naming_it(con, folder):
+    path = folder / export_name(DAY, "csv")
+    write_export(path, people(3), fmt="csv")
+    path.write_bytes(path.read_bytes()[:-4] + b"\x81\r\n")  # a lone GB18030 lead byte on the last line
+    # A fresh file with such bytes may still be arriving: it is waited for...
+    assert "do not decode yet; left for the next sync" in sync(con, folder).message
+    age(path)  # ...an old one fails the load, naming file, line and bytes
+    with pytest.raises(ConnectorError, match=f"{re.escape(path.name)} line 4: bytes .* are not valid gb18030"):
+        sync(con, folder)
+
+
+def test_a_changed_file_under_a_loaded_name_lands_only_changed_rows(con, folder):
+    path = folder / export_name(DAY, "csv")
+    write_export(path, people(5), fmt="csv")
+    sync(con, folder)
+    write_export(path, people(6), fmt="csv")  # the platform rewrote the day with one more row
+    result = sync(con, folder)
+    assert (result.rows_in, result.rows_landed, result.duplicates_skipped) == (6, 1, 5)
+    assert f"{path.name}: changed since it was loaded" in result.message
+
+
+# --- the connection -----------------------------------------------------------------------------
+
+def test_the_connection_is_an_airflow_file_uri(con, tmp_path):
+    conn = parse_uri("health_codes", f"file://{tmp_path}")
+    assert (conn.scheme, conn.host, conn.path) == ("file", None, str(tmp_path))
+    assert helpers.drop_folder(conn) == tmp_path
+    with pytest.raises(ConfigurationError, match="three slashes"):
+        helpers.drop_folder(parse_uri("health_codes", "file://relative/drop"))
+    with pytest.raises(SourceUnavailable, match="does not exist"):
+        health_codes.sync(con, parse_uri("health_codes", f"file://{tmp_path}/missing"))
+    assert con.execute("select status from meta.loads").fetchall() == [("failed",)]
+    assert settings.EXPORTS.table == "raw.health_codes_exports"
