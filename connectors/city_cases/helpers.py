@@ -12,11 +12,11 @@ from connectors.common.http import HttpClient
 
 # The JSON-page handling is the same for every JSON-over-HTTP source; it lives with the hotline
 # until it moves to connectors.common.
-from connectors.hotline.helpers import JsonPages, page_position
+from connectors.common.json_pages import page_position
 
 from . import settings
 
-__all__ = ["JsonPages", "case_pages", "make_client"]
+__all__ = ["case_pages", "make_client"]
 
 
 def make_client(conn: Connection, **options: Any) -> HttpClient:

@@ -8,10 +8,11 @@ import duckdb
 
 from connectors.common.config import Connection
 from connectors.common.http import HttpClient
+from connectors.common.json_pages import JsonPages
 from connectors.common.loads import Load, LoadResult
 
 from . import settings
-from .helpers import JsonPages, make_client, ticket_pages, updated_since
+from .helpers import make_client, ticket_pages, updated_since
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ import connectors.hotline as hotline
 from connectors.common.config import Connection, parse_uri
 from connectors.common.exceptions import SchemaDrift, SourceUnavailable
 from connectors.common.http import HttpClient
+from connectors.common.json_pages import JsonPages
 from connectors.common.loads import Load
 from connectors.hotline import settings
-from connectors.hotline.helpers import JsonPages, make_client
+from connectors.hotline.helpers import make_client
 from simulators import clock
 from simulators.district.generate import generate
 from simulators.hotline.server import TICKETS as TICKET_EVENTS
