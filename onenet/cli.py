@@ -24,7 +24,7 @@ class OnenetError(click.ClickException):
 
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=False)
+                    TimeElapsedColumn(), console=console, transient=False, redirect_stdout=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -152,20 +152,20 @@ def sync_command(source: str, full_refresh: bool) -> None:
     from onenet import pipeline
 
     sources = list(pipeline.SOURCES) if source == "all" else [source]
-    failed: list[str] = []
+    failed: list[str] = []  # one reason per failed source
     with _progress() as progress:
         task = progress.add_task("sync", total=len(sources))
         for name in sources:
             progress.update(task, description=f"sync {name}")
             try:
-                pipeline.sync(name, full_refresh=full_refresh, on_result=lambda r: progress.console.print(r.summary()))
+                # Summary lines go to stdout (scripts read them); the progress bar stays on stderr.
+                pipeline.sync(name, full_refresh=full_refresh, on_result=lambda r: click.echo(r.summary()))
             except ConnectorError as exc:
-                failed.append(name)
-                progress.console.print(f"{name}: failed — {exc}", soft_wrap=True)
+                failed.append(str(exc))
             progress.advance(task)
     if failed:
-        raise OnenetError(f"sync failed for {', '.join(failed)} (see the reason above; nothing of a failed load "
-                          f"was landed and its state did not move)")
+        # Each reason names the source; nothing of a failed load was landed and its state did not move.
+        raise OnenetError("sync failed: " + " | ".join(failed))
 
 
 @main.command()
@@ -175,11 +175,19 @@ def sync_command(source: str, full_refresh: bool) -> None:
               help="Simulated day to show the silos at.")
 @click.option("--keep-running", is_flag=True, help="Leave the silos running afterwards.")
 def demo(residents: int, seed: int, day: int, keep_running: bool) -> None:
-    """The main job: generate a village, start the four silos and show what each holds."""
-    from onenet import showcase
+    """The main job: generate a village, start the four silos, show what each holds, sync them all."""
+    import os
+
+    from connectors.common.exceptions import ConnectorError
+    from onenet import pipeline, showcase
     from simulators import runner
 
     root = settings.district_dir()
+    # The demo's warehouse belongs to the demo: rebuilt each run, apart from `onenet sync`'s own.
+    warehouse = settings.home() / "demo.duckdb"
+    os.environ["ONENET_WAREHOUSE"] = str(warehouse)
+    warehouse.unlink(missing_ok=True)
+    Path(str(warehouse) + ".wal").unlink(missing_ok=True)
     if (root / "manifest.json").exists():
         runner.down(root)  # silos of an earlier demo would serve the old district
     ctx = click.get_current_context()
@@ -189,7 +197,13 @@ def demo(residents: int, seed: int, day: int, keep_running: bool) -> None:
         runner.up(root)
         runner.advance(root, day)
         showcase.show(root)
-    except runner.SimulatorError as exc:
+        click.echo(f"\nsyncing every silo into {warehouse}:")
+        for source in pipeline.SOURCES:
+            pipeline.sync(source, on_result=lambda r: click.echo("  " + r.summary()))
+        click.echo("a second sync finds nothing new (state and key + hash de-duplication):")
+        for source in pipeline.SOURCES:
+            pipeline.sync(source, on_result=lambda r: click.echo("  " + r.summary()))
+    except (runner.SimulatorError, ConnectorError) as exc:
         raise OnenetError(str(exc)) from exc
     finally:
         if not keep_running:

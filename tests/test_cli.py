@@ -56,3 +56,32 @@ def test_simulate_then_status_and_advance(tmp_path):
     assert "simulated day 2" in onenet("simulators", "status", "--root", str(out)).stdout
     late = onenet("simulators", "advance", "--root", str(out), "--to", "9")
     assert late.returncode == 1 and "between" in late.stderr
+
+
+def test_sync_all_lands_then_lands_nothing_and_fails_clearly(tmp_path):
+    from simulators import runner
+    from simulators.district.generate import generate
+
+    district = tmp_path / "district"
+    generate(district, residents=800, seed=9, days=4)
+    runner.up(district, ports={"hotline": 0, "city_cases": 0})
+    env = {"ONENET_DISTRICT": str(district), "ONENET_WAREHOUSE": str(tmp_path / "w.duckdb"),
+           "AIRFLOW_CONN_ONENET_HEALTH_CODES": (district / "health_codes" / "drop").as_uri() + "?stable_seconds=0"}
+    try:
+        runner.advance(district, 2)
+        first = onenet("sync", "all", env=env)
+        assert first.returncode == 0, first.stderr
+        for entity in ("hotline.tickets", "city_cases.cases", "grid_registry.residents", "health_codes.exports"):
+            line = next(x for x in first.stdout.splitlines() if x.startswith(entity))
+            assert "succeeded" in line and "landed 0," not in line, line
+        second = onenet("sync", "all", env=env)
+        assert second.returncode == 0, second.stderr
+        assert all("landed 0," in x for x in second.stdout.splitlines() if "succeeded" in x)
+
+        url = runner.status(district)[1].url
+        bad = onenet("sync", "hotline", env={**env, "AIRFLOW_CONN_ONENET_HOTLINE": url.replace("//", "//:wrong@")})
+        assert bad.returncode == 1
+        last = bad.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: sync failed: hotline:") and "401" in last
+    finally:
+        runner.down(district)
