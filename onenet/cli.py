@@ -168,6 +168,37 @@ def sync_command(source: str, full_refresh: bool) -> None:
         raise OnenetError("sync failed: " + " | ".join(failed))
 
 
+@main.command("validate")
+@click.argument("source", type=click.Choice(["hotline", "city_cases", "grid_registry", "health_codes", "all"]))
+def validate_command(source: str) -> None:
+    """Validate what was synced since the last run: quarantine bad rows, pass the rest to staging."""
+    from connectors.common.exceptions import ConnectorError
+    from expectations.engine import ValidationEngineError
+    from onenet import pipeline
+
+    sources = list(pipeline.SOURCES) if source == "all" else [source]
+    blocked: list[str] = []
+    docs: set[str] = set()
+    with _progress() as progress:
+        task = progress.add_task("validate", total=len(sources))
+        for name in sources:
+            progress.update(task, description=f"validate {name}")
+            try:
+                for r in pipeline.validate(name):
+                    click.echo(r.summary())
+                    if r.status == "blocked":
+                        blocked.append(f"{r.source}.{r.entity}: {r.message}")
+                    if r.docs_url:  # a page of the site; the summary links the site's front page
+                        docs.add(r.docs_url.split("/local_site/")[0] + "/local_site/index.html")
+            except (ConnectorError, ValidationEngineError) as exc:
+                blocked.append(str(exc))
+            progress.advance(task)
+    for url in sorted(docs):
+        click.echo(f"Data Docs: {url}")
+    if blocked:
+        raise OnenetError("validation blocked: " + " | ".join(blocked))
+
+
 @main.command()
 @click.option("--residents", type=click.IntRange(100, 50_000), default=2000, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)

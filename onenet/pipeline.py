@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -13,7 +14,20 @@ from connectors.common.loads import LoadResult
 from onenet import settings
 from warehouse import db
 
+if TYPE_CHECKING:
+    from expectations.runner import ValidationResult
+
 SOURCES = ("hotline", "city_cases", "grid_registry", "health_codes")
+
+
+def _open_warehouse(step: str) -> duckdb.DuckDBPyConnection:
+    path = settings.warehouse_path()
+    try:
+        return db.connect(path)
+    except duckdb.IOException as exc:
+        # DuckDB allows one writing process; say which file is busy instead of a traceback.
+        raise ConnectorError(f"{step}: cannot open the warehouse {path} for writing ({exc}); "
+                             f"another onenet process holds it — wait for it to finish") from exc
 
 
 def sync(source: str, *, full_refresh: bool = False,
@@ -23,15 +37,26 @@ def sync(source: str, *, full_refresh: bool = False,
         raise ConnectorError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)} or 'all'")
     conn = connection(settings.CONN_IDS[source], settings.embedded_uri(source))
     module = importlib.import_module(f"connectors.{source}")
-    path = settings.warehouse_path()
-    try:
-        con = db.connect(path)
-    except duckdb.IOException as exc:
-        # DuckDB allows one writing process; say which file is busy instead of a traceback.
-        raise ConnectorError(f"{source}: cannot open the warehouse {path} for writing ({exc}); "
-                             f"another onenet process holds it — wait for it to finish") from exc
+    con = _open_warehouse(source)
     try:
         results: list[LoadResult] = module.sync(con, conn, full_refresh=full_refresh)
+    finally:
+        con.close()
+    for r in results:
+        if on_result:
+            on_result(r)
+    return results
+
+
+def validate(source: str, *, on_result: Callable[[ValidationResult], None] | None = None) -> list[ValidationResult]:
+    """Validate what was landed for `source` since the last run; results also in meta.validation_runs."""
+    from expectations import runner
+
+    if source not in SOURCES:
+        raise ConnectorError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)} or 'all'")
+    con = _open_warehouse(f"validate {source}")
+    try:
+        results = runner.validate(con, source, settings.gx_dir())
     finally:
         con.close()
     for r in results:

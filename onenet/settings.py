@@ -25,6 +25,12 @@ def warehouse_path() -> Path:
     return Path(env).resolve() if env else home() / "warehouse.duckdb"
 
 
+def gx_dir() -> Path:
+    """Great Expectations' project folder (stored results, Data Docs): $ONENET_GX_DIR or <home>/gx."""
+    env = os.environ.get("ONENET_GX_DIR")
+    return Path(env).resolve() if env else home() / "gx"
+
+
 # Connection ids: set AIRFLOW_CONN_<ID> (an Airflow Connection URI) to point a source at a real system.
 CONN_IDS = {
     "hotline": "onenet_hotline",

@@ -1,0 +1,79 @@
+"""The validation run end to end: planted bad rows are quarantined with their reasons, the rest reach
+staging, a table-level failure blocks the batch, and the counts reconcile on every load."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from connectors.common.landing import Entity
+from connectors.common.loads import Load
+from expectations import runner
+from warehouse import db
+
+TICKETS = Entity("hotline", "tickets", key=("ticket_id",))
+
+
+def ticket(i: int, **changes) -> dict:
+    row = {"ticket_id": f"GD2026110100{i:03d}", "caller_name": "张伟", "caller_phone": "13912345678",
+           "caller_id_number": None, "street": "大智街道", "category": "环境卫生", "urgency": "一般",
+           "status": "dispatched", "received_at": "2026-11-01T09:00:00+08:00",
+           "dispatched_at": "2026-11-01T10:00:00+08:00", "resolved_at": None, "closed_at": None,
+           "satisfaction": None, "updated_at": f"2026-11-01T10:{i % 60:02d}:00+08:00"}
+    row.update(changes)
+    return row
+
+
+def land(con, rows: list[dict]) -> None:
+    with Load(con, TICKETS) as load:
+        load.add(pa.Table.from_pylist(rows), "page 1")
+        load.finish({})
+
+
+@pytest.fixture
+def con(tmp_path):
+    c = db.connect(tmp_path / "w.duckdb")
+    yield c
+    c.close()
+
+
+def test_planted_bad_rows_are_quarantined_with_their_reasons(con, tmp_path):
+    rows = [ticket(i) for i in range(100)]
+    rows[3]["status"] = "lost"                                   # critical: not a ticket state
+    rows[7]["urgency"] = "特急"                                   # critical: not an urgency class
+    rows[9]["resolved_at"] = "2026-10-30T09:00:00+08:00"         # critical: resolved before received
+    rows[9]["status"] = "resolved"
+    rows[12]["caller_phone"] = "12345"                           # warning only: the row goes on
+    rows[15]["status"] = "lost"
+    rows[15]["caller_phone"] = "999"                             # critical + warning, both recorded
+    land(con, rows)
+    (result,) = runner.validate(con, "hotline", tmp_path / "gx")
+    assert (result.rows_in, result.rows_quarantined, result.rows_passed) == (100, 4, 96)
+    assert result.rows_in == result.rows_passed + result.rows_quarantined
+    assert result.rows_warned == 1 and result.status == "quarantined"
+    held = dict(con.execute("select json_extract_string(raw_record, '$.ticket_id'), reasons from meta.quarantine "
+                            "where stage = 'validate'").fetchall())
+    assert set(held) == {rows[i]["ticket_id"] for i in (3, 7, 9, 15)}
+    rules_15 = {r["rule"] for r in json.loads(held[rows[15]["ticket_id"]])}
+    assert any("in_set(status)" in r for r in rules_15) and any("mobile" in r for r in rules_15)
+    assert con.execute("select count(*) from staging.hotline_tickets").fetchall() == [(96,)]
+    run = con.execute("select status, rows_in, rows_passed, rows_quarantined from meta.validation_runs").fetchall()
+    assert run == [("quarantined", 100, 96, 4)]
+    # Validated loads are not validated again.
+    assert runner.validate(con, "hotline", tmp_path / "gx")[0].status == "nothing"
+
+
+def test_volume_collapse_blocks_the_batch_and_keeps_it_pending(con, tmp_path):
+    for day in range(3):
+        land(con, [ticket(i, updated_at=f"2026-11-0{day + 2}T10:{i % 60:02d}:{i // 60:02d}+08:00")
+                   for i in range(200)])
+        runner.validate(con, "hotline", tmp_path / "gx")
+    land(con, [ticket(1, updated_at="2026-11-09T10:00:00+08:00")])
+    (result,) = runner.validate(con, "hotline", tmp_path / "gx")
+    assert result.status == "blocked" and "row_count" in result.message
+    assert con.execute("select count(*) from staging.hotline_tickets where updated_at like '2026-11-09%'"
+                       ).fetchall() == [(0,)]
+    # Still pending: the next run looks at it again (and blocks again until someone acts).
+    assert runner.validate(con, "hotline", tmp_path / "gx")[0].status == "blocked"
