@@ -162,6 +162,33 @@ class DuckDBColumnValuesNotMatchRegexList(ColumnMapMetricProvider):
         return sa.and_(*(sa.not_(_regexp_matches(column, regex)) for regex in regex_list))
 
 
+class DuckDBColumnValuesUnique(ColumnMapMetricProvider):
+    """GE's column_values.unique, for DuckDBExecutionEngine: duplicates found by a group-by.
+
+    GE counts each value's rows with a window (count(*) over (partition by column)), which
+    suits row stores; DuckDB partitions and sorts for a window but hashes a group-by, about
+    twice as fast on a million distinct keys. The rows flagged are the same: every row whose
+    value occurs more than once.
+    """
+
+    condition_metric_name = "column_values.unique"
+
+    @column_condition_partial(engine=DuckDBExecutionEngine)
+    def _duckdb(cls, column: Any, _table: Any, **kwargs: Any) -> Any:
+        # Its own column and source objects, uncorrelated: the outer query is GE's to build.
+        value = sa.column(column.name)
+        source = _table.subquery() if isinstance(_table, sa.Select) else _table.alias()
+        duplicated = (
+            sa.select(value)
+            .select_from(source)
+            .where(value.is_not(None))  # a NULL in the list would make NOT IN unknown
+            .group_by(value)
+            .having(sa.func.count() > 1)
+            .correlate(None)
+        )
+        return column.not_in(duplicated)
+
+
 # DuckDB type names that SQLAlchemy's PostgreSQL names spell differently.
 _TYPE_ALIASES = {"double": "double precision", "decimal": "numeric", "blob": "bytea"}
 

@@ -70,19 +70,9 @@ def _pending_loads(con: duckdb.DuckDBPyConnection, source: str, entity: str) -> 
 
 
 def _reference(con: duckdb.DuckDBPyConnection, source: str, entity: str, loads: list[str]) -> Reference:
-    """Grid codes and names from the registry's latest data; the volume floor from earlier loads."""
-    ref = Reference()
-    tables = {r[0] for r in con.execute(
-        "select table_name from information_schema.tables where table_schema = 'raw'").fetchall()}
-    if "grid_registry_grids" in tables:
-        rows = con.execute("select distinct grid_code, level, name from raw.grid_registry_grids").fetchall()
-        ref.grid_codes = sorted({c for c, _, _ in rows})
-        ref.micro_grid_codes = sorted({c for c, lv, _ in rows if lv == "micro"})
-        ref.street_names = sorted({n for _, lv, n in rows if lv == "street"})
-        ref.community_names = sorted({n for _, lv, n in rows if lv == "community"})
-    if "grid_registry_households" in tables and (source, entity) == ("grid_registry", "residents"):
-        ref.household_ids = [r[0] for r in con.execute(
-            "select distinct household_id from raw.grid_registry_households").fetchall()]
+    """Which silos' tables exist to check references against; the volume floor from earlier loads."""
+    ref = Reference(tables={r[0] for r in con.execute(
+        "select table_name from information_schema.tables where table_schema = 'raw'").fetchall()})
     earlier = [r[0] for r in con.execute(
         "select rows_landed from meta.loads where source = ? and entity = ? and status = 'succeeded' "
         "and rows_landed > 0 and load_id not in (select unnest(?::varchar[])) order by started_at desc limit ?",

@@ -208,6 +208,7 @@ def validate_command(source: str) -> None:
 def demo(residents: int, seed: int, day: int, keep_running: bool) -> None:
     """The main job: generate a village, start the four silos, show what each holds, sync them all."""
     import os
+    import shutil
 
     from connectors.common.exceptions import ConnectorError
     from onenet import pipeline, showcase
@@ -219,6 +220,8 @@ def demo(residents: int, seed: int, day: int, keep_running: bool) -> None:
     os.environ["ONENET_WAREHOUSE"] = str(warehouse)
     warehouse.unlink(missing_ok=True)
     Path(str(warehouse) + ".wal").unlink(missing_ok=True)
+    os.environ["ONENET_GX_DIR"] = str(settings.home() / "demo-gx")
+    shutil.rmtree(settings.gx_dir(), ignore_errors=True)
     if (root / "manifest.json").exists():
         runner.down(root)  # silos of an earlier demo would serve the old district
     ctx = click.get_current_context()
@@ -234,6 +237,12 @@ def demo(residents: int, seed: int, day: int, keep_running: bool) -> None:
         click.echo("a second sync finds nothing new (state and key + hash de-duplication):")
         for source in pipeline.SOURCES:
             pipeline.sync(source, on_result=lambda r: click.echo("  " + r.summary()))
+        click.echo("validating with Great Expectations inside DuckDB (bad rows to quarantine, the rest to staging):")
+        for source in pipeline.SOURCES:
+            results = pipeline.validate(source, on_result=lambda r: click.echo("  " + r.summary()))
+        docs = settings.gx_dir() / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+        if results and docs.exists():
+            click.echo(f"Data Docs: {docs.as_uri()}")
     except (runner.SimulatorError, ConnectorError) as exc:
         raise OnenetError(str(exc)) from exc
     finally:

@@ -44,7 +44,10 @@ def main(argv: Sequence[str] | None, name: str, make_action: Callable[[Path], Ca
         signal.signal(sig, lambda *_: stop.set())
     run = root / "run" / f"{name}.json"
     run.parent.mkdir(parents=True, exist_ok=True)
-    run.write_text(json.dumps({"name": name, "pid": os.getpid(), "root": str(root)}), encoding="utf-8")
+    # Write-then-rename: `onenet simulators status` may read the file at any moment.
+    tmp = run.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"name": name, "pid": os.getpid(), "root": str(root)}), encoding="utf-8")
+    tmp.replace(run)
     try:
         follow(root, name, make_action(root), stop)
     finally:

@@ -60,7 +60,10 @@ def status(root: Path) -> list[SiloStatus]:
     out = []
     for name in SILOS:
         path = _run_file(root, name)
-        info = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        try:
+            info = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        except (OSError, ValueError):  # removed or replaced while we read it: not up (yet)
+            info = {}
         pid = info.get("pid")
         running = pid is not None and _alive(int(pid))
         out.append(SiloStatus(name, running, pid if running else None, info.get("url") if running else None))
@@ -112,8 +115,12 @@ def _wait_ready(root: Path, name: str, proc: subprocess.Popen, deadline: float) 
         if proc.poll() is not None:
             tail = (root / "run" / f"{name}.log").read_text(encoding="utf-8", errors="replace")[-800:]
             raise SimulatorError(f"{name} simulator exited with code {proc.returncode}:\n{tail}")
-        if path.exists():
-            info = json.loads(path.read_text(encoding="utf-8"))
+        info: dict = {}
+        try:
+            info = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        except (OSError, ValueError):
+            pass
+        if info:
             if "url" not in info:
                 return
             try:

@@ -77,3 +77,27 @@ def test_volume_collapse_blocks_the_batch_and_keeps_it_pending(con, tmp_path):
                        ).fetchall() == [(0,)]
     # Still pending: the next run looks at it again (and blocks again until someone acts).
     assert runner.validate(con, "hotline", tmp_path / "gx")[0].status == "blocked"
+
+
+def test_references_are_checked_in_sql_against_the_grid_hierarchy(con, tmp_path):
+    grids = Entity("grid_registry", "grids", key=("grid_code",))
+    households = Entity("grid_registry", "households", key=("household_id",))
+    with Load(con, grids) as load:
+        load.add(pa.Table.from_pylist([
+            {"grid_code": "420102", "level": "district", "name": "江岸区", "parent_code": None, "updated_at": "t"},
+            {"grid_code": "420102001", "level": "street", "name": "大智街道", "parent_code": "420102", "updated_at": "t"},
+            {"grid_code": "M1", "level": "micro", "name": "1号楼", "parent_code": "420102001", "updated_at": "t"},
+        ]), "grids")
+        load.finish({})
+    with Load(con, households) as load:
+        load.add(pa.Table.from_pylist([
+            {"household_id": f"H{i}", "grid_code": "M1" if i % 10 else "420102001", "address": "x", "updated_at": "t"}
+            for i in range(50)]), "households")
+        load.finish({})
+    results = {r.entity: r for r in runner.validate(con, "grid_registry", tmp_path / "gx")}
+    # Five households point at a street, not a micro-grid: recorded as warnings, the rows go on.
+    assert results["households"].rows_warned == 5 and results["households"].rows_passed == 50
+    detail = json.loads(con.execute("select results from meta.validation_runs where entity = 'households'"
+                                    ).fetchall()[0][0])
+    exists = next(d for d in detail if d["expectation"] == "expect_column_values_to_exist_in_table")
+    assert (exists["success"], exists["unexpected_count"]) == (False, 5)
