@@ -8,6 +8,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import duckdb
 import sqlalchemy as sa
@@ -28,9 +30,13 @@ from great_expectations.data_context.types.resource_identifiers import (  # noqa
 from great_expectations.datasource.fluent import SQLDatasource  # noqa: E402
 from great_expectations.datasource.fluent.sql_datasource import TableAsset  # noqa: E402
 from great_expectations.execution_engine import SqlAlchemyExecutionEngine  # noqa: E402
+from great_expectations.expectations.metrics.column_map_metrics import (  # noqa: E402
+    column_values_unique,
+)
 from great_expectations.expectations.metrics.map_metric_provider import (  # noqa: E402
     ColumnMapMetricProvider,
     column_condition_partial,
+    column_function_partial,
 )
 
 for _name in list(logging.root.manager.loggerDict):
@@ -108,8 +114,11 @@ class DuckDBExecutionEngine(SqlAlchemyExecutionEngine):
 
 def _regexp_matches(column: Any, regex: str) -> Any:
     # DuckDB's `~` is a full match (PostgreSQL's searches); regexp_matches searches, as
-    # GE's pandas and Spark engines (str.contains, rlike) do.
-    return sa.func.regexp_matches(column, sa.literal(regex))
+    # GE's pandas and Spark engines (str.contains, rlike) do. The pattern is an inline SQL
+    # literal, not a bound parameter: GE inlines parameters into unexpected_index_query with
+    # Python's repr(), which doubles every backslash (`\d` would become `\\d`).
+    literal = "'" + regex.replace("'", "''") + "'"
+    return sa.func.regexp_matches(column, sa.literal_column(literal, sa.String))
 
 
 class DuckDBColumnValuesMatchRegex(ColumnMapMetricProvider):
@@ -162,31 +171,37 @@ class DuckDBColumnValuesNotMatchRegexList(ColumnMapMetricProvider):
         return sa.and_(*(sa.not_(_regexp_matches(column, regex)) for regex in regex_list))
 
 
-class DuckDBColumnValuesUnique(ColumnMapMetricProvider):
-    """GE's column_values.unique, for DuckDBExecutionEngine: duplicates found by a group-by.
+class DuckDBColumnValuesCountPerValue(ColumnMapMetricProvider):
+    """The per-row count GE's column_values.unique compares with 2, for DuckDBExecutionEngine.
 
-    GE counts each value's rows with a window (count(*) over (partition by column)), which
-    suits row stores; DuckDB partitions and sorts for a window but hashes a group-by, about
-    twice as fast on a million distinct keys. The rows flagged are the same: every row whose
-    value occurs more than once.
+    GE computes it with count(*) over (partition by column); DuckDB sorts for that window but
+    hashes a group-by, so here repeated values come from a group-by (a semi-join), twice as
+    fast on a million distinct keys. The value is 2 for a repeated value and 1 otherwise, which
+    is all GE's condition reads (`_num_rows < 2`); GE's row retrieval for uniqueness builds its
+    own query and does not use this.
     """
 
-    condition_metric_name = "column_values.unique"
+    function_metric_name = "column_values.count_per_value"
 
-    @column_condition_partial(engine=DuckDBExecutionEngine)
+    @column_function_partial(engine=DuckDBExecutionEngine)
     def _duckdb(cls, column: Any, _table: Any, **kwargs: Any) -> Any:
-        # Its own column and source objects, uncorrelated: the outer query is GE's to build.
-        value = sa.column(column.name)
-        source = _table.subquery() if isinstance(_table, sa.Select) else _table.alias()
-        duplicated = (
+        # Same label and alias as GE's, so its condition finds the column it expects.
+        label = column_values_unique._count_label(kwargs["_metrics"]["table.columns"])
+        source = _table.subquery() if isinstance(_table, sa.Select) else _table
+        value: sa.ColumnClause[Any] = sa.column(column.name)
+        repeated = (
             sa.select(value)
-            .select_from(source)
-            .where(value.is_not(None))  # a NULL in the list would make NOT IN unknown
+            .select_from(source.alias())
+            .where(value.is_not(None))
             .group_by(value)
             .having(sa.func.count() > 1)
-            .correlate(None)
         )
-        return column.not_in(duplicated)
+        count = sa.case((value.in_(repeated), 2), else_=1).label(label)
+        return (
+            sa.select(value, count)
+            .select_from(source)
+            .alias(column_values_unique._DUP_KEY_SUBQUERY_ALIAS)
+        )
 
 
 # DuckDB type names that SQLAlchemy's PostgreSQL names spell differently.
@@ -359,7 +374,7 @@ def build_docs(context: AbstractDataContext) -> Path:
     """Rebuild the local Data Docs site and return the path of its index.html."""
     sites = context.build_data_docs()
     url = sites.get("local_site") or next(iter(sites.values()))
-    return Path(url.removeprefix("file://"))
+    return Path(url2pathname(urlparse(url).path))
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:
@@ -484,8 +499,22 @@ def _unexpected_row_ids(
         for i, q in queries.items()
     )
     sql = f"select result_index, list(row_id order by row_id) from ({union}) group by all"
-    for i, row_ids in _fetch(con, sql):
+    try:
+        fetched = _fetch(con, sql)
+    except duckdb.Error as e:
+        raise ValidationEngineError(f"GE's unexpected_index_query failed in DuckDB: {e}\n{sql}") from e
+    for i, row_ids in fetched:
         ids[i] = row_ids
+    for i in queries:
+        r = results[i]
+        if len(ids[i] or []) != r.result["unexpected_count"]:
+            # GE renders string parameters with Python's repr() (see _regexp_matches): a value
+            # with a backslash or a quote can make its query select other rows than it counted.
+            raise ValidationEngineError(
+                f"{r.expectation_config.type} {r.expectation_config.kwargs}: GE counted "
+                f"{r.result['unexpected_count']} unexpected rows, but its unexpected_index_query "
+                f"selects {len(ids[i] or [])}: {queries[i]}"
+            )
     return ids
 
 
