@@ -25,7 +25,7 @@ class ColumnValuesExistInTable(ColumnMapMetricProvider):
     def _sqlalchemy(cls, column, ref_table: str, ref_column: str, ref_where: str | None = None, **kwargs):
         # A subquery, not a value list: a district has ~30,000 grid codes and ~470,000 households,
         # which would make an IN list (and the suite, and Data Docs) enormous.
-        ref = sa.select(sa.column(ref_column)).select_from(sa.text(ref_table))
+        ref: sa.Select = sa.select(sa.column(ref_column)).select_from(sa.text(ref_table))
         if ref_where:
             ref = ref.where(sa.text(ref_where))
         return column.in_(ref)
