@@ -56,14 +56,19 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _read_run_file(path: Path) -> dict:
+    """What a running silo announced; {} if it has not (or is being replaced as we read)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def status(root: Path) -> list[SiloStatus]:
     out = []
     for name in SILOS:
         path = _run_file(root, name)
-        try:
-            info = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        except (OSError, ValueError):  # removed or replaced while we read it: not up (yet)
-            info = {}
+        info = _read_run_file(path)
         pid = info.get("pid")
         running = pid is not None and _alive(int(pid))
         out.append(SiloStatus(name, running, pid if running else None, info.get("url") if running else None))
@@ -115,11 +120,7 @@ def _wait_ready(root: Path, name: str, proc: subprocess.Popen, deadline: float) 
         if proc.poll() is not None:
             tail = (root / "run" / f"{name}.log").read_text(encoding="utf-8", errors="replace")[-800:]
             raise SimulatorError(f"{name} simulator exited with code {proc.returncode}:\n{tail}")
-        info: dict = {}
-        try:
-            info = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        except (OSError, ValueError):
-            pass
+        info = _read_run_file(path)
         if info:
             if "url" not in info:
                 return
