@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from connectors.common.config import Connection
-from connectors.common.exceptions import ConfigurationError, InvalidPage, SourceUnavailable
-from connectors.common.http import HttpClient
+from connectors.common.exceptions import InvalidPage, SourceUnavailable
+from connectors.common.http import HttpClient, client_for
 
 # The JSON-page handling is the same for every JSON-over-HTTP source; it lives with the hotline
 # until it moves to connectors.common.
@@ -20,22 +20,9 @@ __all__ = ["case_pages", "make_client"]
 
 
 def make_client(conn: Connection, **options: Any) -> HttpClient:
-    """An HttpClient with the X-Api-Key of `conn`; `options` override the settings' defaults."""
-    env = f"AIRFLOW_CONN_{conn.conn_id.upper()}"
-    if not conn.host:
-        raise ConfigurationError(f"{settings.SOURCE}: the connection {conn.conn_id} has no host; "
-                                 f"set {env}='http://:API_KEY@host:port'")
-    if not conn.password:
-        raise ConfigurationError(f"{settings.SOURCE}: the connection {conn.conn_id} has no API key; put "
-                                 f"it in the password part of {env}='http://:API_KEY@host:port'")
-    defaults: dict[str, Any] = {
-        "timeout": settings.TIMEOUT_SECONDS, "max_retries": settings.MAX_RETRIES,
-        "backoff": settings.BACKOFF_SECONDS, "max_backoff": settings.MAX_BACKOFF_SECONDS,
-        "max_rate_limit_waits": settings.MAX_RATE_LIMIT_WAITS,
-    }
-    return HttpClient(settings.SOURCE, conn.base_url,
-                      headers={"X-Api-Key": conn.password, "Accept": "application/json"},
-                      **{**defaults, **options})
+    """An HttpClient sending the X-Api-Key of `conn`; `options` override the settings' defaults."""
+    return client_for(conn, settings, secret="API key", placeholder="API_KEY",
+                      headers=lambda s: {"X-Api-Key": s}, **options)
 
 
 def case_pages(client: HttpClient, cursor: str | None, limit: int,

@@ -6,11 +6,13 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import requests
 
-from .exceptions import InvalidPage, SourceUnavailable
+from .config import Connection
+from .exceptions import ConfigurationError, InvalidPage, SourceUnavailable
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = {500, 502, 503, 504}
@@ -87,3 +89,23 @@ def _retry_after(value: str | None) -> float:
         return max(0.0, min(float(value or 1), 120.0))
     except ValueError:
         return 1.0
+
+
+def client_for(conn: Connection, settings: ModuleType, *, secret: str, placeholder: str,
+               headers: Callable[[str], dict[str, str]], **options: Any) -> HttpClient:
+    """An HttpClient for `conn`: its host, its password as the `secret` (sent by `headers`), and
+    the source's retry settings (`settings.TIMEOUT_SECONDS`, ...), which `options` override."""
+    env = f"AIRFLOW_CONN_{conn.conn_id.upper()}"
+    example = f"{env}='http://:{placeholder}@host:port'"
+    if not conn.host:
+        raise ConfigurationError(f"{settings.SOURCE}: the connection {conn.conn_id} has no host; set {example}")
+    if not conn.password:
+        raise ConfigurationError(f"{settings.SOURCE}: the connection {conn.conn_id} has no {secret}; put it "
+                                 f"in the password part of {example}")
+    defaults: dict[str, Any] = {
+        "timeout": settings.TIMEOUT_SECONDS, "max_retries": settings.MAX_RETRIES,
+        "backoff": settings.BACKOFF_SECONDS, "max_backoff": settings.MAX_BACKOFF_SECONDS,
+        "max_rate_limit_waits": settings.MAX_RATE_LIMIT_WAITS,
+    }
+    return HttpClient(settings.SOURCE, conn.base_url, headers={**headers(conn.password), "Accept": "application/json"},
+                      **{**defaults, **options})

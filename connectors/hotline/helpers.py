@@ -13,29 +13,16 @@ from connectors.common.exceptions import (
     InvalidPage,
     SourceUnavailable,
 )
-from connectors.common.http import HttpClient
+from connectors.common.http import HttpClient, client_for
 from connectors.common.json_pages import page_position, parse_instant
 
 from . import settings
 
 
 def make_client(conn: Connection, **options: Any) -> HttpClient:
-    """An HttpClient with the Bearer token of `conn`; `options` override the settings' defaults."""
-    env = f"AIRFLOW_CONN_{conn.conn_id.upper()}"
-    if not conn.host:
-        raise ConfigurationError(f"{settings.SOURCE}: the connection {conn.conn_id} has no host; "
-                                 f"set {env}='http://:TOKEN@host:port'")
-    if not conn.password:
-        raise ConfigurationError(f"{settings.SOURCE}: the connection {conn.conn_id} has no token; put it "
-                                 f"in the password part of {env}='http://:TOKEN@host:port'")
-    defaults: dict[str, Any] = {
-        "timeout": settings.TIMEOUT_SECONDS, "max_retries": settings.MAX_RETRIES,
-        "backoff": settings.BACKOFF_SECONDS, "max_backoff": settings.MAX_BACKOFF_SECONDS,
-        "max_rate_limit_waits": settings.MAX_RATE_LIMIT_WAITS,
-    }
-    return HttpClient(settings.SOURCE, conn.base_url,
-                      headers={"Authorization": f"Bearer {conn.password}", "Accept": "application/json"},
-                      **{**defaults, **options})
+    """An HttpClient sending the Bearer token of `conn`; `options` override the settings' defaults."""
+    return client_for(conn, settings, secret="token", placeholder="TOKEN",
+                      headers=lambda s: {"Authorization": f"Bearer {s}"}, **options)
 
 
 def updated_since(watermark: str | None, overlap: timedelta) -> str | None:
