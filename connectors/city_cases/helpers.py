@@ -21,7 +21,7 @@ __all__ = ["case_pages", "make_client"]
 
 def make_client(conn: Connection, **options: Any) -> HttpClient:
     """An HttpClient sending the X-Api-Key of `conn`; `options` override the settings' defaults."""
-    return client_for(conn, settings, secret="API key", placeholder="API_KEY",
+    return client_for(conn, settings, credential_name="API key", placeholder="API_KEY",
                       headers=lambda s: {"X-Api-Key": s}, **options)
 
 

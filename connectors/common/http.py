@@ -91,16 +91,16 @@ def _retry_after(value: str | None) -> float:
         return 1.0
 
 
-def client_for(conn: Connection, settings: ModuleType, *, secret: str, placeholder: str,
+def client_for(conn: Connection, settings: ModuleType, *, credential_name: str, placeholder: str,
                headers: Callable[[str], dict[str, str]], **options: Any) -> HttpClient:
-    """An HttpClient for `conn`: its host, its password as the `secret` (sent by `headers`), and
+    """An HttpClient for `conn`: its host, its password as the credential (sent by `headers`), and
     the source's retry settings (`settings.TIMEOUT_SECONDS`, ...), which `options` override."""
     env = f"AIRFLOW_CONN_{conn.conn_id.upper()}"
     example = f"{env}='http://:{placeholder}@host:port'"
     if not conn.host:
         raise ConfigurationError(f"{settings.SOURCE}: the connection {conn.conn_id} has no host; set {example}")
     if not conn.password:
-        raise ConfigurationError(f"{settings.SOURCE}: the connection {conn.conn_id} has no {secret}; put it "
+        raise ConfigurationError(f"{settings.SOURCE}: the connection {conn.conn_id} has no {credential_name}; put it "
                                  f"in the password part of {example}")
     defaults: dict[str, Any] = {
         "timeout": settings.TIMEOUT_SECONDS, "max_retries": settings.MAX_RETRIES,

@@ -21,7 +21,7 @@ from . import settings
 
 def make_client(conn: Connection, **options: Any) -> HttpClient:
     """An HttpClient sending the Bearer token of `conn`; `options` override the settings' defaults."""
-    return client_for(conn, settings, secret="token", placeholder="TOKEN",
+    return client_for(conn, settings, credential_name="token", placeholder="TOKEN",
                       headers=lambda s: {"Authorization": f"Bearer {s}"}, **options)
 
 
