@@ -1,0 +1,58 @@
+"""Workbooks read back with openpyxl: text stays text, formulas never start from source text, print setup."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import openpyxl
+import pytest
+
+from warehouse.excel import Column, Sheet, display_width, write_workbook
+
+HOSTILE = ["=HYPERLINK(\"http://evil\",\"点我\")", "+1+1", "-2+3", "@SUM(A1)", "\t=1", "正常文本",
+           "a\x00b\x07c", "Robert'); DROP TABLE residents;--"]
+
+
+@pytest.fixture
+def book(tmp_path):
+    rows = [(text, i, 0.5, dt.date(2026, 11, 3), dt.datetime(2026, 11, 3, 1, 30, tzinfo=dt.UTC))
+            for i, text in enumerate(HOSTILE)]
+    sheet = Sheet("工单明细", [Column("内容"), Column("序号", "int"), Column("比例", "percent"),
+                           Column("日期", "date"), Column("时间", "datetime")], rows, title_lines=("标题", "说明"))
+    path = tmp_path / "book.xlsx"
+    counts = write_workbook(path, [sheet], title="测试")
+    return path, counts
+
+
+def test_hostile_text_is_written_as_quoted_text_never_as_a_formula(book):
+    path, counts = book
+    assert counts == {"工单明细": len(HOSTILE)}
+    ws = openpyxl.load_workbook(path)["工单明细"]
+    values = [ws.cell(row=r, column=1) for r in range(5, 5 + len(HOSTILE))]
+    for cell in values:
+        assert cell.data_type == "s", (cell.coordinate, cell.value)
+    starts_like_formula = [c for c in values if str(c.value).startswith(("=", "+", "-", "@", "\t"))]
+    assert len(starts_like_formula) == 5
+    assert all(c.quotePrefix for c in starts_like_formula)
+    assert not values[5].quotePrefix
+    assert values[6].value == "abc"  # control characters removed, the rest kept
+    assert values[7].value == HOSTILE[7]
+
+
+def test_types_header_filter_freeze_and_a4_landscape(book):
+    path, _ = book
+    ws = openpyxl.load_workbook(path)["工单明细"]
+    assert [c.value for c in ws[4]] == ["内容", "序号", "比例", "日期", "时间"]
+    assert ws.freeze_panes == "A5"
+    assert ws.auto_filter.ref == f"A4:E{4 + len(HOSTILE)}"
+    assert ws.page_setup.orientation == "landscape" and int(ws.page_setup.paperSize) == 9
+    assert ws.cell(row=5, column=2).value == 0 and ws.cell(row=5, column=2).data_type == "n"
+    assert ws.cell(row=5, column=4).value == dt.datetime(2026, 11, 3)
+    assert ws.cell(row=5, column=4).number_format == "yyyy-mm-dd"
+    # An instant is shown in Beijing time.
+    assert ws.cell(row=5, column=5).value == dt.datetime(2026, 11, 3, 9, 30)
+    assert ws.column_dimensions["A"].width >= display_width(HOSTILE[0])
+
+
+def test_display_width_counts_han_twice():
+    assert display_width("幸福村") == 6 and display_width("ab") == 2
