@@ -252,6 +252,46 @@ def demo(residents: int, seed: int, day: int, keep_running: bool) -> None:
         click.echo(f"silos still running; stop them with `onenet simulators down --root {root}`")
 
 
+def _principal_options(f):
+    f = click.option("--user", default=None, help="Who is asking [default: $ONENET_USER or $USER].")(f)
+    f = click.option("--community", default=None,
+                     help="The community a community_staff user is bound to [default: $ONENET_COMMUNITY].")(f)
+    return click.option("--role", type=click.Choice(["data_engineer", "district_analyst", "community_staff"]),
+                        default=None, help="Acting role [default: $ONENET_ROLE or district_analyst].")(f)
+
+
+@main.command("query")
+@click.argument("sql")
+@_principal_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the result to a .csv (UTF-8 with BOM) or .parquet file instead of showing it.")
+@click.option("--limit", type=click.IntRange(1, None), default=50, show_default=True,
+              help="Rows shown on screen (files get every row).")
+def query_command(sql: str, role: str | None, community: str | None, user: str | None,
+                  out: Path | None, limit: int) -> None:
+    """Run read-only SQL on the warehouse; personal columns masked for the role; the read is logged."""
+    from rich.table import Table
+
+    from warehouse.access import AccessDenied, principal_from_env
+    from warehouse.query import QueryError, run_query, write_result
+
+    try:
+        who = principal_from_env(role, community, user)
+        result = run_query(settings.warehouse_path(), sql, who)
+        if out:
+            write_result(result, out)
+            click.echo(f"{result.num_rows:,} rows written to {out}")
+            return
+    except (AccessDenied, QueryError) as exc:
+        raise OnenetError(str(exc)) from exc
+    table = Table(*result.column_names, show_lines=False)
+    for row in result.slice(0, limit).to_pylist():
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    Console().print(table)
+    if result.num_rows > limit:
+        click.echo(f"… {result.num_rows - limit:,} more rows (use --out to get them all)")
+
+
 def run() -> None:  # pragma: no cover - console entry
     main(prog_name="onenet")
 

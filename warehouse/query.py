@@ -26,6 +26,9 @@ class QueryError(Exception):
 
 def readonly_connection(path: Path) -> duckdb.DuckDBPyConnection:
     """The warehouse opened read-only, with no access to files or the network beyond it."""
+    if not Path(path).exists():
+        raise QueryError(f"no warehouse at {path}; build one with `onenet sync all`, `onenet validate all` "
+                         f"and `onenet merge` (or set ONENET_WAREHOUSE)")
     try:
         con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
     except duckdb.IOException as exc:
