@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 
-.PHONY: setup demo test lint lock bench clean
+.PHONY: setup system-deps demo test lint lock bench clean
 
 setup: $(VENV)/.installed
 
@@ -16,10 +16,20 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
+# Debian packages the tests use: LibreOffice (extracts must open there) and Chromium (the dashboard
+# is checked in a real browser), with CJK fonts. Installed once; skipped when already present.
+SYSTEM_PACKAGES := libreoffice-calc-nogui chromium fonts-noto-cjk
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+system-deps:
+	@command -v soffice >/dev/null && command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi "noto.*cjk" \
+		|| ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			--no-install-recommends $(SYSTEM_PACKAGES) >/dev/null)
+
 demo: setup
 	$(BIN)/onenet demo
 
-test: setup
+test: setup system-deps
 	$(BIN)/python -m pytest -q
 
 lint: setup

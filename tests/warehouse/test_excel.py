@@ -56,3 +56,22 @@ def test_types_header_filter_freeze_and_a4_landscape(book):
 
 def test_display_width_counts_han_twice():
     assert display_width("幸福村") == 6 and display_width("ab") == 2
+
+
+def test_libreoffice_opens_the_workbook_and_shows_text_as_typed(book, tmp_path):
+    """Converted by LibreOffice headless (Debian package, installed by `make system-deps`)."""
+    import shutil
+    import subprocess
+
+    path, _ = book
+    soffice = shutil.which("soffice")
+    assert soffice, "LibreOffice is missing: run `make system-deps`"
+    out = tmp_path / "lo"
+    subprocess.run([soffice, f"-env:UserInstallation=file://{tmp_path}/lo-profile", "--headless",
+                    "--convert-to", "csv:Text - txt - csv (StarCalc):44,34,76", "--outdir", str(out), str(path)],
+                   check=True, capture_output=True, timeout=120)
+    text = (out / "book.csv").read_text(encoding="utf-8")
+    assert "工单明细" not in text  # only the data sheet, not its name
+    assert '=HYPERLINK(""http://evil"",""点我"")' in text  # the text as typed, not a link or a value
+    assert "+1+1" in text and "-2+3" in text and "@SUM(A1)" in text and "正常文本" in text
+    assert "2026-11-03" in text
