@@ -1,0 +1,94 @@
+"""SQL models for core and marts: list the .sql files of a layer and run them in dependency order."""
+
+from __future__ import annotations
+
+import os
+import re
+from graphlib import TopologicalSorter
+from pathlib import Path
+
+import duckdb
+
+MODELS = Path(__file__).parent
+LAYERS = {"core": "core", "marts": "mart"}  # folder -> schema the folder's models create
+
+# The pseudonym behind person_key: sha256(secret || ':' || person_id). Set ONENET_PSEUDONYM_KEY in
+# every real deployment; this default only makes a dev warehouse reproducible.
+PSEUDONYM_ENV = "ONENET_PSEUDONYM_KEY"
+DEV_PSEUDONYM_KEY = "onenet-dev-pseudonym-key"
+
+_CREATES = re.compile(r"create\s+or\s+replace\s+table\s+(\w+)\.(\w+)", re.IGNORECASE)
+_REFERS = re.compile(r"\b(core|mart)\.(\w+)\b", re.IGNORECASE)
+_COMMENT = re.compile(r"--[^\n]*")
+
+
+class ModelError(RuntimeError):
+    """A model file that cannot be run: no `create or replace table`, a cycle, or a SQL error."""
+
+
+def model_files(layer: str) -> list[Path]:
+    """The .sql files of `layer` ('core' or 'marts') in the order they must run.
+
+    Order: a model runs after every model of the same layer it refers to (`core.x`, `mart.y`),
+    ties broken by file name, so the order is deterministic.
+    """
+    if layer not in LAYERS:
+        raise ModelError(f"unknown model layer {layer!r}: use one of {sorted(LAYERS)}")
+    files = sorted((MODELS / layer).glob("*.sql"))
+    schema = LAYERS[layer]
+    by_table: dict[str, Path] = {}
+    for f in files:
+        table = _created_table(f)
+        if not table.startswith(schema + "."):
+            raise ModelError(f"{f.name}: creates {table}, but models in {layer}/ create {schema}.*")
+        by_table[table] = f
+    graph: dict[str, set[str]] = {}
+    for table, f in by_table.items():
+        text = _COMMENT.sub("", f.read_text(encoding="utf-8")).lower()
+        refs = {f"{s}.{n}" for s, n in _REFERS.findall(text)}
+        graph[table] = {r for r in refs if r in by_table and r != table}
+    sorter = TopologicalSorter(graph)
+    sorter.prepare()
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        order.extend(ready)
+        sorter.done(*ready)
+    return [by_table[t] for t in order]
+
+
+def _created_table(f: Path) -> str:
+    m = _CREATES.search(_COMMENT.sub("", f.read_text(encoding="utf-8")))
+    if not m:
+        raise ModelError(f"{f}: a model file must hold `create or replace table <schema>.<name> as ...`")
+    return f"{m.group(1)}.{m.group(2)}".lower()
+
+
+def run_layer(con: duckdb.DuckDBPyConnection, layer: str) -> dict[str, int]:
+    """Run every model of `layer` in order; return {table: row count}. Opens no transaction."""
+    con.execute(f"create schema if not exists {LAYERS[layer]}")
+    key = os.environ.get(PSEUDONYM_ENV) or DEV_PSEUDONYM_KEY
+    con.execute("set variable onenet_pseudonym_key = ?", [key])
+    counts: dict[str, int] = {}
+    for f in model_files(layer):
+        table = _created_table(f)
+        try:
+            con.execute(f.read_text(encoding="utf-8"))
+        except duckdb.Error as e:
+            raise ModelError(f"model {layer}/{f.name} failed: {e}") from e
+        row = con.execute(f"select count(*) from {table}").fetchone()
+        counts[table] = int(row[0]) if row else 0
+    return counts
+
+
+def build_core(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Build the core schema (grid, household, address, person, ticket, city case, incident, ...).
+
+    Reads staging.stg_* (standardised) and core.person_source (the resolver's output).
+    """
+    return run_layer(con, "core")
+
+
+def build_marts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Build the mart schema from core (grid daily, hotline rates, roster, warnings, quality)."""
+    return run_layer(con, "marts")

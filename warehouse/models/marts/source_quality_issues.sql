@@ -1,0 +1,107 @@
+-- mart.source_quality_issues: source records to hand back to each silo's owner, one problem per row.
+-- grain: one row per source record x field x issue; key (source, record_key, field, issue).
+-- Issues:
+--   invalid_id             an ID number that is present, not masked, and not a valid GB 11643 number
+--   disagrees_with_golden  the record's valid ID, name or birth date differs from its golden person
+-- Values are masked here already (ID: first 6 + last 4; name: surname + *; birth date: year), so
+-- the list can go to a silo's owner as it is; person_key says which golden person is meant.
+create or replace table mart.source_quality_issues as
+
+with
+
+person_records as (
+
+    select * from staging.stg_person_records
+
+),
+
+person_source as (
+
+    select * from core.person_source
+
+),
+
+persons as (
+
+    select * from core.person
+
+),
+
+records as (
+
+    select
+        person_records.*,
+        persons.person_key,
+        persons.grid_code,
+        persons.community_name,
+        persons.id_number as golden_id_number,
+        persons.name as golden_name,
+        persons.birth_date as golden_birth_date
+    from person_records
+    left join person_source on person_source.record_uid = person_records.record_uid
+    left join persons on persons.person_id = person_source.person_id
+
+),
+
+issues as (
+
+    select
+        source, record_key, person_key, grid_code, community_name, seen_at,
+        'id_number' as field,
+        'invalid_id' as issue,
+        coalesce(id_prefix6, '******') || '********' || coalesce(id_suffix4, '****') as source_value,
+        cast(null as varchar) as golden_value
+    from records
+    where id_kind = 'invalid'
+
+    union all
+
+    select
+        source, record_key, person_key, grid_code, community_name, seen_at,
+        'id_number', 'disagrees_with_golden',
+        left(id_std, 6) || '********' || right(id_std, 4),
+        left(golden_id_number, 6) || '********' || right(golden_id_number, 4)
+    from records
+    where id_std is not null and golden_id_number is not null and id_std <> golden_id_number
+
+    union all
+
+    select
+        source, record_key, person_key, grid_code, community_name, seen_at,
+        'name', 'disagrees_with_golden',
+        left(name_std, 1) || repeat('*', greatest(length(name_std) - 1, 0)),
+        left(golden_name, 1) || repeat('*', greatest(length(golden_name) - 1, 0))
+    from records
+    where name_std is not null and golden_name is not null and name_std <> golden_name
+
+    union all
+
+    select
+        source, record_key, person_key, grid_code, community_name, seen_at,
+        'birth_date', 'disagrees_with_golden',
+        strftime(birth_date, '%Y') || '-**-**',
+        strftime(golden_birth_date, '%Y') || '-**-**'
+    from records
+    where birth_date is not null and golden_birth_date is not null and birth_date <> golden_birth_date
+
+),
+
+final as (
+
+    select
+        source,
+        record_key,
+        field,
+        issue,
+        source_value,
+        golden_value,
+        person_key,
+        grid_code,
+        community_name,
+        seen_at,
+        cast(timezone('Asia/Shanghai', seen_at) as date) as seen_on
+    from issues
+
+)
+
+select * from final order by source, record_key, field, issue
