@@ -252,6 +252,21 @@ def demo(residents: int, seed: int, day: int, keep_running: bool) -> None:
         click.echo(f"silos still running; stop them with `onenet simulators down --root {root}`")
 
 
+@main.command("merge")
+def merge_command() -> None:
+    """Standardise, resolve persons and incidents, rebuild core and marts (one transaction)."""
+    from connectors.common.exceptions import ConnectorError
+    from onenet import pipeline
+    from warehouse.merge import MergeError
+
+    try:
+        summary = pipeline.merge()
+    except (ConnectorError, MergeError) as exc:
+        raise OnenetError(str(exc)) from exc
+    for line in summary.summary_lines():
+        click.echo(line)
+
+
 def _principal_options(f):
     f = click.option("--user", default=None, help="Who is asking [default: $ONENET_USER or $USER].")(f)
     f = click.option("--community", default=None,

@@ -16,6 +16,7 @@ from warehouse import db
 
 if TYPE_CHECKING:
     from expectations.runner import ValidationResult
+    from warehouse.merge import MergeSummary
 
 SOURCES = ("hotline", "city_cases", "grid_registry", "health_codes")
 
@@ -63,3 +64,14 @@ def validate(source: str, *, on_result: Callable[[ValidationResult], None] | Non
         if on_result:
             on_result(r)
     return results
+
+
+def merge() -> MergeSummary:
+    """Resolve everything validation passed into core and marts, in one transaction."""
+    from warehouse.merge import merge as run_merge
+
+    con = _open_warehouse("merge")
+    try:
+        return run_merge(con)
+    finally:
+        con.close()

@@ -1,0 +1,24 @@
+-- 城管案件: city-management cases of one community still open at the end of the day.
+-- grain: one row per case; parameters $community, $day.
+with day_end as (
+    select (($day + interval 1 day)::timestamp at time zone 'Asia/Shanghai') as at
+),
+final as (
+    select
+        cases.case_id,
+        cases.reported_at,
+        cases.category_type,
+        cases.category_name,
+        cases.description,
+        cases.address,
+        cases.reporter_type,
+        cases.source_ticket_id,
+        cases.status_name,
+        cases.deadline,
+        case when cases.deadline < day_end.at then '已超期' else '' end as overdue
+    from core.city_case as cases, day_end
+    where cases.community_name = $community
+      and cases.reported_at < day_end.at
+      and (cases.closed_at is null or cases.closed_at >= day_end.at)
+)
+select * from final order by reported_at, case_id

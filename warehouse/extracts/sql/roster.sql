@@ -1,0 +1,22 @@
+-- 重点人群: special-group residents of one community with their latest contact across the silos.
+-- grain: one row per person; parameters $community, $day (unused: the roster is the current one).
+select
+    roster.name,
+    roster.group_types_text,
+    roster.id_number,
+    coalesce(roster.latest_contact_phone, roster.phone) as phone,
+    case roster.latest_contact_source
+        when 'grid_registry.residents' then '网格登记'
+        when 'grid_registry.grid_workers' then '网格员登记'
+        when 'health_codes.exports' then '健康码'
+        when 'hotline.tickets' then '12345热线'
+        when 'city_cases.cases' then '数字城管'
+        else roster.latest_contact_source
+    end as latest_contact_source,
+    roster.latest_contact_at,
+    roster.grid_name,
+    roster.household_address,
+    case roster.code_color when 'green' then '绿码' when 'yellow' then '黄码' when 'red' then '红码' end as code_color
+from mart.special_group_roster as roster
+where roster.community_name = $community and $day is not null
+order by roster.grid_code, roster.name

@@ -1,0 +1,35 @@
+-- 热线工单: hotline tickets of one community that are new on the day or still open at its end.
+-- grain: one row per ticket; parameters $community, $day (a Beijing date).
+with day_end as (
+    select (($day + interval 1 day)::timestamp at time zone 'Asia/Shanghai') as at
+),
+tickets as (
+    select * from core.ticket where community_name = $community
+),
+final as (
+    select
+        tickets.ticket_id,
+        case when tickets.received_on = $day then '新增' else '未办结' end as kind,
+        tickets.received_at,
+        tickets.category,
+        tickets.urgency,
+        tickets.content,
+        tickets.address,
+        tickets.caller_name,
+        tickets.caller_phone,
+        tickets.department,
+        tickets.status_name,
+        tickets.response_deadline,
+        tickets.resolve_deadline,
+        case
+            when tickets.resolve_deadline < day_end.at and (tickets.resolved_at is null or tickets.resolved_at > day_end.at)
+                then '已超期'
+            when tickets.response_deadline < day_end.at
+                 and (tickets.first_response_at is null or tickets.first_response_at > day_end.at) then '响应超时'
+            else ''
+        end as overdue
+    from tickets, day_end
+    where tickets.received_at < day_end.at
+      and (tickets.received_on = $day or tickets.closed_at is null or tickets.closed_at >= day_end.at)
+)
+select * from final order by kind desc, received_at, ticket_id

@@ -1,0 +1,110 @@
+"""One merge run: staging → person resolution → core → marts, in one transaction, recorded in meta.merge_runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+
+from warehouse import db
+
+
+class MergeError(RuntimeError):
+    """A merge that could not finish; nothing of it was committed. The message names the step."""
+
+
+@dataclass
+class MergeSummary:
+    """What one merge produced; `summary_lines()` is what the CLI and the demo print."""
+
+    run_id: str
+    records_per_source: dict[str, int] = field(default_factory=dict)
+    persons_per_source: dict[str, int] = field(default_factory=dict)
+    persons: int = 0
+    links: int = 0
+    incidents: int = 0
+    incident_tickets: int = 0
+    incident_cases: int = 0
+    warnings: int = 0
+    table_rows: dict[str, int] = field(default_factory=dict)
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.step_seconds.values())
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"merge {self.run_id}: {self.persons:,} golden persons from "
+                 f"{sum(self.records_per_source.values()):,} source records; {self.links:,} records linked "
+                 f"to another record's person; {self.seconds:.1f} s"]
+        for source, n in sorted(self.records_per_source.items()):
+            lines.append(f"  {source}: {n:,} records → {self.persons_per_source.get(source, 0):,} persons")
+        lines.append(f"  incidents: {self.incidents:,} (from {self.incident_tickets:,} hotline tickets and "
+                     f"{self.incident_cases:,} city cases)")
+        lines.append(f"  warnings: {self.warnings:,}")
+        lines.append("  steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.step_seconds.items()))
+        return lines
+
+
+def merge(con: duckdb.DuckDBPyConnection, *, run_id: str | None = None) -> MergeSummary:
+    """Rebuild staging, persons, core and marts from what validation passed; all or nothing.
+
+    Idempotent: a second run on the same staged data leaves every core and mart table identical
+    (person ids are stable; see warehouse/resolve).
+    """
+    from warehouse import models, standardise
+    from warehouse.resolve import resolve
+    from warehouse.resolve.person_config import PERSON_CONFIG
+
+    run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-merge-" + uuid.uuid4().hex[:8]
+    summary = MergeSummary(run_id)
+    started = datetime.now(UTC)
+    step = "start"
+    try:
+        with db.transaction(con):
+            for step, run in (("staging", lambda: standardise.build_staging(con)),
+                              ("resolve", lambda: resolve(con, PERSON_CONFIG, run_id=run_id)),
+                              ("core", lambda: models.build_core(con)),
+                              ("marts", lambda: models.build_marts(con))):
+                t0 = time.perf_counter()
+                result = run()
+                summary.step_seconds[step] = round(time.perf_counter() - t0, 3)
+                if isinstance(result, dict):
+                    summary.table_rows.update({k: int(v) for k, v in result.items()})
+            _fill_summary(con, summary)
+            con.execute("insert into meta.merge_runs values (?, ?, now(), 'succeeded', ?, ?, ?, ?, ?, ?, ?, null)",
+                        [run_id, started, sum(summary.records_per_source.values()), summary.persons,
+                         summary.links, summary.incidents, summary.warnings,
+                         json.dumps(summary.step_seconds), json.dumps(summary.table_rows, sort_keys=True)])
+    except Exception as exc:  # any failure: nothing committed, the failure recorded, one clear error
+        _record_failure(con, run_id, started, step, exc)
+        raise MergeError(f"merge {run_id} failed in step {step}: {str(exc).splitlines()[0]}; "
+                         f"nothing was committed — fix the cause and run `onenet merge` again") from exc
+    return summary
+
+
+def _fill_summary(con: duckdb.DuckDBPyConnection, s: MergeSummary) -> None:
+    for source, records, persons in con.execute(
+            "select source, count(*), count(distinct person_id) from core.person_source group by all").fetchall():
+        s.records_per_source[source] = records
+        s.persons_per_source[source] = persons
+    s.persons = con.execute("select count(*) from core.person").fetchone()[0]  # type: ignore[index]
+    s.links = con.execute("select count(*) from core.person_source "
+                          "where linked_record_uid is not null").fetchone()[0]  # type: ignore[index]
+    s.incidents, s.incident_tickets, s.incident_cases = con.execute(
+        "select count(distinct incident_id), count(*) filter (where member_type = 'ticket'), "
+        "count(*) filter (where member_type = 'case') from core.incident_member").fetchone()  # type: ignore[misc]
+    s.warnings = con.execute("select count(*) from mart.warnings").fetchone()[0]  # type: ignore[index]
+
+
+def _record_failure(con: duckdb.DuckDBPyConnection, run_id: str, started: datetime, step: str,
+                    exc: Exception) -> None:
+    # The failed transaction is gone; the failure itself is worth keeping.
+    with contextlib.suppress(duckdb.Error):
+        con.execute("insert into meta.merge_runs (run_id, started_at, finished_at, status, message) "
+                    "values (?, ?, now(), 'failed', ?)", [run_id, started, f"step {step}: {exc}"[:2000]])
