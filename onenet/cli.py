@@ -275,6 +275,46 @@ def _principal_options(f):
                         default=None, help="Acting role [default: $ONENET_ROLE or district_analyst].")(f)
 
 
+def _day_option(f):
+    return click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), required=True,
+                        help="The Beijing day (YYYY-MM-DD).")(f)
+
+
+@main.command("extract")
+@_day_option
+@_principal_options
+def extract_command(day, role: str | None, community: str | None, user: str | None) -> None:
+    """Write the daily Excel extract of one community (--community) or of every community."""
+    from onenet import pipeline
+    from warehouse.access import AccessDenied, principal_from_env
+    from warehouse.extracts.community import ExtractError
+
+    try:
+        who = principal_from_env(role, community, user)
+        for result in pipeline.extract(day.date(), community=community, who=who):
+            click.echo(result.summary())
+    except (AccessDenied, ExtractError) as exc:
+        raise OnenetError(str(exc)) from exc
+
+
+@main.command("report")
+@click.option("--template", "template", required=True,
+              help="A shipped template name (epidemic_daily, hotline_monthly) or a .toml file.")
+@_day_option
+@_principal_options
+def report_command(template: str, day, role: str | None, community: str | None, user: str | None) -> None:
+    """Fill a department's report template from the warehouse for the period containing --date."""
+    from onenet import pipeline
+    from warehouse.access import AccessDenied, principal_from_env
+    from warehouse.reports import TemplateError
+
+    try:
+        who = principal_from_env(role, community, user)
+        click.echo(pipeline.report(template, day.date(), who=who).summary())
+    except (AccessDenied, TemplateError) as exc:
+        raise OnenetError(str(exc)) from exc
+
+
 @main.command("query")
 @click.argument("sql")
 @_principal_options

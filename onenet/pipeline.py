@@ -15,8 +15,14 @@ from onenet import settings
 from warehouse import db
 
 if TYPE_CHECKING:
+    import datetime as dt
+    from pathlib import Path
+
     from expectations.runner import ValidationResult
+    from warehouse.access import Principal
+    from warehouse.extracts.community import ExtractResult
     from warehouse.merge import MergeSummary
+    from warehouse.reports import ReportResult
 
 SOURCES = ("hotline", "city_cases", "grid_registry", "health_codes")
 
@@ -73,5 +79,38 @@ def merge() -> MergeSummary:
     con = _open_warehouse("merge")
     try:
         return run_merge(con)
+    finally:
+        con.close()
+
+
+def extract(day: dt.date, *, community: str | None = None, who: Principal | None = None) -> list[ExtractResult]:
+    """Write the daily workbook of one community, or of every community the principal may read."""
+    from warehouse.access import COMMUNITY_STAFF, principal_from_env
+    from warehouse.extracts.community import communities, write_extract
+
+    who = who or principal_from_env(community=community)
+    con = _open_warehouse("extract")
+    try:
+        if community:
+            names = [community]
+        elif who.role == COMMUNITY_STAFF:
+            names = [who.community or ""]
+        else:
+            names = communities(con)
+        return [write_extract(con, name, day, who, settings.exports_dir() / "extracts") for name in names]
+    finally:
+        con.close()
+
+
+def report(template: str | Path, day: dt.date, *, who: Principal | None = None) -> ReportResult:
+    """Fill a report template for the period containing `day`."""
+    from warehouse.access import principal_from_env
+    from warehouse.reports import load_template, write_report
+
+    who = who or principal_from_env()
+    loaded = load_template(template)
+    con = _open_warehouse("report")
+    try:
+        return write_report(con, loaded, day, who, settings.exports_dir() / "reports")
     finally:
         con.close()

@@ -31,6 +31,12 @@ def gx_dir() -> Path:
     return Path(env).resolve() if env else home() / "gx"
 
 
+def exports_dir() -> Path:
+    """Where extracts, reports and the dashboard are written: $ONENET_EXPORTS or <home>/exports."""
+    env = os.environ.get("ONENET_EXPORTS")
+    return Path(env).resolve() if env else home() / "exports"
+
+
 # Connection ids: set AIRFLOW_CONN_<ID> (an Airflow Connection URI) to point a source at a real system.
 CONN_IDS = {
     "hotline": "onenet_hotline",

@@ -114,7 +114,8 @@ def write_extract(con: duckdb.DuckDBPyConnection, community: str, day: dt.date, 
         raise ExtractError(f"no community {community!r} in the grid hierarchy; "
                            f"run `onenet merge` first or check the name")
     sheets = build_sheets(con, community, day, who)
-    path = out_dir / f"{day:%Y%m%d}" / f"{community}_{day:%Y%m%d}.xlsx"
+    # One folder per role: the same community reads differently masked for another role.
+    path = out_dir / who.role / f"{day:%Y%m%d}" / f"{community}_{day:%Y%m%d}.xlsx"
     rows = write_workbook(path, sheets, title=f"{community} 社区日报 {day}")
     log_access(con, who, "extract", str(path), sum(v for k, v in rows.items() if k != "今日概况"))
     return ExtractResult(community, day, path, rows)
