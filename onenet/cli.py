@@ -315,6 +315,20 @@ def report_command(template: str, day, role: str | None, community: str | None, 
         raise OnenetError(str(exc)) from exc
 
 
+@main.command("dashboard")
+@_principal_options
+def dashboard_command(role: str | None, community: str | None, user: str | None) -> None:
+    """Rebuild the analyst dashboard: one HTML page with charts, readable offline with no server."""
+    from onenet import pipeline
+    from warehouse.access import AccessDenied, principal_from_env
+
+    try:
+        path = pipeline.dashboard(who=principal_from_env(role, community, user))
+    except AccessDenied as exc:
+        raise OnenetError(str(exc)) from exc
+    click.echo(f"dashboard: {path.as_uri()}")
+
+
 @main.command("query")
 @click.argument("sql")
 @_principal_options

@@ -114,3 +114,19 @@ def report(template: str | Path, day: dt.date, *, who: Principal | None = None) 
         return write_report(con, loaded, day, who, settings.exports_dir() / "reports")
     finally:
         con.close()
+
+
+def dashboard(*, who: Principal | None = None) -> Path:
+    """Rebuild the analyst dashboard (one static HTML file) from the marts; return its path."""
+    from warehouse.access import log_access, principal_from_env
+    from warehouse.dashboard.build import build_dashboard
+
+    who = who or principal_from_env()
+    con = _open_warehouse("dashboard")
+    try:
+        path = build_dashboard(con, settings.exports_dir() / "dashboard" / "index.html")
+        # Aggregates only, but who rebuilt what is worth a line too.
+        log_access(con, who, "dashboard", str(path), 0, full_values=False)
+        return path
+    finally:
+        con.close()

@@ -11,8 +11,8 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 16, 18, 46
 
 
 def _nice_max(value: float) -> float:
-    if value <= 0:
-        return 1.0
+    if value <= 4:
+        return 4.0  # small counts: ticks 0..4 stay whole numbers
     step = 10 ** (len(str(int(value))) - 1)
     return float(((int(value) // step) + 1) * step)
 

@@ -30,7 +30,7 @@ persons as (
 records as (
 
     select
-        person_records.*,
+        person_records.* exclude (grid_code),  -- the golden person places the record, not the registry row
         persons.person_key,
         persons.grid_code,
         persons.community_name,
