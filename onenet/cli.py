@@ -329,6 +329,28 @@ def dashboard_command(role: str | None, community: str | None, user: str | None)
     click.echo(f"dashboard: {path.as_uri()}")
 
 
+@main.command("dictionary")
+def dictionary_command() -> None:
+    """Write the data dictionary of the marts (every table's grain, every column's meaning)."""
+    from onenet import pipeline
+
+    click.echo(f"data dictionary: {pipeline.dictionary()}")
+
+
+@main.command("export")
+@_principal_options
+def export_command(role: str | None, community: str | None, user: str | None) -> None:
+    """Export every mart table to Parquet (personal columns masked for the role; logged)."""
+    from onenet import pipeline
+    from warehouse.access import AccessDenied, principal_from_env
+
+    try:
+        folder, counts = pipeline.export_marts(who=principal_from_env(role, community, user))
+    except AccessDenied as exc:
+        raise OnenetError(str(exc)) from exc
+    click.echo(f"marts exported to {folder}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+
+
 @main.command("query")
 @click.argument("sql")
 @_principal_options

@@ -130,3 +130,31 @@ def dashboard(*, who: Principal | None = None) -> Path:
         return path
     finally:
         con.close()
+
+
+def dictionary() -> Path:
+    """Write the marts' data dictionary (Markdown, types read from the warehouse); return its path."""
+    from warehouse.dictionary import render_markdown
+
+    con = _open_warehouse("dictionary")
+    try:
+        path = settings.exports_dir() / "dictionary.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_markdown(con), encoding="utf-8")
+        return path
+    finally:
+        con.close()
+
+
+def export_marts(*, who: Principal | None = None) -> tuple[Path, dict[str, int]]:
+    """Export every mart to Parquet, masked for the role; return the folder and rows per table."""
+    from warehouse.access import principal_from_env
+    from warehouse.dictionary import export_parquet
+
+    who = who or principal_from_env()
+    con = _open_warehouse("export")
+    try:
+        folder = settings.exports_dir() / "marts"
+        return folder, export_parquet(con, folder, who)
+    finally:
+        con.close()

@@ -1,0 +1,100 @@
+"""The shape every onenet source DAG shares: [wait for the day's file →] sync → validate → publish an Asset.
+
+The DAG files in dags/ call `source_dag(...)` with their schedule and docs; each task calls one
+function of onenet.orchestration. Only Airflow's SDK and onenet.orchestration (no DuckDB, no
+Great Expectations) are imported here, so parsing a DAG file stays cheap.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, PokeReturnValue, dag, task
+
+from onenet import orchestration as orch
+
+TIMEZONE = "Asia/Shanghai"
+START_DATE = datetime(2024, 1, 1, tzinfo=orch.BEIJING)
+
+# Retries with exponential backoff (1, 2, 4 … minutes, at most 15) and a hard timeout per try.
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "onenet-data-engineering",
+    "retries": 3,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=15),
+    "execution_timeout": timedelta(minutes=30),
+}
+
+
+def source_asset(source: str) -> Asset:
+    """The Asset of a source's staged tables (one per source: its tables are validated together)."""
+    return Asset(uri=orch.asset_uri(source), name=f"onenet_staging_{source}", group="onenet_staging",
+                 extra={"tables": list(orch.STAGED_TABLES[source])})
+
+
+CORE_ASSET = Asset(uri=orch.CORE_ASSET_URI, name="onenet_core", group="onenet_core")
+EXTRACTS_ASSET = Asset(uri=orch.EXTRACTS_ASSET_URI, name="onenet_daily_extracts", group="onenet_exports")
+
+
+def data_interval_timetable(cron: str) -> CronDataIntervalTimetable:
+    """A cron schedule in Beijing time whose runs cover [previous fire, this fire): the data interval."""
+    return CronDataIntervalTimetable(cron, timezone=TIMEZONE)
+
+
+def source_dag(source: str, *, schedule: Any, doc_md: str | None, tags: list[str],
+               wait_for_daily_file: bool = False) -> DAG:
+    """Build the DAG `onenet_<source>`: [wait_for_file →] sync → validate → publish."""
+    asset = source_asset(source)
+
+    @dag(dag_id=f"onenet_{source}", schedule=schedule, start_date=START_DATE, catchup=False,
+         max_active_runs=1, default_args=DEFAULT_ARGS, doc_md=doc_md,
+         tags=["onenet", "source", source, *tags], dagrun_timeout=timedelta(hours=20))
+    def source_pipeline() -> None:
+        @task(pool=orch.POOL)
+        def sync(data_interval_start: datetime | None = None,
+                 data_interval_end: datetime | None = None) -> dict[str, Any]:
+            """Land what the source holds and the warehouse does not (incremental, idempotent)."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            assert data_interval_start is not None and data_interval_end is not None
+            try:
+                return orch.sync_interval(source, data_interval_start, data_interval_end)
+            except orch.SyncMisconfigured as exc:  # a wrong connection: fail now, retries cannot fix it
+                raise AirflowFailException(str(exc)) from exc
+
+        @task(pool=orch.POOL)
+        def validate(synced: dict[str, Any]) -> dict[str, Any]:
+            """Great Expectations on the new batches: critical failures to quarantine, the rest to staging."""
+            return orch.validate_source(source)
+
+        @task(outlets=[asset], execution_timeout=timedelta(minutes=5))
+        def publish(synced: dict[str, Any], validated: dict[str, Any], **context: Any) -> dict[str, Any]:
+            """Emit the Asset event (extra: day, interval, tables) only if new rows reached staging."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            extra = orch.publication(source, synced, validated)
+            if extra is None:
+                raise AirflowSkipException(f"{source}: nothing new reached staging; no Asset event")
+            context["outlet_events"][asset].extra = extra
+            return extra
+
+        synced = sync()
+        if wait_for_daily_file:
+            wait_for_file() >> synced
+        publish(synced, validate(synced))
+
+    return source_pipeline()
+
+
+# The day's file: poke every 5 minutes in reschedule mode (no worker slot held between pokes),
+# give up after 20 hours; the sensor does not touch the warehouse, so it takes no pool slot.
+@task.sensor(mode="reschedule", poke_interval=300, timeout=20 * 3600,
+             execution_timeout=timedelta(minutes=2))
+def wait_for_file(data_interval_start: datetime | None = None) -> PokeReturnValue:
+    """Wait until the health-code export of the interval's Beijing day is in the drop folder."""
+    assert data_interval_start is not None
+    day = orch.interval_day(data_interval_start)
+    files = orch.health_files_for(day, orch.health_drop_folder())
+    return PokeReturnValue(is_done=bool(files), xcom_value=files)

@@ -1,0 +1,67 @@
+"""The data dictionary of the marts, and their export to Parquet for analysts' own tools."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import duckdb
+
+from warehouse.access import Principal
+
+DICTIONARY = Path(__file__).parent / "models" / "marts" / "_dictionary.toml"
+
+
+def load() -> dict:
+    """Table → {description, grain, columns: {column: meaning}} from the committed dictionary file."""
+    return tomllib.loads(DICTIONARY.read_text(encoding="utf-8"))
+
+
+def undocumented(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Mart tables and columns of the warehouse that the dictionary does not describe."""
+    entries = load()
+    missing = []
+    for table, column in con.execute("select table_name, column_name from duckdb_columns() "
+                                     "where schema_name = 'mart' order by table_name, column_index").fetchall():
+        if column not in entries.get(table, {}).get("columns", {}):
+            missing.append(f"mart.{table}.{column}")
+    return missing
+
+
+def render_markdown(con: duckdb.DuckDBPyConnection) -> str:
+    """The dictionary as Markdown: one section per mart, columns with their types from the warehouse."""
+    entries = load()
+    lines = ["# onenet 数据字典（mart 层）", "",
+             "分析人员可查询的汇总表。人员以化名键 person_key 出现；身份证号、电话按角色打码。", ""]
+    tables = [r[0] for r in con.execute("select table_name from duckdb_tables() where schema_name = 'mart' "
+                                        "order by table_name").fetchall()]
+    for table in tables:
+        entry = entries.get(table, {})
+        rows = con.execute(f"select count(*) from mart.{table}").fetchone()
+        lines += [f"## mart.{table}", "", entry.get("description", "（未描述）"), "",
+                  f"- 粒度：{entry.get('grain', '（未描述）')}", f"- 行数：{rows[0] if rows else 0:,}", "",
+                  "| 列 | 类型 | 说明 |", "|---|---|---|"]
+        for column, dtype in con.execute("select column_name, data_type from duckdb_columns() where schema_name = "
+                                         "'mart' and table_name = ? order by column_index", [table]).fetchall():
+            lines.append(f"| {column} | {dtype} | {entry.get('columns', {}).get(column, '（未描述）')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def export_parquet(con: duckdb.DuckDBPyConnection, folder: Path, who: Principal) -> dict[str, int]:
+    """Write every mart table to <folder>/<table>.parquet, masked for `who`; log it; return rows per table."""
+    import pyarrow.parquet as pq
+
+    from warehouse.access import log_access
+    from warehouse.query import mask_table
+
+    folder.mkdir(parents=True, exist_ok=True)
+    counts, full = {}, False
+    for (table,) in con.execute("select table_name from duckdb_tables() where schema_name = 'mart' "
+                                "order by table_name").fetchall():
+        data, unmasked = mask_table(con.execute(f"select * from mart.{table}").to_arrow_table(), who)
+        full = full or unmasked
+        pq.write_table(data, folder / f"{table}.parquet", compression="zstd")
+        counts[table] = data.num_rows
+    log_access(con, who, "export", str(folder), sum(counts.values()), full_values=full)
+    return counts
