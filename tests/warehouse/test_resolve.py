@@ -1,0 +1,165 @@
+"""Person resolution on a generated village, measured against the generator's ground truth."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from bench import resolution_input
+from simulators.district.generate import generate
+from warehouse import db
+from warehouse.resolve import ResolveError, resolve
+from warehouse.resolve.person_config import PERSON_CONFIG
+
+INPUT = "staging.stg_person_records"
+CHECKSUM = "select count(*), sum(hash(record_uid, person_id, link_rule, match_weight, linked_record_uid, run_id))" \
+           " from core.person_source"
+
+
+@pytest.fixture(scope="module")
+def village_input(tmp_path_factory) -> tuple[Path, Path]:
+    """(district root, warehouse with staging.stg_person_records and nothing resolved yet)."""
+    folder = tmp_path_factory.mktemp("resolve")
+    root = folder / "district"
+    generate(root, residents=2000, seed=7)
+    path = folder / "input.duckdb"
+    con = db.connect(path)
+    resolution_input.build(con, root)
+    con.close()
+    return root, path
+
+
+@pytest.fixture
+def con(village_input, tmp_path):
+    """A private copy of the village input warehouse."""
+    path = shutil.copyfile(village_input[1], tmp_path / "w.duckdb")
+    c = db.connect(path)
+    yield c
+    c.close()
+
+
+def _run(con: duckdb.DuckDBPyConnection, run_id: str | None = None):
+    with db.transaction(con):
+        return resolve(con, PERSON_CONFIG, run_id=run_id)
+
+
+def _scores(con: duckdb.DuckDBPyConnection, truth: Path) -> tuple[float, float, float]:
+    tp, pred, act, *_ = con.execute(resolution_input.truth_pairs_sql(INPUT, truth, "core.person_source")).fetchone()
+    precision, recall = tp / pred, tp / act
+    return precision, recall, 2 * precision * recall / (precision + recall)
+
+
+def _person_of(con: duckdb.DuckDBPyConnection, record_uid: str) -> str:
+    return con.execute("select person_id from core.person_source where record_uid = ?", [record_uid]).fetchone()[0]
+
+
+def _plant(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
+    for row in rows:
+        cols = ", ".join(row)
+        con.execute(f"insert into {INPUT} ({cols}) values ({', '.join('?' * len(row))})", list(row.values()))
+
+
+def test_quality_against_truth(con, village_input):
+    result = _run(con)
+    precision, recall, f1 = _scores(con, village_input[0] / "truth")
+    print(f"village: precision {precision:.5f} recall {recall:.5f} F1 {f1:.5f} "
+          f"records {result.records} profiles {result.profiles} pairs {result.pairs_scored} {result.seconds}s")
+    assert precision >= 0.995
+    assert recall >= 0.98
+    assert result.profiles < result.records  # repeated health exports collapse
+    n_in = con.execute(f"select count(*) from {INPUT} where not is_deleted").fetchone()[0]
+    assert con.execute("select count(*) from core.person_source").fetchone()[0] == n_in
+    assert con.execute("select count(*) from meta.resolution_runs").fetchone()[0] == 1
+
+
+def test_different_valid_ids_never_merge_even_through_a_chain(con):
+    base = {"source": "trap", "name_std": "欧阳娜娜", "name_pinyin": "ou yang na na", "surname": "欧阳",
+            "sex": "女", "birth_date": "1990-05-05", "community": "trap村", "is_deleted": False}
+    rows = [
+        # Two different people with different valid IDs, same rare name and birth date ...
+        base | {"record_key": "A", "id_std": "420102199005050028", "id_prefix6": "420102", "id_suffix4": "0028",
+                "phone_std": "13900000001"},
+        base | {"record_key": "B", "id_std": "420102199005051020", "id_prefix6": "420102", "id_suffix4": "1020",
+                "phone_std": "13900000002"},
+        # ... and records without an ID that agree strongly with both: the chain A - C - D - B.
+        base | {"record_key": "C", "phone_std": "13900000001"},
+        base | {"record_key": "D", "phone_std": "13900000002"},
+        base | {"record_key": "E"},
+    ]
+    _plant(con, [r | {"record_uid": f"trap:{r['record_key']}"} for r in rows])
+    _run(con)
+    assert _person_of(con, "trap:A") != _person_of(con, "trap:B")
+    assert _person_of(con, "trap:C") == _person_of(con, "trap:A")
+    assert _person_of(con, "trap:D") == _person_of(con, "trap:B")
+    mixed = con.execute(f"""
+        select p.person_id from core.person_source p join {INPUT} s using (record_uid)
+        where s.id_std is not null group by 1 having count(distinct s.id_std) > 1""").fetchall()
+    assert mixed == []
+
+
+def test_namesakes_with_different_birth_dates_stay_apart(con):
+    base = {"source": "namesake", "name_std": "司马相如", "name_pinyin": "si ma xiang ru", "surname": "司马",
+            "sex": "男", "address_key": "光明花园|1|1|101", "address_compound": "光明花园", "community": "幸福村",
+            "phone_std": "13911112222", "is_deleted": False}
+    _plant(con, [base | {"record_uid": "namesake:1", "record_key": "1", "birth_date": "1950-03-01"},
+                 base | {"record_uid": "namesake:2", "record_key": "2", "birth_date": "1982-11-20"},
+                 base | {"record_uid": "namesake:3", "record_key": "3", "birth_date": "1982-11-21"}])
+    _run(con)
+    assert _person_of(con, "namesake:1") != _person_of(con, "namesake:2")
+    # A birth date one part off (a typo) is evidence, not a veto.
+    assert _person_of(con, "namesake:2") == _person_of(con, "namesake:3")
+
+
+def test_rerun_is_identical(con):
+    _run(con, "run-1")
+    first = con.execute(CHECKSUM).fetchone()
+    result = _run(con, "run-2")
+    assert con.execute(CHECKSUM).fetchone() == first
+    assert result.changes == {}
+    assert con.execute("select count(*) from meta.person_id_changes where run_id = 'run-2'").fetchone()[0] == 0
+
+
+def test_incremental_records_join_existing_persons(con):
+    # Day one without the hotline; day two the hotline tickets arrive.
+    con.execute(f"create table hold as select * from {INPUT} where source = 'hotline.tickets'")
+    con.execute(f"delete from {INPUT} where source = 'hotline.tickets'")
+    _run(con, "day-1")
+    before = dict(con.execute("select record_uid, person_id from core.person_source").fetchall())
+    con.execute(f"insert into {INPUT} select * from hold")
+    _run(con, "day-2")
+    after = dict(con.execute("select record_uid, person_id from core.person_source").fetchall())
+    assert all(after[uid] == pid for uid, pid in before.items())
+    joined = [uid for uid in after if uid.startswith("hotline") and after[uid] in set(before.values())]
+    assert len(joined) > 0.3 * sum(1 for uid in after if uid.startswith("hotline"))
+    max_before = max(before.values())
+    assert all(pid > max_before for uid, pid in after.items() if after[uid] not in set(before.values()))
+
+
+def test_split_is_recorded_and_ids_never_reused(con):
+    _run(con, "before")
+    # Pick a person held together only by a shared valid ID on two profiles, and break the ID of one.
+    uid, pid = con.execute(f"""
+        select s.record_uid, p.person_id from {INPUT} s join core.person_source p using (record_uid)
+        where s.source = 'grid_registry.residents' and s.id_std is not null and p.person_id in (
+            select person_id from core.person_source group by 1 having count(*) >= 3)
+        order by s.record_uid limit 1""").fetchone()
+    con.execute(f"""update {INPUT} set id_std = '110101190001010000', id_prefix6 = '110101', id_suffix4 = '0000',
+                    name_std = '分裂测试', name_pinyin = 'fen lie ce shi', phone_std = null
+                    where record_uid = ?""", [uid])
+    counter_before = con.execute("select last_value from meta.id_counters where entity = 'person'").fetchone()[0]
+    _run(con, "after")
+    new_pid = _person_of(con, uid)
+    assert new_pid != pid
+    assert int(new_pid[1:]) > counter_before
+    change = con.execute("select change, other_person_id from meta.person_id_changes where run_id = 'after' "
+                         "and person_id = ?", [new_pid]).fetchone()
+    assert change == ("split", pid)
+
+
+def test_missing_input_is_a_named_error(tmp_path):
+    con = db.connect(tmp_path / "empty.duckdb")
+    with pytest.raises(ResolveError, match="stg_person_records"):
+        resolve(con, PERSON_CONFIG)

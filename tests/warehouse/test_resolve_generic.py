@@ -1,0 +1,105 @@
+"""The resolver on a non-person table (company contacts), through its own configuration."""
+
+from __future__ import annotations
+
+import pytest
+
+from warehouse import db
+from warehouse.resolve import ResolverConfig, ResolverConfigError, resolve
+
+CONTACTS = {
+    "name": "contact",
+    "input_table": "crm.contacts",
+    "id_column": "contact_id",
+    "source_column": "system",
+    "key_column": "contact_id",
+    "columns": ["company", "email", "phone", "city", "tax_no"],
+    "blocking_rules": ["l.phone = r.phone", "l.email = r.email", "l.company = r.company and l.city = r.city",
+                       "l.tax_no = r.tax_no"],
+    "comparisons": [
+        {"name": "company", "null_condition": "l.company is null or r.company is null",
+         "levels": [{"label": "exact", "condition": "l.company = r.company", "tf_column": "company"},
+                    {"label": "similar", "condition": "char_jaro_winkler(l.company, r.company) >= 0.9"}],
+         "veto_levels": ["different"]},
+        {"name": "email", "null_condition": "l.email is null or r.email is null",
+         "levels": [{"label": "exact", "condition": "l.email = r.email"}]},
+        {"name": "phone", "null_condition": "l.phone is null or r.phone is null",
+         "levels": [{"label": "exact", "condition": "l.phone = r.phone"}]},
+        {"name": "city", "null_condition": "l.city is null or r.city is null",
+         "levels": [{"label": "exact", "condition": "l.city = r.city"}]},
+    ],
+    "anchor_column": "tax_no",
+    "anchor_rule": "same tax number",
+    "threshold": 0.99,
+    "output_table": "crm.contact_entity",
+    "id_prefix": "C",
+    "id_digits": 6,
+    "u_sample_pairs": 50_000,
+}
+
+# 400 companies, 1-3 contact records each: some lose the tax number, some the e-mail, a few get a
+# one-character typo in the name; companies 0-39 share a phone with their neighbour (a shared switchboard).
+BUILD = """
+create schema if not exists crm;
+create or replace table crm.contacts as
+with companies as (
+    select i as entity, 'company-' || i as truth,
+           '公司' || chr((19968 + (i * 7919) % 20000)::int) || chr((19968 + (i * 104729) % 20000)::int) || '有限公司' as company,
+           'info' || i || '@example.cn' as email,
+           '1380000' || lpad((case when i < 40 then i // 2 else i end)::varchar, 4, '0') as phone,
+           (['武汉', '长沙', '南昌'])[1 + i % 3] as city,
+           '91420100' || lpad(i::varchar, 10, '0') as tax_no
+    from range(400) t(i)
+),
+copies as (select c.*, k from companies c, range(1 + entity % 3) r(k))
+select 'crm-' || lpad(entity::varchar, 4, '0') || '-' || k as contact_id,
+       case when k = 0 then 'erp' else 'crm' end as system, truth,
+       case when k = 2 and entity % 5 = 0 then company[:2] || chr((19968 + (entity * 31) % 20000)::int) || company[4:]
+            else company end as company,
+       case when k = 1 and entity % 4 = 0 then null else email end as email,
+       phone, city,
+       case when k > 0 then null else tax_no end as tax_no
+from copies
+"""
+
+
+@pytest.fixture
+def con(tmp_path):
+    c = db.connect(tmp_path / "warehouse.duckdb")
+    c.execute(BUILD)
+    yield c
+    c.close()
+
+
+def test_contacts_resolve_through_their_own_configuration(con):
+    cfg = ResolverConfig.from_dict(CONTACTS)
+    with db.transaction(con):
+        result = resolve(con, cfg)
+    assert result.records == con.execute("select count(*) from crm.contacts").fetchone()[0]
+    tp, pred, act = con.execute("""
+        with t as (select c.truth, e.person_id from crm.contacts c join crm.contact_entity e
+                   on e.record_uid = c.contact_id),
+             b as (select count(*) n from t group by truth, person_id),
+             p as (select count(*) n from t group by person_id),
+             a as (select count(*) n from t group by truth)
+        select (select sum(n*(n-1)/2) from b), (select sum(n*(n-1)/2) from p), (select sum(n*(n-1)/2) from a)
+    """).fetchone()
+    assert tp / pred >= 0.99 and tp / act >= 0.9, (tp, pred, act)
+    # Shared switchboards never merge two companies with different tax numbers.
+    assert con.execute("""select count(*) from (select e.person_id from crm.contacts c join crm.contact_entity e
+                          on e.record_uid = c.contact_id group by 1 having count(distinct c.tax_no) > 1)""").fetchone()[0] == 0
+    assert con.execute("select min(person_id) from crm.contact_entity").fetchone()[0] == "C000001"
+    rules = {r[0] for r in con.execute("select link_rule from crm.contact_entity").fetchall()}
+    assert "same tax number" in rules and any(r.startswith("score ") for r in rules)
+    params = con.execute("select parameters from meta.resolution_runs where entity = 'contact'").fetchone()[0]
+    assert '"company"' in params and '"lambda"' in params
+
+
+def test_configuration_errors_name_the_field():
+    with pytest.raises(ResolverConfigError, match="unknown configuration keys"):
+        ResolverConfig.from_dict(CONTACTS | {"treshold": 0.9})
+    with pytest.raises(ResolverConfigError, match="tf_column"):
+        ResolverConfig.from_dict(CONTACTS | {"comparisons": [
+            {"name": "x", "levels": [{"label": "exact", "condition": "l.a = r.a", "tf_column": "nope"}]}]})
+    with pytest.raises(ResolverConfigError, match="anchor_column"):
+        ResolverConfig.from_dict(CONTACTS | {"anchor_column": "vat"})

@@ -1,0 +1,83 @@
+"""The person configuration of the resolver for our four silos (input: staging.stg_person_records)."""
+
+from __future__ import annotations
+
+from .config import ResolverConfig
+
+# Plain data, so the same structure can live in YAML; ResolverConfig.from_dict checks it.
+PERSON = {
+    "name": "person",
+    "input_table": "staging.stg_person_records",
+    "id_column": "record_uid",
+    "source_column": "source",
+    "key_column": "record_key",
+    "filter": "not coalesce(is_deleted, false)",
+    "columns": ["name_std", "name_pinyin", "surname", "id_std", "id_prefix6", "id_suffix4", "birth_date",
+                "sex", "phone_std", "address_key", "address_compound", "community"],
+    "blocking_rules": [
+        "l.id_std = r.id_std",
+        "l.phone_std = r.phone_std",
+        # A masked ID (prefix + suffix) against anything: one-sided, because among full IDs the same
+        # prefix and suffix is a coincidence that would flood the candidates (rules may be one-sided).
+        "l.id_std is null and l.id_prefix6 = r.id_prefix6 and l.id_suffix4 = r.id_suffix4",
+        "l.name_std = r.name_std and l.birth_date = r.birth_date",
+        "l.name_pinyin = r.name_pinyin and l.birth_date = r.birth_date",
+        "l.name_std = r.name_std and l.address_key = r.address_key",
+    ],
+    "comparisons": [
+        {"name": "name", "null_condition": "l.name_std is null or r.name_std is null",
+         "levels": [
+             {"label": "exact", "condition": "l.name_std = r.name_std", "tf_column": "name_std"},
+             {"label": "same pinyin", "condition": "l.name_pinyin = r.name_pinyin", "tf_column": "name_pinyin"},
+             # DuckDB's own similarity counts UTF-8 bytes; char_jaro_winkler counts characters.
+             {"label": "similar", "condition": "l.surname = r.surname and char_jaro_winkler(l.name_std, r.name_std) >= 0.9"
+                                               " or jaro_winkler_similarity(l.name_pinyin, r.name_pinyin) >= 0.94"},
+         ],
+         # Phones are shared within a family: two different names are two people, whatever else agrees.
+         "veto_levels": ["different"]},
+        {"name": "id", "null_condition": "l.id_prefix6 is null or r.id_prefix6 is null",
+         "levels": [
+             {"label": "exact", "condition": "l.id_std = r.id_std"},
+             {"label": "masked match", "condition": "l.id_prefix6 = r.id_prefix6 and l.id_suffix4 = r.id_suffix4"
+                                                    " and (l.id_std is null or r.id_std is null)"},
+         ]},
+        {"name": "birth_date", "null_condition": "l.birth_date is null or r.birth_date is null",
+         "levels": [
+             {"label": "exact", "condition": "l.birth_date = r.birth_date"},
+             {"label": "one part differs",
+              "condition": "(year(l.birth_date) = year(r.birth_date))::int + (month(l.birth_date) = month(r.birth_date))::int"
+                           " + (day(l.birth_date) = day(r.birth_date))::int = 2"},
+         ],
+         # Namesakes are everywhere: a birth date that differs in more than one part is another person.
+         "veto_levels": ["different"]},
+        {"name": "sex", "null_condition": "l.sex is null or r.sex is null",
+         "levels": [{"label": "exact", "condition": "l.sex = r.sex"}], "veto_levels": ["different"]},
+        {"name": "phone", "null_condition": "l.phone_std is null or r.phone_std is null",
+         "levels": [{"label": "exact", "condition": "l.phone_std = r.phone_std", "tf_column": "phone_std"}]},
+        {"name": "address", "null_condition": "coalesce(l.address_key, l.community) is null"
+                                              " or coalesce(r.address_key, r.community) is null",
+         "levels": [
+             {"label": "same room", "condition": "l.address_key = r.address_key"},
+             {"label": "same compound", "condition": "l.address_compound = r.address_compound"},
+             {"label": "same community", "condition": "l.community = r.community"},
+         ]},
+    ],
+    "vetoes": [
+        "l.id_std <> r.id_std",
+        "l.id_prefix6 <> r.id_prefix6 or l.id_suffix4 <> r.id_suffix4",
+    ],
+    "anchor_column": "id_std",
+    "anchor_rule": "same valid ID",
+    "exclusive_columns": ["id_prefix6 || '*' || id_suffix4"],
+    "threshold": 0.999,
+    "output_table": "core.person_source",
+    "id_prefix": "P",
+    "id_digits": 9,
+}
+
+PERSON_CONFIG = ResolverConfig.from_dict(PERSON)
+
+
+def person_config(**overrides: object) -> ResolverConfig:
+    """PERSON_CONFIG with some fields replaced (e.g. another input table for a benchmark)."""
+    return ResolverConfig.from_dict(PERSON | overrides)

@@ -1,0 +1,56 @@
+"""Pre-collapse: records identical on every resolved column become one profile, resolved once."""
+
+from __future__ import annotations
+
+import duckdb
+
+from .config import ResolverConfig
+
+WORK = "resolve_work"
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"select count(*) from {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[int, int]:
+    """Create resolve_work.records and resolve_work.profiles (with term frequencies); return counts.
+
+    Profile ids are numbered by the smallest record id of each profile, so they are the same on
+    every run over the same input.
+    """
+    cols = ", ".join(cfg.columns)
+    source = cfg.source_column or f"'{cfg.input_table}'"
+    key = cfg.key_column or cfg.id_column
+    where = f"where {cfg.filter}" if cfg.filter else ""
+    con.execute(f"""
+        create or replace table {WORK}.input as
+        select {cfg.id_column}::varchar as record_uid, {source}::varchar as source,
+               {key}::varchar as record_key, {cols}
+        from {cfg.input_table}
+        {where}
+    """)
+    # A hash aggregate on the real values (no hash key, so no collisions), then a hash join back on
+    # IS NOT DISTINCT FROM; measured 2 s for 852k records, where window functions took 40x longer.
+    con.execute(f"""
+        create or replace table {WORK}.profiles as
+        select row_number() over (order by first_uid)::bigint as profile_id, *
+        from (select {cols}, min(record_uid) as first_uid, count(*) as n_records
+              from {WORK}.input group by all)
+    """)
+    on = " and ".join(f"i.{c} is not distinct from p.{c}" for c in cfg.columns)
+    con.execute(f"""
+        create or replace table {WORK}.records as
+        select i.record_uid, i.source, i.record_key, p.profile_id
+        from {WORK}.input i join {WORK}.profiles p on {on}
+    """)
+    con.execute(f"drop table {WORK}.input")
+    if cfg.tf_columns:
+        # Term frequency of each value among profiles, by aggregate + join (windows are slow here).
+        sel = ", ".join(f"tf_{c}.tf as tf_{c}" for c in cfg.tf_columns)
+        joins = " ".join(
+            f"left join (select {c}, count(*)::double / sum(count(*)) over () as tf from {WORK}.profiles "
+            f"where {c} is not null group by {c}) tf_{c} on tf_{c}.{c} = p.{c}" for c in cfg.tf_columns)
+        con.execute(f"create or replace table {WORK}.profiles as select p.*, {sel} from {WORK}.profiles p {joins}")
+    return _count(con, f"{WORK}.records"), _count(con, f"{WORK}.profiles")
