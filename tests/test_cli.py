@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 COMMANDS = [[], ["simulate"], ["simulators"], ["simulators", "up"], ["simulators", "down"],
-            ["simulators", "status"], ["simulators", "advance"], ["demo"]]
+            ["simulators", "status"], ["simulators", "advance"], ["demo"], ["sync"], ["validate"], ["merge"],
+            ["extract"], ["report"], ["dashboard"], ["query"], ["dictionary"], ["export"]]
 
 
 def onenet(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

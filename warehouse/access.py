@@ -68,11 +68,14 @@ def principal_from_env(role: str | None = None, community: str | None = None,
     """The acting principal: explicit values first, then ONENET_USER / ONENET_ROLE / ONENET_COMMUNITY.
 
     With nothing set, the least privileged role that still works on the whole district
-    (district analyst) is assumed, so a forgotten setting never unmasks anything.
+    (district analyst) is assumed, so a forgotten setting never unmasks anything. A community
+    binding set by the deployment (ONENET_COMMUNITY) wins over one given on the command line:
+    there, `--community` only names what to read, and reading another community is refused.
     """
+    bound = os.environ.get("ONENET_COMMUNITY") or None
     return Principal(user=user or os.environ.get("ONENET_USER") or os.environ.get("USER") or "unknown",
                      role=role or os.environ.get("ONENET_ROLE") or DISTRICT_ANALYST,
-                     community=community or os.environ.get("ONENET_COMMUNITY") or None)
+                     community=bound or community or None)
 
 
 def log_access(con: duckdb.DuckDBPyConnection, who: Principal, action: str, target: str,

@@ -52,3 +52,12 @@ def test_access_log_rows(tmp_path):
     with pytest.raises(duckdb.ConstraintException):
         con.execute("insert into meta.access_log (access_id, accessed_at, user_name, role, action, target, "
                     "row_count, full_values) values (null, now(), 'x', 'y', 'z', 't', 1, false)")
+
+
+def test_a_deployment_binding_wins_over_the_command_line(monkeypatch):
+    monkeypatch.setenv("ONENET_ROLE", "community_staff")
+    monkeypatch.setenv("ONENET_COMMUNITY", "幸福村")
+    who = principal_from_env(community="花桥社区")
+    assert who.community == "幸福村"
+    with pytest.raises(AccessDenied):
+        who.check_community("花桥社区")
