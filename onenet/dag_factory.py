@@ -65,12 +65,12 @@ def source_dag(source: str, *, schedule: Any, doc_md: str | None, tags: list[str
                 raise AirflowFailException(str(exc)) from exc
 
         @task(pool=orch.POOL)
-        def validate(synced: dict[str, Any]) -> dict[str, Any]:
+        def validate(synced: Any) -> dict[str, Any]:  # Any: at parse time it is an XComArg
             """Great Expectations on the new batches: critical failures to quarantine, the rest to staging."""
             return orch.validate_source(source)
 
         @task(outlets=[asset], execution_timeout=timedelta(minutes=5))
-        def publish(synced: dict[str, Any], validated: dict[str, Any], **context: Any) -> dict[str, Any]:
+        def publish(synced: Any, validated: Any, **context: Any) -> dict[str, Any]:
             """Emit the Asset event (extra: day, interval, tables) only if new rows reached staging."""
             from airflow.sdk.exceptions import AirflowSkipException
 

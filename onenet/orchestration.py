@@ -239,15 +239,19 @@ def load_dags(dags_folder: Path | None = None) -> dict[str, Any]:
     return dict(bag.dags)
 
 
-def run_dag(dag: Any, logical_date: datetime) -> DagRunReport:
-    """Run one DAG once with dag.test() for `logical_date` and report what its tasks did."""
+def run_dag(dag: Any, logical_date: datetime | None) -> DagRunReport:
+    """Run one DAG once with dag.test() for `logical_date` and report what its tasks did.
+
+    `logical_date` None: a run without a data interval, as an Asset-triggered run has.
+    """
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     began = time.monotonic()
     dr = dag.test(logical_date=logical_date)
-    report = DagRunReport(dag.dag_id, str(dr.state), logical_date.isoformat(), time.monotonic() - began)
+    report = DagRunReport(dag.dag_id, str(dr.state), logical_date.isoformat() if logical_date else "-",
+                          time.monotonic() - began)
     with create_session() as session:
         tis = session.query(TaskInstance).filter_by(dag_id=dag.dag_id, run_id=dr.run_id).all()
         report.tasks = {ti.task_id: str(ti.state) for ti in tis}
@@ -317,12 +321,14 @@ SOURCE_DAG_IDS = {s: f"onenet_{s}" for s in SOURCES}
 
 def run_village_through_airflow(home: Path, *, residents: int = 2000, seed: int = 1, day: int = 3,
                                 days: int = 30, ports: dict[str, int] | None = None,
-                                keep_running: bool = False,
+                                keep_running: bool = False, warehouse: Path | None = None,
+                                airflow_home: Path | None = None,
                                 echo: Callable[[str], None] = print) -> VillageRun:
     """The main job through Airflow: a fresh village under `home`, its silos up, each source DAG run once.
 
-    Under `home`: district/, warehouse.duckdb and gx/ (rebuilt each call) and airflow/ (AIRFLOW_HOME
-    with a SQLite metadata database, migrated once and kept). Each source DAG runs with dag.test()
+    Under `home`: district/, the warehouse (default warehouse.duckdb; pass e.g. home/"demo.duckdb"
+    to keep `onenet sync`'s own) and gx/, all rebuilt each call, and airflow/ (AIRFLOW_HOME with a
+    SQLite metadata database, migrated once and kept; `airflow_home` overrides). Each source DAG runs with dag.test()
     for the data interval that ends with simulated day `day` (Beijing time), in the order
     grid registry, health codes, hotline, city cases. Merge and extract come with issue #5/#7.
     """
@@ -333,7 +339,9 @@ def run_village_through_airflow(home: Path, *, residents: int = 2000, seed: int 
 
     began = time.monotonic()
     home = Path(home).resolve()
-    root, warehouse, gx = home / "district", home / "warehouse.duckdb", home / "gx"
+    root, gx = home / "district", home / "gx"
+    warehouse = Path(warehouse).resolve() if warehouse else home / "warehouse.duckdb"
+    af_home = Path(airflow_home).resolve() if airflow_home else home / "airflow"
     if (root / "manifest.json").exists():
         runner.down(root)  # silos of an earlier run would serve the old district
     for stale in (warehouse, Path(f"{warehouse}.wal")):
@@ -341,8 +349,8 @@ def run_village_through_airflow(home: Path, *, residents: int = 2000, seed: int 
     shutil.rmtree(gx, ignore_errors=True)
     env = {"ONENET_DISTRICT": str(root), "ONENET_WAREHOUSE": str(warehouse), "ONENET_GX_DIR": str(gx)}
     with _env(env):
-        echo(f"preparing Airflow in {home / 'airflow'} (SQLite metadata, pool {POOL})")
-        prepare_airflow(home / "airflow")
+        echo(f"preparing Airflow in {af_home} (SQLite metadata, pool {POOL})")
+        prepare_airflow(af_home)
         echo(f"generating a district of {residents:,} residents in {root}")
         generate(root, residents=residents, seed=seed, days=days)
         the_day = clock.start_date(root) + timedelta(days=day)
@@ -361,7 +369,7 @@ def run_village_through_airflow(home: Path, *, residents: int = 2000, seed: int 
         finally:
             if not keep_running:
                 runner.down(root)
-    return VillageRun(warehouse, gx, home / "airflow", the_day, runs, time.monotonic() - began)
+    return VillageRun(warehouse, gx, af_home, the_day, runs, time.monotonic() - began)
 
 
 # --- merge and daily extract (the steps of issues #5 and #7) ---------------------------------
@@ -386,7 +394,7 @@ def merge_sources(triggered_by: list[str]) -> dict[str, Any]:
     from onenet import pipeline
 
     log.info("merge: new staged data from %s", ", ".join(triggered_by) or "no source (manual run)")
-    return {"triggered_by": triggered_by, **_report(pipeline.merge())}  # type: ignore[attr-defined]
+    return {"triggered_by": triggered_by, **_report(pipeline.merge())}
 
 
 def extract_for_day(day: date) -> dict[str, Any]:
@@ -394,4 +402,4 @@ def extract_for_day(day: date) -> dict[str, Any]:
     from onenet import pipeline
 
     log.info("daily extract for %s", day.isoformat())
-    return {"day": day.isoformat(), **_report(pipeline.extract(day))}  # type: ignore[attr-defined]
+    return {"day": day.isoformat(), **_report(pipeline.extract(day))}

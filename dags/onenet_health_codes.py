@@ -1,0 +1,29 @@
+"""
+### onenet_health_codes — the health-code platform's daily export, when the file has arrived
+
+`wait_for_file → sync → validate → publish`:
+
+- **wait_for_file**: a sensor in *reschedule* mode (no worker slot held between pokes; every
+  5 minutes, for up to 20 hours) until `健康码日报_YYYYMMDD.csv|xlsx` (or its re-send
+  `…(重发).csv`) for the run's Beijing day is in the drop folder.
+- **sync** (pool `onenet_duckdb`): lands every new, complete export file of the drop folder into
+  `raw.health_codes_exports` (file hashes: a file or a re-send with the same rows lands once).
+- **validate** (pool `onenet_duckdb`): Great Expectations; critical failures to `meta.quarantine`,
+  the rest to `staging.health_codes_exports`.
+- **publish**: Asset `duckdb://onenet/staging/health_codes`, only when new rows reached staging.
+
+Data interval: one Beijing day, the run starts at 00:00 of the next day. Files stay in the drop
+folder, so a backfill of a past day finds its file at once and the sync lands nothing that was
+loaded before. Connection: `AIRFLOW_CONN_ONENET_HEALTH_CODES` (`file:///path/to/drop`; unset:
+the simulator's drop folder).
+"""
+
+from onenet.dag_factory import data_interval_timetable, source_dag
+
+onenet_health_codes = source_dag(
+    "health_codes",
+    schedule=data_interval_timetable("0 0 * * *"),
+    doc_md=__doc__,
+    tags=["daily", "file-drop", "sensor"],
+    wait_for_daily_file=True,
+)

@@ -1,0 +1,38 @@
+"""
+### onenet_merge — resolve the staged sources into one picture, when any source has new data
+
+Scheduled on the four staging Assets with **OR** (`hotline | city_cases | grid_registry |
+health_codes`): every validated batch of any source leads to a merge, and a source that is down
+(no event) never holds the others back — the merge keeps that source's last good staged rows.
+Events that arrive while a merge runs are collected into the next run (`max_active_runs=1`).
+
+- **merge** (pool `onenet_duckdb`): `onenet.pipeline.merge()` — entity resolution from `staging`
+  into `core` (persons, households, incidents …); idempotent: merging the same staged data again
+  leaves `core` as one merge would. Publishes the Asset `duckdb://onenet/core`.
+"""
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import dag, task
+
+from onenet import orchestration as orch
+from onenet.dag_factory import CORE_ASSET, DEFAULT_ARGS, START_DATE, source_asset
+
+STAGED = (source_asset("hotline") | source_asset("city_cases") | source_asset("grid_registry")
+          | source_asset("health_codes"))
+
+
+@dag(schedule=STAGED, start_date=START_DATE, catchup=False, max_active_runs=1,
+     default_args=DEFAULT_ARGS, doc_md=__doc__, tags=["onenet", "merge", "asset-triggered"])
+def onenet_merge() -> None:
+    @task(pool=orch.POOL, outlets=[CORE_ASSET], execution_timeout=timedelta(hours=2))
+    def merge(triggering_asset_events: Any = None) -> dict[str, Any]:
+        """Entity resolution: staging → core."""
+        uris = [asset.uri for asset in (triggering_asset_events or {})]
+        return orch.merge_sources(orch.sources_of(uris))
+
+    merge()
+
+
+onenet_merge()

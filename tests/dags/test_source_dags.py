@@ -1,0 +1,148 @@
+"""Each source DAG end to end with dag.test() on a village: rows land and are validated, re-runs are idempotent."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+
+import duckdb
+import pytest
+
+from onenet import orchestration as orch
+from tests.dags.conftest import VILLAGE_DAY
+
+
+def _count(warehouse, sql: str) -> int:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return int(con.execute(sql).fetchone()[0])
+    finally:
+        con.close()
+
+
+def _raw_rows(warehouse, source: str) -> int:
+    tables = " union all ".join(f"select count(*) n from raw.{t}" for t in orch.STAGED_TABLES[source])
+    return _count(warehouse, f"select sum(n) from ({tables})")
+
+
+def _staged_rows(warehouse, source: str) -> int:
+    tables = " union all ".join(f"select count(*) n from staging.{t}" for t in orch.STAGED_TABLES[source])
+    return _count(warehouse, f"select sum(n) from ({tables})")
+
+
+def _asset_events(source: str) -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (session.query(AssetEvent.extra, AssetEvent.source_dag_id)
+                .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+                .filter(AssetModel.uri == orch.asset_uri(source)).all())
+        return [dict(extra) | {"_dag": dag_id} for extra, dag_id in rows]
+
+
+def _fast_retries(dag, retries: int = 1):
+    """A copy of `dag` whose tasks retry quickly, so a failure test does not wait minutes."""
+    dag = copy.deepcopy(dag)
+    for t in dag.tasks:
+        t.retries, t.retry_delay, t.max_retry_delay = retries, timedelta(seconds=1), timedelta(seconds=1)
+    return dag
+
+
+@pytest.mark.parametrize("source", ["grid_registry", "health_codes", "hotline", "city_cases"])
+def test_a_source_dag_lands_validates_publishes_and_a_backfill_lands_nothing(source, dags, village, onenet_env):
+    dag = dags[f"onenet_{source}"]
+    events_before = len(_asset_events(source))
+    day = village.day(VILLAGE_DAY)
+
+    first = orch.run_dag(dag, orch.day_end_utc(day))
+    assert first.state == "success", first.summary()
+    assert first.landed > 0 and first.landed == _raw_rows(onenet_env, source)
+    staged = _staged_rows(onenet_env, source)
+    assert staged > 0 and first.passed == staged
+    assert first.published
+    events = _asset_events(source)
+    assert len(events) == events_before + 1
+    assert events[-1]["day"] == day.isoformat() and events[-1]["_dag"] == f"onenet_{source}"
+    assert set(events[-1]["tables"]) <= set(orch.STAGED_TABLES[source])
+
+    # A backfill of the day before: the sync catches up from its state and lands nothing new,
+    # validation finds nothing, publish is skipped, and no Asset event wakes the merge.
+    again = orch.run_dag(dag, orch.day_end_utc(village.day(VILLAGE_DAY - 1)))
+    assert again.state == "success", again.summary()
+    assert again.landed == 0 and again.passed == 0
+    assert again.tasks["publish"] == "skipped"
+    assert _raw_rows(onenet_env, source) == first.landed and _staged_rows(onenet_env, source) == staged
+    assert len(_asset_events(source)) == events_before + 1
+
+
+def test_the_health_sensor_waits_for_the_day_of_its_interval(village, onenet_env):
+    from simulators.health_codes import drop
+
+    folder = orch.health_drop_folder()
+    sent = sorted(p.name for p in drop.outbox_dir(village.root, VILLAGE_DAY).iterdir() if not p.name.startswith("_"))
+    found = orch.health_files_for(village.day(VILLAGE_DAY), folder)
+    assert found == sent and found[0].startswith(f"健康码日报_{village.day(VILLAGE_DAY):%Y%m%d}")
+    # The silos have not reached the next day: its file is not there, so the sensor keeps waiting.
+    assert orch.health_files_for(village.day(VILLAGE_DAY + 1), folder) == []
+
+
+def test_the_health_dag_fails_its_sensor_when_the_file_never_comes(dags, village, onenet_env):
+    dag = _fast_retries(dags["onenet_health_codes"], retries=0)
+    sensor = dag.task_dict["wait_for_file"]
+    sensor.timeout, sensor.poke_interval = 1, 1
+    report = orch.run_dag(dag, orch.day_end_utc(village.day(VILLAGE_DAY + 5)))
+    assert report.state == "failed"
+    assert report.tasks["wait_for_file"] == "failed" and report.tasks["sync"] == "upstream_failed"
+    assert report.landed == 0
+
+
+def test_a_source_that_is_down_retries_then_fails_with_its_name(dags, village, onenet_env, monkeypatch, capfd):
+    monkeypatch.setenv("AIRFLOW_CONN_ONENET_GRID_REGISTRY", "postgres://reader:s3cret@127.0.0.1:1/grid")
+    dag = _fast_retries(dags["onenet_grid_registry"], retries=1)
+    report = orch.run_dag(dag, orch.day_end_utc(village.day(VILLAGE_DAY)))
+    assert report.state == "failed"
+    assert report.tasks == {"sync": "failed", "validate": "upstream_failed", "publish": "upstream_failed"}
+    assert _sync_tries(dag.dag_id) == 2  # the first try, then one retry
+    out = capfd.readouterr()
+    log = out.out + out.err
+    assert "grid_registry: sync failed for" in log and "cannot connect" in log
+    assert "s3cret" not in log
+
+
+def test_a_misconfigured_source_fails_at_once_without_retries(dags, village, onenet_env, monkeypatch, capfd):
+    monkeypatch.setenv("AIRFLOW_CONN_ONENET_HOTLINE", "http://127.0.0.1:1")  # no token
+    dag = _fast_retries(dags["onenet_hotline"], retries=2)
+    report = orch.run_dag(dag, orch.day_end_utc(village.day(VILLAGE_DAY)))
+    assert report.state == "failed" and report.tasks["sync"] == "failed"
+    assert _sync_tries(dag.dag_id) == 1
+    out = capfd.readouterr()
+    assert "hotline: sync failed for" in out.out + out.err
+
+
+def _sync_tries(dag_id: str) -> int:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = (session.query(TaskInstance).filter_by(dag_id=dag_id, task_id="sync")
+              .order_by(TaskInstance.start_date.desc()).first())
+        return int(ti.try_number)
+
+
+def test_the_main_job_runs_a_fresh_village_through_airflow(airflow_db, tmp_path):
+    lines: list[str] = []
+    run = orch.run_village_through_airflow(tmp_path, residents=2000, day=2, ports={"hotline": 0, "city_cases": 0},
+                                           airflow_home=airflow_db, echo=lines.append)
+    assert run.ok, run.summary()
+    assert [r.dag_id for r in run.runs] == ["onenet_grid_registry", "onenet_health_codes", "onenet_hotline",
+                                            "onenet_city_cases"]
+    for r in run.runs:
+        assert r.landed > 0 and r.passed > 0 and r.published, r.summary()
+        assert r.landed == _raw_rows(run.warehouse, r.dag_id.removeprefix("onenet_"))
+    assert run.day.isoformat() == "2026-11-03"
+    text = run.summary()
+    assert str(run.warehouse) in text and "Data Docs: file://" in text and "all runs succeeded" in text
+    from simulators import runner
+
+    assert not any(s.running for s in runner.status(tmp_path / "district"))  # the silos were stopped
