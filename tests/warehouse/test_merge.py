@@ -103,3 +103,18 @@ def test_person_ids_survive_an_incremental_day(tmp_path):
     finally:
         c.close()
     assert os.environ.get("ONENET_WAREHOUSE") != str(warehouse)  # the environment was restored
+
+
+def test_a_source_never_validated_does_not_stop_the_merge_and_joins_later(con, tmp_path):
+    from expectations import runner
+
+    hotline_loads = [r[0] for r in con.execute("select load_id from meta.loads where source = 'hotline'").fetchall()]
+    con.execute("drop table staging.hotline_tickets")
+    con.execute(f"delete from meta.validated_loads where load_id in ({', '.join('?' * len(hotline_loads))})",
+                hotline_loads)
+    summary = merge(con)
+    assert "hotline.tickets" not in summary.records_per_source and summary.persons > 0
+    results = runner.validate(con, "hotline", tmp_path / "gx")
+    assert sum(r.rows_passed for r in results) > 0
+    again = merge(con)
+    assert again.records_per_source["hotline.tickets"] == sum(r.rows_passed for r in results)

@@ -60,6 +60,8 @@ def build_staging(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     and opens no transaction, so a caller can wrap the whole merge in one.
     """
     install(con)
+    # A source never validated yet has no input table: start it empty so the others still merge.
+    con.execute(model_sql("_inputs"))
     counts: dict[str, int] = {}
     for model in MODELS:
         try:
