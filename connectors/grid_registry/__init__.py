@@ -74,11 +74,22 @@ def sync_table(con: duckdb.DuckDBPyConnection, engine: Engine, name: str, *, ful
             table = helpers.reflect(source, name)
             # Fail on a missing or re-typed column before reading a single page.
             check_required(entity, helpers.arrow_schema(table).empty_table())
-            for page in helpers.pages(source, table, entity.key, after, batch_size):
-                load.add(page.rows, page.positions)
-                for position, record, reason in page.unreadable:
-                    load.quarantine(position, record, reason)
-                after = page.last
+            if after is None and settings.SCAN_FIRST_LOAD:
+                # Nothing to resume from: one unordered scan, ending at the greatest position read.
+                for page in helpers.scan(source, table, entity.key, batch_size):
+                    _add(load, page)
+                    if after is None or (page.greatest.updated_at, page.greatest.key) > (after.updated_at, after.key):
+                        after = page.greatest
+            else:
+                for page in helpers.pages(source, table, entity.key, after, batch_size):
+                    _add(load, page)
+                    after = page.last
         if after is None or after == start:
             return load.finish({k: v for k, v in load.state.items() if k != "watermark"})
         return load.finish(after.state(), watermark=after.iso)
+
+
+def _add(load: Load, page: helpers.Page) -> None:
+    load.add(page.rows, page.positions)
+    for position, record, reason in page.unreadable:
+        load.quarantine(position, record, reason)

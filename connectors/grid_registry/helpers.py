@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -11,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pajson
 from sqlalchemy import (
     URL,
     Engine,
@@ -338,7 +342,9 @@ def _slow_parser(type_: pa.DataType | None) -> Any:
     return None
 
 
-def _fast(values: list[Any], type_: pa.DataType | None) -> pa.Array:
+def _fast(values: list[Any] | pa.Array, type_: pa.DataType | None) -> pa.Array:
+    if isinstance(values, pa.Array):
+        return _fast_arrow(values, type_)
     if type_ is None:
         return pa.array(values)
     sample = next((v for v in values if v is not None), None)
@@ -352,7 +358,16 @@ def _fast(values: list[Any], type_: pa.DataType | None) -> pa.Array:
     return pa.array(values, type_)
 
 
-def to_arrow(values: list[Any], type_: pa.DataType | None,
+def _fast_arrow(values: pa.Array, type_: pa.DataType | None) -> pa.Array:
+    """A column that arrived as Arrow already (text, integers) cast to its landing type."""
+    if type_ is None or values.type == type_:
+        return values
+    if pa.types.is_string(values.type) and pa.types.is_timestamp(type_):
+        return values.cast(pa.timestamp("us")).cast(type_)  # naive UTC text, as above
+    return values.cast(type_)
+
+
+def to_arrow(values: list[Any] | pa.Array, type_: pa.DataType | None,
              column: str = "") -> tuple[pa.Array, dict[int, str]]:
     """A column's driver values as Arrow, plus {row: reason} for values that cannot be read.
 
@@ -363,6 +378,8 @@ def to_arrow(values: list[Any], type_: pa.DataType | None,
         return _fast(values, type_), {}
     except ARROW_ERRORS as exc:
         failure = exc
+    if isinstance(values, pa.Array):
+        values = values.to_pylist()
     parse = _slow_parser(type_)
     if parse is None:
         if type_ is None or pa.types.is_string(type_):
@@ -383,12 +400,13 @@ def to_arrow(values: list[Any], type_: pa.DataType | None,
 
 @dataclass
 class Page:
-    """One keyset page: the readable rows with their positions, the unreadable ones, where it ended."""
+    """One page of rows: the readable ones with their positions, the unreadable ones, where it ended."""
 
     rows: pa.Table
     positions: pa.Array
     unreadable: list[tuple[str, str, str]]  # (position, raw record as JSON, reason)
-    last: Position
+    last: Position      # the page's last row: where the next keyset page starts
+    greatest: Position  # the page's greatest (updated_at, key): where an unordered scan ends
 
 
 def _positions(table: str, keys: list[pa.Array]) -> pa.Array:
@@ -398,40 +416,70 @@ def _positions(table: str, keys: list[pa.Array]) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "")
 
 
-def to_page(table: Table, schema: pa.Schema, rows: Sequence[Any], key: Sequence[str]) -> Page:
-    """Driver rows of `table` as an Arrow page; rows with unreadable values are set apart.
+def _value(column: Sequence[Any] | pa.Array, i: int) -> Any:
+    return column[i].as_py() if isinstance(column, pa.Array) else column[i]
+
+
+def _greatest(cursor: pa.Array, keys: list[pa.Array], raw_keys: list[Sequence[Any] | pa.Array]) -> Position:
+    """The greatest (updated_at, key) of a page, keys compared as Arrow orders them."""
+    order = pc.sort_indices(pa.table([cursor, *keys], names=["at", *(f"k{i}" for i in range(len(keys)))]),
+                            sort_keys=[("at", "descending"), *((f"k{i}", "descending") for i in range(len(keys)))])
+    top = order[0].as_py()
+    return Position(_instant(cursor[top].as_py()), tuple(_value(k, top) for k in raw_keys))
+
+
+def to_page(table: Table, schema: pa.Schema, rows: Sequence[Any] | pa.Table, key: Sequence[str]) -> Page:
+    """Driver rows of `table` (tuples, or an Arrow table of the raw values) as an Arrow page; rows
+    with unreadable values are set apart.
 
     An unreadable `updated_at` or key fails the load: the keyset cannot move past a row it
     cannot place.
     """
     names = [c.name for c in table.columns]
-    raw = list(zip(*rows, strict=True))
+    raw: list[Sequence[Any] | pa.Array]
+    if isinstance(rows, pa.Table):
+        raw = [rows.column(n).combine_chunks() for n in names]
+        count = rows.num_rows
+    else:
+        raw = list(zip(*rows, strict=True))
+        count = len(rows)
+
+    def ident(i: int) -> str:
+        return ",".join(str(_value(raw[names.index(k)], i)) for k in key)
+
     arrays: list[pa.Array] = []
     bad: dict[int, str] = {}
     for name, values, field in zip(names, raw, schema, strict=True):
-        array, unreadable = to_arrow(list(values), None if pa.types.is_null(field.type) else field.type,
-                                     f"{table.name}.{name}")
+        array, unreadable = to_arrow(values if isinstance(values, pa.Array) else list(values),
+                                     None if pa.types.is_null(field.type) else field.type, f"{table.name}.{name}")
         if name == settings.CURSOR or name in key:
-            problems = [(i, "is NULL") for i, v in enumerate(values) if v is None] + list(unreadable.items())
+            nulls = [] if array.null_count == 0 else \
+                [(i, "is NULL") for i, v in enumerate(array.is_null().to_pylist()) if v and i not in unreadable]
+            problems = sorted(nulls + list(unreadable.items()))
             if problems:
                 i, reason = problems[0]
-                ident = ",".join(str(raw[names.index(k)][i]) for k in key)
-                raise ConnectorError(f"{settings.SOURCE}: {table.name} pk={ident}: {name} {reason}; the "
+                raise ConnectorError(f"{settings.SOURCE}: {table.name} pk={ident(i)}: {name} {reason}; the "
                                      "sync cannot page past this row — fix it in the registry, then re-run")
         for i, reason in unreadable.items():
             bad.setdefault(i, f"{name}: {reason}")
         arrays.append(array)
     page = pa.table(arrays, names=names)
-    last = Position(_instant(page.column(settings.CURSOR)[-1].as_py()),
-                    tuple(raw[names.index(k)][-1] for k in key))
+    cursor, keys = page.column(settings.CURSOR).combine_chunks(), [page.column(k).combine_chunks() for k in key]
+    last = Position(_instant(cursor[-1].as_py()), tuple(_value(raw[names.index(k)], count - 1) for k in key))
+    greatest = _greatest(cursor, keys, [raw[names.index(k)] for k in key])
     held: list[tuple[str, str, str]] = []
     if bad:
         for i, reason in sorted(bad.items()):
-            ident = ",".join(str(raw[names.index(k)][i]) for k in key)
-            record = json.dumps(dict(zip(names, rows[i], strict=True)), ensure_ascii=False, default=str)
-            held.append((f"{table.name} pk={ident}", record, reason))
-        page = page.filter(pa.array([i not in bad for i in range(len(rows))]))
-    return Page(page, _positions(table.name, [page.column(k) for k in key]), held, last)
+            record = json.dumps({n: _value(raw[j], i) for j, n in enumerate(names)}, ensure_ascii=False, default=str)
+            held.append((f"{table.name} pk={ident(i)}", record, reason))
+        page = page.filter(pa.array([i not in bad for i in range(count)]))
+    return Page(page, _positions(table.name, [page.column(k) for k in key]), held, last, greatest)
+
+
+def _failed(table: Table, where: str, exc: Exception) -> SourceUnavailable:
+    reason = exc.orig if isinstance(exc, DBAPIError) else exc
+    return SourceUnavailable(f"{settings.SOURCE}: reading {table.name} {where} failed: "
+                             f"{str(reason).strip()}; nothing was landed, re-run the sync")
 
 
 def pages(conn: SAConnection, table: Table, key: Sequence[str], after: Position | None,
@@ -443,9 +491,7 @@ def pages(conn: SAConnection, table: Table, key: Sequence[str], after: Position 
         try:
             rows = conn.execute(query).fetchall()
         except DBAPIError as exc:
-            where = f"after {after.iso} pk={list(after.key)}" if after else "from the start"
-            raise SourceUnavailable(f"{settings.SOURCE}: reading {table.name} {where} failed: "
-                                    f"{str(exc.orig).strip()}; nothing was landed, re-run the sync") from exc
+            raise _failed(table, f"after {after.iso} pk={list(after.key)}" if after else "from the start", exc) from exc
         if not rows:
             return
         page = to_page(table, schema, rows, key)
@@ -459,3 +505,94 @@ def pages(conn: SAConnection, table: Table, key: Sequence[str], after: Position 
         if len(rows) < batch_size:
             return
         after = page.last
+
+
+# ---------------------------------------------------------------------------------------------
+# The first (or full-refresh) load: one unordered scan
+
+
+def scan(conn: SAConnection, table: Table, key: Sequence[str], batch_size: int) -> Iterator[Page]:
+    """Every row of the table in one unordered statement — one read snapshot, no index walk —
+    `batch_size` rows per page. The load's end position is the greatest Page.greatest.
+
+    A first load has no position to resume from, so it needs no (updated_at, key) order: on
+    SQLite the ordered walk costs twice the plain scan. Increments keep keyset pages.
+    """
+    schema = arrow_schema(table)
+    if conn.dialect.name == "sqlite" and all(_JSON_TEXT.get(_kind(f.type)) for f in schema):
+        yield from _sqlite_json_scan(conn, table, schema, key, batch_size)
+        return
+    columns = [type_coerce(c, NullType()).label(c.name) for c in table.columns]
+    try:
+        result = conn.execute(select(*columns), execution_options={"stream_results": True, "yield_per": batch_size})
+        for rows in result.partitions(batch_size):
+            yield to_page(table, schema, rows, key)
+    except DBAPIError as exc:
+        raise _failed(table, "in one scan", exc) from exc
+
+
+def _kind(type_: pa.DataType) -> str:
+    for kind, test in (("string", pa.types.is_string), ("timestamp", pa.types.is_timestamp),
+                       ("date", pa.types.is_date32), ("integer", pa.types.is_int64),
+                       ("boolean", pa.types.is_boolean), ("float", pa.types.is_float64)):
+        if test(type_):
+            return kind
+    return "other"
+
+
+# How each kind of column travels in SQLite's JSON, and the Arrow type it is parsed as before
+# the usual conversion: text as text, integers and 0/1 booleans as integers, REAL as text with 17
+# significant digits (SQLite's JSON keeps 15), so every double round-trips exactly.
+_JSON_TEXT: dict[str, tuple[str, pa.DataType]] = {
+    "string": ("{c}", pa.string()), "timestamp": ("{c}", pa.string()), "date": ("{c}", pa.string()),
+    "integer": ("{c}", pa.int64()), "boolean": ("{c}", pa.int64()),
+    "float": ("iif(typeof({c}) = 'real', printf('%!.17g', {c}), {c})", pa.string()),
+}
+JSON_PARSE_THREADS = 1  # pages parsed in the background while SQLite reads the next
+
+
+def _sqlite_json_scan(conn: SAConnection, table: Table, schema: pa.Schema, key: Sequence[str],
+                      batch_size: int) -> Iterator[Page]:
+    """SQLite's own json_object() renders each row as one string, which Arrow's JSON reader
+    parses in C++: one Python object per row instead of one per value, about 2x faster than
+    driver tuples. Parsing runs in a thread while SQLite reads on (both release the GIL). A page
+    the strict parse refuses (a value of another type than its column's, as SQLite allows) is
+    read row by row with json.loads, which gives what the driver would."""
+    quote = conn.dialect.identifier_preparer.quote
+    parts, fields = [], []
+    for i, (c, f) in enumerate(zip(table.columns, schema, strict=True)):
+        sql, parsed = _JSON_TEXT[_kind(f.type)]
+        # Short member names: a third less text to render and parse than the column names.
+        parts.append(f"'c{i}', " + sql.format(c=quote(c.name)))
+        fields.append(pa.field(f"c{i}", parsed))
+    options = pajson.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="error")
+    names = [c.name for c in table.columns]
+    statement = f"SELECT json_object({', '.join(parts)}) FROM {quote(table.name)}"
+
+    def parse(lines: list[str]) -> Page:
+        try:
+            rows: pa.Table | list[tuple[Any, ...]] = pajson.read_json(
+                io.BytesIO("\n".join(lines).encode()), parse_options=options).rename_columns(names)
+        except pa.ArrowException:
+            records = [json.loads(line) for line in lines]
+            rows = [tuple(r.get(f"c{i}") for i in range(len(names))) for r in records]
+        return to_page(table, schema, rows, key)
+
+    # The DB-API cursor itself: SQLAlchemy's row wrapping would cost more than the rows.
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement)
+        with ThreadPoolExecutor(JSON_PARSE_THREADS) as pool:
+            pending: deque[Future[Page]] = deque()
+            while True:
+                lines = [line for (line,) in cursor.fetchmany(batch_size)]
+                if lines:
+                    pending.append(pool.submit(parse, lines))
+                while pending and (len(pending) > 1 or not lines):
+                    yield pending.popleft().result()
+                if not lines:
+                    return
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _failed(table, "in one scan", exc) from exc
+    finally:
+        cursor.close()

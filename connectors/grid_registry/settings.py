@@ -12,7 +12,10 @@ SOURCE = "grid_registry"
 TABLES = ("grids", "households", "residents", "special_groups", "grid_workers")
 
 CURSOR = "updated_at"       # every table has it, indexed together with the primary key
-BATCH_SIZE = 50_000         # rows per keyset page
+BATCH_SIZE = 50_000         # rows per keyset page (and per fetch of a first load's scan)
+# A first (or full-refresh) load reads each table in one unordered scan instead of keyset pages:
+# no position to resume from, and no index walk (on SQLite the ordered walk costs twice the scan).
+SCAN_FIRST_LOAD = True
 CONNECT_TIMEOUT_S = 10      # a dead server fails the load in seconds, not after the OS TCP timeout
 
 TS = pa.timestamp("us", tz="UTC")

@@ -27,6 +27,7 @@ from connectors.common.exceptions import (
     SchemaDrift,
     SourceUnavailable,
 )
+from connectors.common.landing import record_hash_sql
 
 from . import settings
 
@@ -461,7 +462,7 @@ def delivered_before(con: duckdb.DuckDBPyConnection, raw_table: str, rows: pa.Ta
     they must not land again as new versions just because file_name differs.
     """
     compared = sorted(c for c in rows.column_names if c != "file_name")
-    digest = "md5(to_json(struct_pack(" + ", ".join(f"{_quote(c)} := {_quote(c)}" for c in compared) + ")))"
+    digest = record_hash_sql(compared)
     sources = []
     raw_columns = {r[0] for r in con.execute(
         "select column_name from information_schema.columns where table_schema || '.' || table_name = ?",

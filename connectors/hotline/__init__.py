@@ -10,6 +10,7 @@ from connectors.common.config import Connection
 from connectors.common.http import HttpClient
 from connectors.common.json_pages import JsonPages
 from connectors.common.loads import Load, LoadResult
+from connectors.common.prefetch import prefetch
 
 from . import settings
 from .helpers import make_client, ticket_pages, updated_since
@@ -36,7 +37,8 @@ def sync_tickets(con: duckdb.DuckDBPyConnection, client: HttpClient, *,
         since = updated_since(load.state.get("watermark"), settings.OVERLAP)
         pages = JsonPages(settings.TICKETS, settings.TICKET_FIELDS)
         retries_before = client.retries
-        for position, records in ticket_pages(client, since, settings.PAGE_SIZE):
+        # The next page is fetched while this one is turned into Arrow.
+        for position, records in prefetch(ticket_pages(client, since, settings.PAGE_SIZE)):
             pages.add(records, position)
         pages.into(load)
         if client.retries > retries_before:

@@ -253,6 +253,7 @@ def test_after_advance_only_the_changed_residents_land_then_full_refresh_adds_no
 def test_tiny_pages_over_equal_timestamps_return_every_row_once(root, con, statements, monkeypatch, form):
     if form == "expanded":
         monkeypatch.setattr(helpers, "ROW_VALUE_DIALECTS", ())  # the MariaDB form, on SQLite
+    monkeypatch.setattr(settings, "SCAN_FIRST_LOAD", False)  # keyset pages from the very start
     with sqlite3.connect(registry_file(root)) as lite:
         # Three instants for 1,951 residents; one for all special groups (composite key ties).
         lite.execute("update residents set updated_at = '2026-01-0' || (rowid % 3 + 1) || ' 08:00:00.000000'")
@@ -275,6 +276,29 @@ def test_tiny_pages_over_equal_timestamps_return_every_row_once(root, con, state
 
 # ---------------------------------------------------------------------------------------------
 # Failures
+
+
+def test_a_first_load_scan_keeps_odd_sqlite_values_and_resumes_by_keyset(root, con):
+    with sqlite3.connect(registry_file(root)) as lite:
+        # A REAL needing 17 digits, an integer in a text column (SQLite allows it: the strict
+        # JSON parse refuses that page), and a NUMERIC column (no JSON path: driver rows).
+        lite.execute("alter table grid_workers add column score real")
+        lite.execute("update grid_workers set score = 0.1 + 0.2 where rowid % 2 = 0")
+        lite.execute("update grid_workers set name = 12345 where rowid = 3")
+        lite.execute("alter table special_groups add column weight numeric")
+        lite.execute("update special_groups set weight = 2.5 where rowid % 3 = 0")
+        expected_score = lite.execute("select score from grid_workers where rowid = 2").fetchone()[0]
+    url = database.sqlite_url(root)
+    results = by_table(grid_registry.sync(con, sqlite_conn(root), batch_size=7))
+    assert all(r.status == "succeeded" and r.rows_quarantined == 0 for r in results.values())
+    for name in settings.TABLES:
+        assert landed(con, name).num_rows == source_rows(url, name).num_rows, name
+    assert con.execute("select score from raw.grid_registry_grid_workers where score is not null limit 1"
+                       ).fetchone()[0] == expected_score == 0.30000000000000004
+    assert con.execute("select count(*) from raw.grid_registry_grid_workers where name = '12345'").fetchone() == (1,)
+    assert con.execute("select sum(weight) from raw.grid_registry_special_groups").fetchone()[0] is not None
+    # The scan saved the greatest (updated_at, key): the next sync reads nothing new.
+    assert [r.rows_in for r in grid_registry.sync(con, sqlite_conn(root))] == [0] * len(settings.TABLES)
 
 
 def test_a_missing_required_column_fails_its_table_and_lands_nothing_of_it(root, con):

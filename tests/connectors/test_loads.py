@@ -41,7 +41,18 @@ def test_lands_once_by_key_and_hash(con):
     assert update.rows_landed == 1  # a new version of a is a new row
     assert con.execute("select count(*), count(distinct _load_id) from raw.demo_tickets").fetchall() == [(3, 2)]
     lineage = con.execute("select _source_position, length(_record_hash) from raw.demo_tickets limit 1").fetchall()
-    assert lineage == [("page 1", 32)]
+    assert lineage == [("page 1", 16)]
+
+
+def test_versions_hashed_by_the_old_md5_are_still_recognised(con):
+    one_load(con, rows(("a", "1", 1), ("b", "1", 2)))
+    # A raw table landed before the hash changed holds md5(to_json(...)) hashes (32 hex digits).
+    con.execute("update raw.demo_tickets set _record_hash = md5(to_json(struct_pack(id := id, "
+                "updated_at := updated_at, v := v)))")
+    again = one_load(con, rows(("a", "1", 1), ("b", "1", 2), ("b", "2", 3)))
+    assert (again.rows_landed, again.duplicates_skipped) == (1, 2)
+    hashes = con.execute("select length(_record_hash), count(*) from raw.demo_tickets group by 1 order by 1").fetchall()
+    assert hashes == [(16, 1), (32, 2)]
 
 
 def test_state_and_loads_row_move_with_the_rows(con):
