@@ -8,7 +8,12 @@ Runs every day at 07:00 Asia/Shanghai (a timezone-aware cron; the run's logical 
   `onenet.pipeline.extract(day)` — one workbook per community plus the district's overview; it
   states which source is stale and since when. Publishes the Asset `file://onenet/exports/daily`.
 
-A re-run or backfill of a past day rewrites that day's extracts from the warehouse as it is now.
+- **reports** (pool `onenet_duckdb`): fills every shipped report template (the community
+  epidemic-prevention daily, the street hotline monthly) for the same day.
+- **dashboard** (pool `onenet_duckdb`): rebuilds the analysts' static dashboard and the data
+  dictionary of the marts.
+
+A re-run or backfill of a past day rewrites that day's files from the warehouse as it is now.
 """
 
 from datetime import datetime, timedelta
@@ -30,7 +35,18 @@ def onenet_daily_extract() -> None:
         assert logical_date is not None
         return orch.extract_for_day(orch.extract_day(logical_date))
 
-    extract()
+    @task(pool=orch.POOL, execution_timeout=timedelta(hours=1))
+    def reports(logical_date: datetime | None = None) -> dict[str, Any]:
+        """Fill the report templates for yesterday (Beijing)."""
+        assert logical_date is not None
+        return orch.reports_for_day(orch.extract_day(logical_date))
+
+    @task(pool=orch.POOL, execution_timeout=timedelta(minutes=30))
+    def dashboard() -> dict[str, Any]:
+        """Rebuild the analyst dashboard and the data dictionary."""
+        return orch.rebuild_dashboard()
+
+    extract() >> reports() >> dashboard()
 
 
 onenet_daily_extract()

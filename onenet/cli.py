@@ -202,54 +202,40 @@ def validate_command(source: str) -> None:
 @main.command()
 @click.option("--residents", type=click.IntRange(100, 50_000), default=2000, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--day", type=click.IntRange(0, 29), default=3, show_default=True,
-              help="Simulated day to show the silos at.")
+@click.option("--day", type=click.IntRange(0, 29), default=29, show_default=True,
+              help="Simulated day to run the pipeline for (0-29; 29 = the whole month).")
 @click.option("--keep-running", is_flag=True, help="Leave the silos running afterwards.")
 def demo(residents: int, seed: int, day: int, keep_running: bool) -> None:
-    """The main job: generate a village, start the four silos, show what each holds, sync them all."""
-    import os
-    import shutil
+    """The main job, through Airflow: a fresh village, its four silos, every DAG, one readable summary.
 
-    from connectors.common.exceptions import ConnectorError
-    from onenet import pipeline, showcase
+    Prepares a local Airflow (SQLite metadata in $ONENET_HOME/airflow), generates a village, starts
+    the silos on 127.0.0.1, then runs each source DAG (sync → validate → Asset), the merge DAG
+    and the daily extract DAG (extracts, reports, dashboard) with dag.test().
+    """
+    from onenet import orchestration, showcase
+    from onenet.summary import pipeline_summary
     from simulators import runner
 
-    root = settings.district_dir()
-    # The demo's warehouse belongs to the demo: rebuilt each run, apart from `onenet sync`'s own.
-    warehouse = settings.home() / "demo.duckdb"
-    os.environ["ONENET_WAREHOUSE"] = str(warehouse)
-    warehouse.unlink(missing_ok=True)
-    Path(str(warehouse) + ".wal").unlink(missing_ok=True)
-    os.environ["ONENET_GX_DIR"] = str(settings.home() / "demo-gx")
-    shutil.rmtree(settings.gx_dir(), ignore_errors=True)
-    if (root / "manifest.json").exists():
-        runner.down(root)  # silos of an earlier demo would serve the old district
-    ctx = click.get_current_context()
-    ctx.invoke(simulate, residents=residents, seed=seed, days=30,
-               start_date=click.DateTime(["%Y-%m-%d"]).convert("2026-11-01", None, ctx), out=root)
+    import os
+
+    # Task logs go to $ONENET_HOME/airflow/logs; the screen keeps what a person reads.
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    home = settings.home()
     try:
-        runner.up(root)
-        runner.advance(root, day)
-        showcase.show(root)
-        click.echo(f"\nsyncing every silo into {warehouse}:")
-        for source in pipeline.SOURCES:
-            pipeline.sync(source, on_result=lambda r: click.echo("  " + r.summary()))
-        click.echo("a second sync finds nothing new (state and key + hash de-duplication):")
-        for source in pipeline.SOURCES:
-            pipeline.sync(source, on_result=lambda r: click.echo("  " + r.summary()))
-        click.echo("validating with Great Expectations inside DuckDB (bad rows to quarantine, the rest to staging):")
-        for source in pipeline.SOURCES:
-            results = pipeline.validate(source, on_result=lambda r: click.echo("  " + r.summary()))
-        docs = settings.gx_dir() / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
-        if results and docs.exists():
-            click.echo(f"Data Docs: {docs.as_uri()}")
-    except (runner.SimulatorError, ConnectorError) as exc:
+        run = orchestration.run_village_through_airflow(
+            home, residents=residents, seed=seed, day=day, keep_running=keep_running,
+            warehouse=home / "demo.duckdb", airflow_home=home / "airflow", echo=click.echo,
+            show=showcase.show)
+    except runner.SimulatorError as exc:
         raise OnenetError(str(exc)) from exc
-    finally:
-        if not keep_running:
-            runner.down(root)
+    click.echo(run.summary())
+    for line in pipeline_summary(run.warehouse, run.gx_dir, run.exports):
+        click.echo(line)
     if keep_running:
-        click.echo(f"silos still running; stop them with `onenet simulators down --root {root}`")
+        click.echo(f"silos still running; stop them with `onenet simulators down --root {home / 'district'}`")
+    if not run.ok:
+        raise OnenetError("some DAG runs failed (see above); the task logs are under "
+                          f"{run.airflow_home / 'logs'}")
 
 
 @main.command("merge")

@@ -78,6 +78,13 @@ def interval_label(start: datetime, end: datetime) -> str:
             f"Asia/Shanghai (day {interval_day(start).isoformat()})")
 
 
+def seven_oclock_after(day: date) -> datetime:
+    """07:00 Beijing time on the morning after `day`: the daily extract run that reports on `day`."""
+    from datetime import time as dtime
+
+    return datetime.combine(day + timedelta(days=1), dtime(7), tzinfo=BEIJING)
+
+
 def day_end_utc(day: date) -> datetime:
     """24:00 Beijing time of `day`: the logical date whose manual data interval is that whole day."""
     from datetime import time as dtime
@@ -186,6 +193,10 @@ class DagRunReport:
     error: str | None = None
 
     def summary(self) -> str:
+        if "sync" not in self.tasks:  # merge and extract DAGs: their tasks say it all
+            tasks = ", ".join(f"{t} {st}" for t, st in sorted(self.tasks.items()))
+            return f"{self.dag_id}: {self.state} ({self.seconds:.1f} s); {tasks}" + (
+                f" — {self.error}" if self.error else "")
         text = (f"{self.dag_id}: {self.state} ({self.seconds:.1f} s); landed {self.landed:,}, "
                 f"passed {self.passed:,}, quarantined {self.quarantined:,}; "
                 + ("asset event published" if self.published else "no asset event"))
@@ -295,6 +306,7 @@ def _env(values: dict[str, str]) -> Iterator[None]:
 class VillageRun:
     warehouse: Path
     gx_dir: Path
+    exports: Path
     airflow_home: Path
     day: date
     runs: list[DagRunReport]
@@ -323,14 +335,18 @@ def run_village_through_airflow(home: Path, *, residents: int = 2000, seed: int 
                                 days: int = 30, ports: dict[str, int] | None = None,
                                 keep_running: bool = False, warehouse: Path | None = None,
                                 airflow_home: Path | None = None,
-                                echo: Callable[[str], None] = print) -> VillageRun:
+                                echo: Callable[[str], None] = print,
+                                show: Callable[[Path], None] | None = None) -> VillageRun:
     """The main job through Airflow: a fresh village under `home`, its silos up, each source DAG run once.
 
     Under `home`: district/, the warehouse (default warehouse.duckdb; pass e.g. home/"demo.duckdb"
     to keep `onenet sync`'s own) and gx/, all rebuilt each call, and airflow/ (AIRFLOW_HOME with a
-    SQLite metadata database, migrated once and kept; `airflow_home` overrides). Each source DAG runs with dag.test()
+    SQLite metadata database, migrated once and kept; `airflow_home` overrides). `show`, if given,
+    is called with the district once its silos are up. Each source DAG runs with dag.test()
     for the data interval that ends with simulated day `day` (Beijing time), in the order
-    grid registry, health codes, hotline, city cases. Merge and extract come with issue #5/#7.
+    grid registry, health codes, hotline, city cases; then the merge DAG (as its Assets would
+    trigger it) and the daily extract DAG for the next morning's 07:00, which writes the
+    extracts, reports and dashboard of that day (under home/exports unless ONENET_EXPORTS is set).
     """
     import shutil
 
@@ -347,7 +363,8 @@ def run_village_through_airflow(home: Path, *, residents: int = 2000, seed: int 
     for stale in (warehouse, Path(f"{warehouse}.wal")):
         stale.unlink(missing_ok=True)
     shutil.rmtree(gx, ignore_errors=True)
-    env = {"ONENET_DISTRICT": str(root), "ONENET_WAREHOUSE": str(warehouse), "ONENET_GX_DIR": str(gx)}
+    env = {"ONENET_DISTRICT": str(root), "ONENET_WAREHOUSE": str(warehouse), "ONENET_GX_DIR": str(gx),
+           "ONENET_EXPORTS": os.environ.get("ONENET_EXPORTS") or str(home / "exports")}
     with _env(env):
         echo(f"preparing Airflow in {af_home} (SQLite metadata, pool {POOL})")
         prepare_airflow(af_home)
@@ -362,14 +379,23 @@ def run_village_through_airflow(home: Path, *, residents: int = 2000, seed: int 
             from simulators.health_codes import drop
 
             drop.deliver_until(root, day)  # don't leave the sensor waiting for the uploader's next look
+            if show:
+                show(root)  # what each silo holds, before anything is synced
             for source in ("grid_registry", "health_codes", "hotline", "city_cases"):
                 report = run_dag(dags[SOURCE_DAG_IDS[source]], day_end_utc(the_day))
+                echo("  " + report.summary())
+                runs.append(report)
+            # What the Asset events and the 07:00 schedule would start next.
+            for dag_id, logical in (("onenet_merge", None),
+                                    ("onenet_daily_extract", seven_oclock_after(the_day))):
+                report = run_dag(dags[dag_id], logical)
                 echo("  " + report.summary())
                 runs.append(report)
         finally:
             if not keep_running:
                 runner.down(root)
-    return VillageRun(warehouse, gx, af_home, the_day, runs, time.monotonic() - began)
+    return VillageRun(warehouse, gx, Path(env["ONENET_EXPORTS"]), af_home, the_day, runs,
+                      time.monotonic() - began)
 
 
 # --- merge and daily extract (the steps of issues #5 and #7) ---------------------------------
@@ -403,3 +429,20 @@ def extract_for_day(day: date) -> dict[str, Any]:
 
     log.info("daily extract for %s", day.isoformat())
     return {"day": day.isoformat(), **_report(pipeline.extract(day))}
+
+
+REPORT_TEMPLATES = ("epidemic_daily", "hotline_monthly")
+
+
+def reports_for_day(day: date) -> dict[str, Any]:
+    """Fill every shipped report template for the period containing `day`."""
+    from onenet import pipeline
+
+    return {"day": day.isoformat(), **_report([pipeline.report(t, day) for t in REPORT_TEMPLATES])}
+
+
+def rebuild_dashboard() -> dict[str, Any]:
+    """Rebuild the analyst dashboard and the data dictionary from the marts."""
+    from onenet import pipeline
+
+    return _report([f"dashboard: {pipeline.dashboard()}", f"data dictionary: {pipeline.dictionary()}"])

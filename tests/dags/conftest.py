@@ -74,6 +74,7 @@ def onenet_env(village, tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("ONENET_DISTRICT", str(village.root))
     monkeypatch.setenv("ONENET_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
     monkeypatch.setenv("ONENET_GX_DIR", str(tmp_path / "gx"))
+    monkeypatch.setenv("ONENET_EXPORTS", str(tmp_path / "exports"))
     drop = village.root / "health_codes" / "drop"
     monkeypatch.setenv("AIRFLOW_CONN_ONENET_HEALTH_CODES", f"{drop.as_uri()}?stable_seconds=0")
     return tmp_path / "warehouse.duckdb"

@@ -15,7 +15,7 @@ from tests.dags.conftest import DAGS, REPO
 
 EXPECTED = {"onenet_hotline", "onenet_city_cases", "onenet_grid_registry", "onenet_health_codes",
             "onenet_merge", "onenet_daily_extract"}
-WRITERS = {"sync", "validate", "merge", "extract"}  # tasks that open the DuckDB warehouse for writing
+WRITERS = {"sync", "validate", "merge", "extract", "reports", "dashboard"}  # tasks that open the DuckDB warehouse for writing
 
 _PARSE = """
 import json, sys, time

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from datetime import datetime, time, timedelta
 
 import duckdb
@@ -55,4 +58,8 @@ def test_the_daily_extract_dag_writes_the_day_before_its_seven_oclock_run(dags, 
     assert orch.extract_day(seven) == day
     report = orch.run_dag(dags["onenet_daily_extract"], seven)
     assert report.state == "success", report.summary()
-    assert report.tasks == {"extract": "success"}
+    assert report.tasks == {"extract": "success", "reports": "success", "dashboard": "success"}
+    exports = Path(os.environ["ONENET_EXPORTS"])
+    assert list((exports / "extracts").rglob(f"*_{day:%Y%m%d}.xlsx"))
+    assert (exports / "reports" / f"epidemic_daily_{day:%Y-%m-%d}.xlsx").exists()
+    assert (exports / "dashboard" / "index.html").exists()

@@ -136,10 +136,19 @@ def test_the_main_job_runs_a_fresh_village_through_airflow(airflow_db, tmp_path)
                                            airflow_home=airflow_db, echo=lines.append)
     assert run.ok, run.summary()
     assert [r.dag_id for r in run.runs] == ["onenet_grid_registry", "onenet_health_codes", "onenet_hotline",
-                                            "onenet_city_cases"]
-    for r in run.runs:
+                                            "onenet_city_cases", "onenet_merge", "onenet_daily_extract"]
+    for r in run.runs[:4]:
         assert r.landed > 0 and r.passed > 0 and r.published, r.summary()
         assert r.landed == _raw_rows(run.warehouse, r.dag_id.removeprefix("onenet_"))
+    assert run.runs[4].tasks == {"merge": "success"}
+    assert run.runs[5].tasks == {"extract": "success", "reports": "success", "dashboard": "success"}
+    assert (run.exports / "dashboard" / "index.html").exists()
+    assert list((run.exports / "extracts").rglob("*_20261103.xlsx"))
+    from onenet.summary import pipeline_summary
+
+    closing = "\n".join(pipeline_summary(run.warehouse, run.gx_dir, run.exports))
+    for needle in ("golden persons", "health_codes.exports", "incidents:", "warnings:", "dashboard", "extracts"):
+        assert needle in closing, closing
     assert run.day.isoformat() == "2026-11-03"
     text = run.summary()
     assert str(run.warehouse) in text and "Data Docs: file://" in text and "all runs succeeded" in text
