@@ -197,3 +197,30 @@ def truth_pairs_sql(table: str, truth: Path | str, resolved: str) -> str:
                (select count(distinct got_id) from t), (select count(distinct true_id) from t), (select count(*) from t)
         from tp, pred, act
     """
+
+
+def incident_pairs_sql(members: str, truth: Path | str) -> str:
+    """SQL giving (tp, predicted, actual, incidents, true incidents, members) of `members`
+    (source, member_key, incident_id) against truth/incidents.parquet, pairwise within incidents."""
+    return f"""
+        with t as (
+            select tr.incident_id as true_id, m.incident_id as got_id
+            from {members} m
+            join '{truth}/incidents.parquet' tr on tr.source = m.source and tr.record_key = m.member_key
+        ),
+        both_ as (select true_id, got_id, count(*) as n from t group by all),
+        tp as (select sum(n * (n - 1) / 2) as v from both_),
+        pred as (select sum(n * (n - 1) / 2) as v from (select got_id, count(*) as n from t group by 1)),
+        act as (select sum(n * (n - 1) / 2) as v from (select true_id, count(*) as n from t group by 1))
+        select tp.v::double, pred.v::double, act.v::double,
+               (select count(distinct got_id) from t), (select count(distinct true_id) from t), (select count(*) from t)
+        from tp, pred, act
+    """
+
+
+def scores(con: duckdb.DuckDBPyConnection, sql: str) -> dict:
+    """Pairwise precision, recall, F1 and cluster counts from a *_pairs_sql query."""
+    tp, pred, act, clusters, true_clusters, records = con.execute(sql).fetchone()  # type: ignore[misc]
+    p, r = (tp / pred if pred else 1.0), (tp / act if act else 1.0)
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "clusters": clusters,
+            "true_clusters": true_clusters, "records": records}

@@ -1,19 +1,25 @@
 """Person resolution vs Splink 5, side by side on the same standardised records, against ground truth.
 
-    .venv/bin/python -m bench.resolution_vs_splink --district /tmp/district13 \
-        [--input /tmp/rs/district13_input.duckdb] [--table staging.stg_person_records] \
-        [--splink-python /tmp/splink-venv/bin/python] [--threshold 0.999]
+    .venv/bin/python -m bench.resolution_vs_splink --warehouse /tmp/d13/warehouse.duckdb \
+        [--district /tmp/d13/district] [--memory-limit 8GB] [--threads 2] \
+        [--splink-python /tmp/splink-venv/bin/python] [--threshold 0.999] [--skip-splink]
+    .venv/bin/python -m bench.resolution_vs_splink --district /tmp/district13 [--input FILE.duckdb]
 
+--warehouse reads the real staging.stg_person_records of a warehouse built by the pipeline
+(bench/district_warehouse.py; read-only, never modified); --district then defaults to the district
+copy next to it (WAREHOUSE_DIR/district), whose truth/ scores both sides. Without --warehouse,
 --input is a DuckDB file holding the person-records table (built from the district's silo files by
-bench/resolution_input.py when missing); point it at a warehouse with helper A's real
-staging.stg_person_records to measure on that instead. Splink runs as a subprocess in its own venv
-on the same columns exported to parquet; both wall times include everything after the input exists.
+bench/resolution_input.py when missing, a stand-in for the real staging). Splink runs as a
+subprocess in its own venv on the same columns exported to parquet. Both sides get the same DuckDB
+memory_limit and threads; both wall times include everything after the input exists; peak RSS is
+this process's (ours) and the Splink subprocess's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import tempfile
 import time
@@ -36,14 +42,27 @@ def _scores(con, table: str, truth: Path, resolved: str) -> dict:
 def main() -> None:
     """Run both resolvers once and print precision, recall, F1, cluster counts and wall times."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--district", required=True, type=Path)
+    ap.add_argument("--warehouse", type=Path, help="a pipeline-built warehouse: use its real staging table")
+    ap.add_argument("--district", type=Path, help="the district whose truth/ scores (default: next to --warehouse)")
     ap.add_argument("--input", type=Path)
     ap.add_argument("--table", default="staging.stg_person_records")
     ap.add_argument("--splink-python", default="/tmp/splink-venv/bin/python")
     ap.add_argument("--threshold", type=float, default=0.999)
     ap.add_argument("--skip-splink", action="store_true")
+    ap.add_argument("--skip-ours", action="store_true")
+    ap.add_argument("--memory-limit", default="8GB", help="DuckDB memory_limit for both sides")
+    ap.add_argument("--threads", type=int, default=2, help="DuckDB threads for both sides")
+    ap.add_argument("--work", type=Path, help="work folder (default: a new temporary folder)")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="resolve-bench-"))
+    if args.warehouse:
+        if args.input:
+            ap.error("give --warehouse or --input, not both")
+        args.input = args.warehouse
+        args.district = args.district or args.warehouse.parent / "district"
+    if not args.district:
+        ap.error("--district is required without --warehouse")
+    work = args.work or Path(tempfile.mkdtemp(prefix="resolve-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     source = args.input or work / "input.duckdb"
     if not source.exists():
         import duckdb
@@ -52,6 +71,8 @@ def main() -> None:
             resolution_input.build(c, args.district, args.table)
         print(f"input built from silo files in {time.perf_counter() - t:.1f} s")
     con = db.connect(work / "warehouse.duckdb")
+    con.execute(f"set memory_limit = '{args.memory_limit}'")
+    con.execute(f"set threads = {args.threads}")
     con.execute(f"attach '{source}' as src (read_only)")
     schema = args.table.split(".")[0]
     con.execute(f"create schema if not exists {schema}")
@@ -60,32 +81,48 @@ def main() -> None:
     con.execute("detach src")
     truth = args.district / "truth"
 
-    cfg = person_config(input_table=args.table, threshold=args.threshold)
-    t = time.perf_counter()
-    with db.transaction(con):
-        result = resolve(con, cfg, run_id="bench")
-    ours_s = time.perf_counter() - t
-    ours = _scores(con, args.table, truth, "core.person_source")
-    print(f"ours: {ours_s:.1f} s; records {result.records:,}, profiles {result.profiles:,}, "
-          f"pairs {result.pairs_scored:,}, links {result.links:,}; steps {json.dumps(result.timings)}")
-    print(f"ours: precision {ours['precision']:.5f} recall {ours['recall']:.5f} F1 {ours['f1']:.5f} "
-          f"clusters {ours['clusters']:,} true persons {ours['true_persons']:,}", flush=True)
-    rows = [("onenet resolver", ours, ours_s)]
+    n_input = con.execute(f"select count(*) from {args.table}").fetchone()[0]  # type: ignore[index]
+    print(f"input: {n_input:,} records of {args.table} from {source}; truth {truth}", flush=True)
+
+    rows = []
+    if not args.skip_ours:
+        cfg = person_config(input_table=args.table, threshold=args.threshold)
+        t = time.perf_counter()
+        with db.transaction(con):
+            result = resolve(con, cfg, run_id="bench")
+        ours_s = time.perf_counter() - t
+        ours = _scores(con, args.table, truth, "core.person_source")
+        ours_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"ours: {ours_s:.1f} s; records {result.records:,}, profiles {result.profiles:,}, "
+              f"pairs {result.pairs_scored:,}, links {result.links:,}; steps {json.dumps(result.timings)}")
+        print(f"ours: precision {ours['precision']:.5f} recall {ours['recall']:.5f} F1 {ours['f1']:.5f} "
+              f"clusters {ours['clusters']:,} true persons {ours['true_persons']:,}", flush=True)
+        rows.append(("onenet resolver", ours, ours_s, ours_mb))
     if not args.skip_splink:
         t = time.perf_counter()
         proc = subprocess.run([args.splink_python, str(Path(__file__).with_name("splink_side.py")),
-                               str(work / "input.parquet"), str(work / "splink.parquet"), str(args.threshold)],
-                              capture_output=True, text=True, check=True)
+                               str(work / "input.parquet"), str(work / "splink.parquet"), str(args.threshold),
+                               args.memory_limit, str(args.threads), str(work / "splink_tmp")],
+                              capture_output=True, text=True)
         splink_s = time.perf_counter() - t
-        print(f"splink: {splink_s:.1f} s; steps {proc.stdout.strip().splitlines()[-1]}")
-        con.execute(f"create table splink_out as select * from '{work}/splink.parquet'")
-        rows.append(("splink 5.0.0", _scores(con, args.table, truth, "splink_out"), splink_s))
-    print(f"\n{'':16} {'precision':>9} {'recall':>8} {'F1':>8} {'clusters':>9} {'true':>9} {'records':>10} {'wall s':>7}")
-    for label, s, secs in rows:
-        print(f"{label:16} {s['precision']:9.5f} {s['recall']:8.5f} {s['f1']:8.5f} {s['clusters']:9,} "
-              f"{s['true_persons']:9,} {s['records']:10,} {secs:7.1f}")
+        splink_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        if proc.returncode != 0:
+            print(f"splink FAILED after {splink_s:.1f} s (exit {proc.returncode}, peak RSS {splink_mb:,.0f} MB): "
+                  + " | ".join(proc.stderr.strip().splitlines()[-3:]))
+        else:
+            print(f"splink: {splink_s:.1f} s; steps {proc.stdout.strip().splitlines()[-1]}")
+            con.execute(f"create table splink_out as select * from '{work}/splink.parquet'")
+            rows.append(("splink 5.0.0", _scores(con, args.table, truth, "splink_out"), splink_s, splink_mb))
+    print(f"\nmemory_limit {args.memory_limit}, threads {args.threads}, threshold {args.threshold}")
+    print(f"{'':16} {'precision':>9} {'recall':>8} {'F1':>8} {'clusters':>9} {'true':>9} {'records':>10} "
+          f"{'wall s':>7} {'peak MB':>8}")
+    for label, sc, secs, mb in rows:
+        print(f"{label:16} {sc['precision']:9.5f} {sc['recall']:8.5f} {sc['f1']:8.5f} {sc['clusters']:9,} "
+              f"{sc['true_persons']:9,} {sc['records']:10,} {secs:7.1f} {mb:8,.0f}")
     if len(rows) == 2:
-        print(f"\ntime ratio ours/splink: {rows[0][2] / rows[1][2]:.2f}")
+        (_, a, ta, ma), (_, b, tb, mb_) = rows
+        print(f"\nratios ours/splink: time {ta / tb:.2f}, peak RSS {ma / mb_:.2f}, F1 {a['f1'] / b['f1']:.4f}, "
+              f"precision {a['precision'] / b['precision']:.4f}, recall {a['recall'] / b['recall']:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """Splink 5 on the same standardised person records (run in its own venv: /tmp/splink-venv/bin/python).
 
-Usage: splink_side.py INPUT.parquet OUTPUT.parquet [THRESHOLD]; prints one JSON line of timings.
+Usage: splink_side.py INPUT.parquet OUTPUT.parquet [THRESHOLD [MEMORY_LIMIT THREADS TEMP_DIR]];
+prints one JSON line of timings. With MEMORY_LIMIT, Splink's DuckDB connection is a database file in
+TEMP_DIR (so it can spill there) capped at MEMORY_LIMIT with THREADS threads.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -15,10 +18,20 @@ import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
 
-def main(inp: str, out: str, threshold: float) -> None:
+def main(inp: str, out: str, threshold: float, memory_limit: str | None = None, threads: int | None = None,
+         temp_dir: str | None = None) -> None:
     """Train (u by random sampling, m by EM per blocking session), predict, cluster, write (uid, cluster)."""
     t0 = time.perf_counter()
-    con = duckdb.connect()
+    if memory_limit and temp_dir:
+        os.makedirs(temp_dir, exist_ok=True)
+        con = duckdb.connect(os.path.join(temp_dir, "splink.duckdb"))
+        con.execute(f"set memory_limit = '{memory_limit}'")
+        con.execute(f"set temp_directory = '{temp_dir}'")
+        con.execute("set preserve_insertion_order = false")
+        if threads:
+            con.execute(f"set threads = {int(threads)}")
+    else:
+        con = duckdb.connect()
     con.execute(f"""create table people as
         select record_uid as unique_id, name_std, name_pinyin, id_std,
                id_prefix6 || '*' || id_suffix4 as id_masked, birth_date::varchar as birth_date, sex, phone_std,
@@ -62,11 +75,14 @@ def main(inp: str, out: str, threshold: float) -> None:
     con.execute(f"copy (select unique_id as record_uid, cluster_id::varchar as person_id "
                 f"from {clusters.physical_name}) to '{out}' (format parquet)")
     t_end = time.perf_counter()
+    row = con.execute(f"select count(*) from {pred.physical_name}").fetchone()
     print(json.dumps({"seconds": round(t_end - t0, 2), "train": round(t_train - t0, 2),
                       "em": round(t_train - t_train0, 2), "predict": round(t_pred - t_train, 2),
                       "cluster+write": round(t_end - t_pred, 2),
-                      "pairs_above_threshold": con.execute(f"select count(*) from {pred.physical_name}").fetchone()[0]}))
+                      "pairs_above_threshold": row[0] if row else 0}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.999)
+    a = sys.argv[1:]
+    main(a[0], a[1], float(a[2]) if len(a) > 2 else 0.999, a[3] if len(a) > 3 else None,
+         int(a[4]) if len(a) > 4 else None, a[5] if len(a) > 5 else None)

@@ -212,11 +212,11 @@ def demo(residents: int, seed: int, day: int, keep_running: bool) -> None:
     the silos on 127.0.0.1, then runs each source DAG (sync → validate → Asset), the merge DAG
     and the daily extract DAG (extracts, reports, dashboard) with dag.test().
     """
+    import os
+
     from onenet import orchestration, showcase
     from onenet.summary import pipeline_summary
     from simulators import runner
-
-    import os
 
     # Task logs go to $ONENET_HOME/airflow/logs; the screen keeps what a person reads.
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")

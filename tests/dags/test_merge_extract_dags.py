@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 from datetime import datetime, time, timedelta
+from pathlib import Path
 
 import duckdb
 import pytest
