@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -53,6 +54,24 @@ def parse_uri(conn_id: str, uri: str) -> Connection:
 
 
 def connection(conn_id: str, default_uri: str) -> Connection:
-    """$AIRFLOW_CONN_<CONN_ID> if set (as Airflow itself reads it), else `default_uri`."""
-    uri = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    """$AIRFLOW_CONN_<CONN_ID> if set; else, inside an Airflow task, a Connection stored in Airflow
+    (UI, CLI, secrets backend); else `default_uri` (the embedded simulator)."""
+    uri = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}") or _stored_in_airflow(conn_id)
     return parse_uri(conn_id, uri if uri else default_uri)
+
+
+def _stored_in_airflow(conn_id: str) -> str | None:
+    """The URI of an Airflow-stored Connection when running as an Airflow task, else None.
+
+    Only inside a task: the CLI must not reach for Airflow's metadata database, and a plain
+    import of airflow here would cost seconds per command.
+    """
+    if "airflow.sdk.execution_time.task_runner" not in sys.modules:
+        return None
+    from airflow.sdk import Connection as AirflowConnection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return str(AirflowConnection.get(conn_id).get_uri())
+    except AirflowNotFoundException:
+        return None

@@ -155,3 +155,29 @@ def test_the_main_job_runs_a_fresh_village_through_airflow(airflow_db, tmp_path)
     from simulators import runner
 
     assert not any(s.running for s in runner.status(tmp_path / "district"))  # the silos were stopped
+
+
+def test_a_connection_stored_in_airflow_is_used_by_the_task(dags, village, onenet_env, monkeypatch, tmp_path):
+    """No AIRFLOW_CONN_* variable and no simulator at the embedded default: only the stored Connection works."""
+    import json
+
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    url = json.loads((village.root / "run" / "city_cases.json").read_text(encoding="utf-8"))["url"]
+    elsewhere = tmp_path / "no-simulators-here"
+    elsewhere.mkdir()
+    monkeypatch.setenv("ONENET_DISTRICT", str(elsewhere))  # the embedded default now points at nothing
+    monkeypatch.delenv("AIRFLOW_CONN_ONENET_CITY_CASES", raising=False)
+    stored = Connection.from_json('{"conn_type": "http", "host": "%s", "port": %d, "password": "dev-city-key"}'
+                                  % (url.split("//")[1].split(":")[0], int(url.rsplit(":", 1)[1])),
+                                  conn_id="onenet_city_cases")
+    with create_session() as session:
+        session.query(Connection).filter(Connection.conn_id == "onenet_city_cases").delete()
+        session.add(stored)
+    try:
+        report = orch.run_dag(_fast_retries(dags["onenet_city_cases"]), orch.day_end_utc(village.day(VILLAGE_DAY)))
+        assert report.state == "success" and report.landed > 0, report.summary()
+    finally:
+        with create_session() as session:
+            session.query(Connection).filter(Connection.conn_id == "onenet_city_cases").delete()
