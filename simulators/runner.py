@@ -168,6 +168,14 @@ def advance(root: Path, to_day: int) -> int:
     # The followers react to the clock themselves; without them, do their work here.
     if "grid_registry" not in running:
         registry.advance(root, to_day)
+    else:
+        # Return once the registry shows the day: a sync started right after must see all of it.
+        deadline = time.monotonic() + 120
+        while registry.applied_day(root) < to_day:
+            if time.monotonic() > deadline:
+                raise SimulatorError(f"the grid registry writer has not applied day {to_day} after 120 s; "
+                                     f"see {root / 'run'} for its log")
+            time.sleep(0.05)
     if "health_codes" not in running:
         drop.deliver_until(root, to_day)
     return to_day

@@ -70,6 +70,10 @@ def test_sync_all_lands_then_lands_nothing_and_fails_clearly(tmp_path):
            "AIRFLOW_CONN_ONENET_HEALTH_CODES": (district / "health_codes" / "drop").as_uri() + "?stable_seconds=0"}
     try:
         runner.advance(district, 2)
+        from simulators.health_codes import drop
+
+        # The uploader writes day 1's file slowly; with stable_seconds=0 the files must be complete.
+        drop.deliver_until(district, 2)
         first = onenet("sync", "all", env=env)
         assert first.returncode == 0, first.stderr
         for entity in ("hotline.tickets", "city_cases.cases", "grid_registry.residents", "health_codes.exports"):
@@ -77,7 +81,7 @@ def test_sync_all_lands_then_lands_nothing_and_fails_clearly(tmp_path):
             assert "succeeded" in line and "landed 0," not in line, line
         second = onenet("sync", "all", env=env)
         assert second.returncode == 0, second.stderr
-        assert all("landed 0," in x for x in second.stdout.splitlines() if "succeeded" in x)
+        assert all("landed 0," in x for x in second.stdout.splitlines() if "succeeded" in x), second.stdout
 
         url = runner.status(district)[1].url
         bad = onenet("sync", "hotline", env={**env, "AIRFLOW_CONN_ONENET_HOTLINE": url.replace("//", "//:wrong@")})
