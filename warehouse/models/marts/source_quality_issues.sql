@@ -30,8 +30,17 @@ persons as (
 records as (
 
     select
-        person_records.* exclude (grid_code),  -- the golden person places the record, not the registry row
+        person_records.source,
+        person_records.record_key,
+        person_records.seen_at,
+        person_records.id_kind,
+        person_records.id_prefix6,
+        person_records.id_suffix4,
+        person_records.id_std,
+        person_records.name_std,
+        person_records.birth_date,
         persons.person_key,
+        -- the golden person places the record (only registry rows carry a grid of their own)
         persons.grid_code,
         persons.community_name,
         persons.id_number as golden_id_number,
