@@ -11,7 +11,10 @@ PERSON = {
     "id_column": "record_uid",
     "source_column": "source",
     "key_column": "record_key",
-    "filter": "not coalesce(is_deleted, false)",
+    # Soft-deleted registry rows (people who left) are resolved too: their records still belong to
+    # a person, and nothing may drop out of core.person_source. Survivorship takes the home from
+    # the latest non-deleted registry row.
+    "filter": "true",
     "columns": ["name_std", "name_pinyin", "surname", "id_std", "id_prefix6", "id_suffix4", "birth_date",
                 "sex", "phone_std", "address_key", "address_compound", "community"],
     "blocking_rules": [
