@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -11,6 +12,10 @@ import pyarrow as pa
 from connectors.common.exceptions import SchemaDrift
 from connectors.common.landing import Entity
 from connectors.common.loads import Load
+
+# A number as JSON text may carry: what DuckDB casts to a numeric raw column.
+_NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
+_INTEGER = re.compile(r"^\s*[-+]?\d+\s*$")
 
 # The silos write Beijing time; a time without an offset is read as such, as the API does.
 BEIJING = timezone(timedelta(hours=8))
@@ -48,6 +53,10 @@ class JsonPages:
         self.notes: dict[str, str] = {}  # one note per column, the first page that showed it
         self._latest: tuple[datetime, str] | None = None
         self._documented = set(fields.names)
+        # Documented numeric fields: a value that is no number at all (an object, a word) cannot
+        # go into the raw table's numeric column, so its record is held back, not the whole load.
+        self._numeric = {f.name: f.type for f in fields if f.name not in entity.required
+                         and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))}
 
     @property
     def watermark(self) -> str | None:
@@ -81,6 +90,10 @@ class JsonPages:
         for key in self.entity.key:
             if record.get(key) is None:
                 return f"no {key}: the record cannot be told apart from others"
+        for name, kind in self._numeric.items():
+            if not _fits_number(record.get(name), kind):
+                shown = json.dumps(record.get(name), ensure_ascii=False, default=str)
+                return f"{name} {shown[:80]} is not a number (documented as {kind})"
         value = record.get(self.updated_field)
         if not isinstance(value, str | None):
             return None  # another type: a schema change, which the page's type check reports
@@ -154,6 +167,21 @@ class JsonPages:
         return [(position, table.cast(pa.schema([
             pa.field(f.name, target[f.name]) if f.name in target else f for f in table.schema])))
             for position, table in self.pages]
+
+
+def _fits_number(value: Any, kind: pa.DataType) -> bool:
+    """Whether a delivered value can land in a numeric column of type `kind` (None always can)."""
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    if isinstance(value, float):
+        return pa.types.is_floating(kind) or value.is_integer()
+    if isinstance(value, str):
+        return bool((_NUMBER if pa.types.is_floating(kind) else _INTEGER).match(value))
+    return False
 
 
 def _array(values: list[Any], declared: pa.DataType | None) -> pa.Array:

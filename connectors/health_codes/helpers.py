@@ -168,7 +168,18 @@ def read_export(file_name: str, data: bytes, *, young: bool) -> Export:
     else:
         if young and not data.endswith(b"\n"):
             raise NotReady("does not end in a line break yet")
-        export = read_csv(file_name, to_utf8(file_name, data, young=young))
+        notes: list[str] = []
+        body = to_utf8(file_name, data, young=young, notes=notes)
+        # An old CSV without its final line break: the upload may have stopped inside that last
+        # line, and a cut line can still have every field (a value cut short). It is held back,
+        # not landed as if whole; the other lines land, and a re-sent whole file lands it.
+        last = body.rfind(b"\n")
+        cut = body[last + 1:] if not body.endswith(b"\n") and last >= 0 and body[last + 1:].strip() else b""
+        export = read_csv(file_name, body[:last + 1] if cut else body)
+        if cut:
+            export.bad.append((body.count(b"\n") + 1, cut.decode("utf-8", errors="replace").rstrip("\r"),
+                               "the file ends inside this line (no final line break), so it may be cut off"))
+        export.notes[:0] = notes
     export.table = normalise_times(export.table)
     if export.table.num_rows == 0 and not export.bad:
         export.notes.append(f"{file_name}: header only; no rows")
@@ -182,23 +193,62 @@ def detect_encoding(data: bytes) -> str:
     return "utf-8" if _is_utf8(data) else "gb18030"
 
 
-def to_utf8(file_name: str, data: bytes, *, young: bool = False) -> bytes:
-    """The file's text as UTF-8 bytes (BOM removed); GB18030 covers GBK. Undecodable: see read_export."""
+def to_utf8(file_name: str, data: bytes, *, young: bool = False, notes: list[str] | None = None) -> bytes:
+    """The file's text as UTF-8 bytes (BOM removed); GB18030 covers GBK. Undecodable: see read_export.
+
+    A file whose Chinese header is UTF-8 but which is not UTF-8 as a whole (a UTF-8 file to which
+    a GB18030 system appended lines), or that decodes as neither as a whole, is read line by line:
+    a line valid as UTF-8 is UTF-8, any other GB18030; which lines were GB18030 goes to `notes`.
+    """
     encoding = detect_encoding(data)
     if encoding == "utf-8":
         return data
     if encoding == "utf-8-sig" and _is_utf8(data[3:]):
         return data[3:]
+    body = data.removeprefix(BOM)
+    header = body[: body.find(b"\n")]
     try:
+        if encoding == "utf-8-sig" or (_is_utf8(header) and not header.isascii()):
+            # The Chinese header is UTF-8 but the file is not: lines in another encoding were added.
+            # Decoding the whole file as GB18030 might "succeed" into other characters; go by line.
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, "UTF-8 header, not UTF-8 as a whole")
         return data.decode(encoding).encode("utf-8")
     except UnicodeDecodeError as exc:
         if young:
             raise NotReady(f"bytes at offset {exc.start} do not decode yet") from exc
-        line = data.count(b"\n", 0, exc.start) + 1
+        mixed, line, start, end = _decode_by_line(body)
+        if mixed is not None:
+            if notes is not None and line:
+                notes.append(f"{file_name}: mixed encodings — UTF-8 with line(s) in GB18030 read as GB18030: "
+                             + ", ".join(map(str, line[:10])) + (" …" if len(line) > 10 else ""))
+            return mixed
+        offset = start + (3 if data.startswith(BOM) else 0)
+        bad_line = data.count(b"\n", 0, offset) + 1
+        hint = (" (it looks like UTF-16: re-export it as GB18030 or UTF-8)"
+                if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:64] else "")
         raise ConnectorError(
-            f"{settings.SOURCE}: {file_name} line {line}: bytes {data[exc.start:exc.end + 3].hex(' ')} at offset "
-            f"{exc.start} are not valid {encoding}; nothing of this load was landed — ask the platform to "
-            "re-export the file, or move it out of the drop folder") from exc
+            f"{settings.SOURCE}: {file_name} line {bad_line}: bytes {data[offset:offset + end - start + 3].hex(' ')} "
+            f"at offset {offset} are not valid {encoding} (nor UTF-8){hint}; nothing of this load was landed — ask "
+            "the platform to re-export the file, or move it out of the drop folder") from exc
+
+
+def _decode_by_line(data: bytes) -> tuple[bytes | None, list[int], int, int]:
+    """(UTF-8 text, numbers of the lines read as GB18030, 0, 0) if every line decodes as UTF-8 or
+    GB18030; else (None, [], start, end) of the first bytes that decode as neither."""
+    out: list[bytes] = []
+    gb_lines: list[int] = []
+    offset = 0
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if _is_utf8(line):
+            out.append(line)
+        else:
+            try:
+                out.append(line.decode("gb18030").encode("utf-8"))
+                gb_lines.append(number)
+            except UnicodeDecodeError as exc:
+                return None, [], offset + exc.start, offset + exc.end
+        offset += len(line) + 1
+    return b"\n".join(out), gb_lines, 0, 0
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
+from expectations.casts import ExpectColumnValuesToCastTo
 from expectations.identity import (
     ExpectColumnValuesToBeValidMobileNumber,
     ExpectColumnValuesToBeValidResidentId,
@@ -77,6 +78,11 @@ def _in_order(later: str, earlier: str, severity: dict = CRITICAL) -> gxe.Expect
         column_A=later, column_B=earlier, or_equal=True, ignore_row_if="either_value_is_missing", meta=severity)
 
 
+def _casts(column: str, type_name: str, severity: dict = CRITICAL) -> gxe.Expectation:
+    """The value converts to the type staging casts it to: a pattern lets 2026-02-30 through."""
+    return ExpectColumnValuesToCastTo(column=column, type_name=type_name, meta=severity)
+
+
 def _columns(required: list[str]) -> gxe.Expectation:
     return gxe.ExpectTableColumnsToMatchSet(column_set=required, exact_match=False, meta=CRITICAL)
 
@@ -90,6 +96,7 @@ def hotline_tickets(ref: Reference) -> list[gxe.Expectation]:
         _in_set("status", TICKET_STATES), _in_set("urgency", URGENCY),
         _in_set("satisfaction", SATISFACTION, WARNING),
         gxe.ExpectColumnValuesToMatchRegex(column="received_at", regex=ISO_INSTANT, meta=CRITICAL),
+        _casts("received_at", "timestamptz"), _casts("updated_at", "timestamptz"),
         _in_order("dispatched_at", "received_at"), _in_order("resolved_at", "received_at"),
         _in_order("closed_at", "resolved_at"),
         *_exists(ref, "street", "grid_registry_grids", "name", "level = 'street'"),
@@ -107,6 +114,7 @@ def city_cases_cases(ref: Reference) -> list[gxe.Expectation]:
         _in_set("category_type", CASE_TYPES), _in_set("status", CASE_STATES),
         _in_set("reporter_type", REPORTER_TYPES, WARNING),
         gxe.ExpectColumnValuesToMatchRegex(column="reported_at", regex=ISO_INSTANT, meta=CRITICAL),
+        _casts("reported_at", "timestamptz"), _casts("updated_at", "timestamptz"),
         _in_order("closed_at", "reported_at"),
         # WGS-84 inside China's bounding box; outside it a case cannot be placed on the map.
         gxe.ExpectColumnValuesToBeBetween(column="lon", min_value=73.0, max_value=135.5, meta=WARNING),
@@ -174,6 +182,7 @@ def health_codes_exports(ref: Reference) -> list[gxe.Expectation]:
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["export_date", "record_no", "file_name"], meta=CRITICAL),
         _in_set("code_color", CODE_COLOURS), _in_set("last_test_result", TEST_RESULTS, WARNING),
         gxe.ExpectColumnValuesToMatchRegex(column="color_since", regex=LOCAL_TIME, meta=CRITICAL),
+        _casts("color_since", "timestamp"), _casts("record_no", "integer"),
         gxe.ExpectColumnValuesToMatchRegex(column="vaccine_doses", regex=r"^[0-9]$", meta=WARNING),
         *_exists(ref, "community", "grid_registry_grids", "name", "level = 'community'"),
         ExpectColumnValuesToBeValidResidentId(column="id_number", allow_masked=False, meta=WARNING),

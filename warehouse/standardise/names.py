@@ -46,14 +46,20 @@ SURNAME_PINYIN = {
 
 _LETTERS_RE = re.compile(r"[a-z]+")
 
+# No person's name is longer (the longest transliterated minority names run to about 30
+# characters). A longer value is not a name — a pasted text, a 1 MB field of a broken export — and
+# standardising it would cost seconds of pinyin per value in every merge; it stays in raw as it came.
+MAX_NAME_CHARS = 100
+
 
 @lru_cache(maxsize=200_000)
 def standardise_name(raw: str | None) -> str | None:
-    """NFKC, no whitespace, one interpunct '·', traditional -> simplified; None if nothing is left.
+    """NFKC, no whitespace, one interpunct '·', traditional -> simplified; None if nothing is left
+    or if the value is longer than MAX_NAME_CHARS (not a name).
 
     '張 偉' -> '张伟', '阿依古丽•买买提' -> '阿依古丽·买买提'.
     """
-    if raw is None:
+    if raw is None or len(raw) > MAX_NAME_CHARS:
         return None
     s = unicodedata.normalize("NFKC", raw)
     s = _SPACES_RE.sub("", s)
