@@ -108,4 +108,26 @@ def client_for(conn: Connection, settings: ModuleType, *, credential_name: str, 
         "max_rate_limit_waits": settings.MAX_RATE_LIMIT_WAITS,
     }
     return HttpClient(settings.SOURCE, conn.base_url, headers={**headers(conn.password), "Accept": "application/json"},
-                      **{**defaults, **options})
+                      **{**defaults, **_extras(conn, settings.SOURCE), **options})
+
+
+# Connection extras (`?timeout=5&max_retries=2` on the URI, or the JSON extra) that tune the client.
+CLIENT_EXTRAS: dict[str, type] = {"timeout": float, "max_retries": int, "backoff": float, "max_backoff": float,
+                                  "max_rate_limit_waits": int}
+
+
+def _extras(conn: Connection, source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, kind in CLIENT_EXTRAS.items():
+        if name not in conn.extra:
+            continue
+        try:
+            value = kind(conn.extra[name])
+        except ValueError:
+            value = -1
+        if value < 0 or (name == "timeout" and value == 0):
+            raise ConfigurationError(f"{source}: the connection {conn.conn_id} has extra {name}="
+                                     f"{conn.extra[name]!r}; it must be a {'positive' if name == 'timeout' else 'non-negative'} "
+                                     f"{'number' if kind is float else 'whole number'}")
+        out[name] = value
+    return out

@@ -14,7 +14,7 @@ import pytest
 
 import connectors.hotline as hotline
 from connectors.common.config import Connection, parse_uri
-from connectors.common.exceptions import SchemaDrift, SourceUnavailable
+from connectors.common.exceptions import ConfigurationError, SchemaDrift, SourceUnavailable
 from connectors.common.http import HttpClient
 from connectors.common.json_pages import JsonPages
 from connectors.common.loads import Load
@@ -270,6 +270,19 @@ def test_readme_connection_example_parses() -> None:
     assert conn.base_url == "https://hotline.example.gov:443" and conn.password == "TOKEN"
     assert make_client(conn).session.headers["Authorization"] == "Bearer TOKEN"
 
+
+
+def test_connection_extras_tune_the_client() -> None:
+    conn = parse_uri(settings.CONN_ID, "http://:TOKEN@127.0.0.1:1?timeout=0.5&max_retries=2&backoff=0.01"
+                                       "&max_backoff=0.1&max_rate_limit_waits=0")
+    client = make_client(conn)
+    assert (client.timeout, client.max_retries, client.backoff, client.max_backoff,
+            client.max_rate_limit_waits) == (0.5, 2, 0.01, 0.1, 0)
+    assert make_client(conn, timeout=3.0).timeout == 3.0  # explicit options still win
+    assert make_client(parse_uri(settings.CONN_ID, "http://:TOKEN@h:1")).timeout == settings.TIMEOUT_SECONDS
+    for bad in ("timeout=0", "max_retries=-1", "max_retries=two", "backoff=x"):
+        with pytest.raises(ConfigurationError, match=r"hotline: the connection onenet_hotline has extra"):
+            make_client(parse_uri(settings.CONN_ID, f"http://:TOKEN@h:1?{bad}"))
 
 # --- JSON pages → Arrow: the cases a live server does not produce -----------------------------
 
