@@ -50,7 +50,9 @@ def metadata_db():
     try:
         admin = _pg()
     except Exception as exc:  # noqa: BLE001 - any connection failure means: no server here
-        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is not reachable: {exc}")
+        # This machine and CI run PostgreSQL: a missing server is a failure, not a reason to skip.
+        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is not reachable ({exc}); start it, or deselect "
+                    f"with -m 'not postgres'")
     name = f"onenet_airflow_test_{secrets.token_hex(4)}"
     admin.execute(f'create database "{name}"')
     try:
