@@ -9,8 +9,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -288,20 +287,6 @@ def run_dag(dag: Any, logical_date: datetime | None) -> DagRunReport:
     return report
 
 
-@contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 @dataclass
 class VillageRun:
     warehouse: Path
@@ -365,7 +350,9 @@ def run_village_through_airflow(home: Path, *, residents: int = 2000, seed: int 
     shutil.rmtree(gx, ignore_errors=True)
     env = {"ONENET_DISTRICT": str(root), "ONENET_WAREHOUSE": str(warehouse), "ONENET_GX_DIR": str(gx),
            "ONENET_EXPORTS": os.environ.get("ONENET_EXPORTS") or str(home / "exports")}
-    with _env(env):
+    from onenet.settings import environment
+
+    with environment(**env):
         echo(f"preparing Airflow in {af_home} (SQLite metadata, pool {POOL})")
         prepare_airflow(af_home)
         echo(f"generating a district of {residents:,} residents in {root}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -73,3 +75,18 @@ def embedded_uri(source: str) -> str:
     if source == "health_codes":
         return (d / 'health_codes' / 'drop').as_uri()  # percent-encoded: spaces, '#' and '%' survive
     raise KeyError(source)
+
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for a block (a run pointed at another district or warehouse), then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -71,16 +71,17 @@ def test_a_failing_step_commits_nothing(con, monkeypatch):
 def test_person_ids_survive_an_incremental_day(tmp_path):
     """Day 10 merged, then days 11-29 synced and merged: yesterday's persons keep their ids."""
     from onenet import pipeline
+    from onenet.settings import environment
     from simulators import runner
     from simulators.health_codes import drop
-    from tests.warehouse.village import PORTS, _env, build_village
+    from tests.warehouse.village import PORTS, build_village
 
     root, warehouse = build_village(tmp_path, residents=2000, seed=3, to_day=10)
     c = db.connect(warehouse)
     merge(c)
     before = dict(c.execute("select record_uid, person_id from core.person_source").fetchall())
     c.close()
-    with _env(ONENET_DISTRICT=str(root), ONENET_WAREHOUSE=str(warehouse), ONENET_GX_DIR=str(tmp_path / "gx"),
+    with environment(ONENET_DISTRICT=str(root), ONENET_WAREHOUSE=str(warehouse), ONENET_GX_DIR=str(tmp_path / "gx"),
               AIRFLOW_CONN_ONENET_HEALTH_CODES=f"file://{root / 'health_codes' / 'drop'}?stable_seconds=0"):
         runner.up(root, ports=PORTS)
         try:

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
+from onenet.settings import environment
 from simulators.district.generate import generate
 
 # Ports apart from the demo's defaults, so tests never talk to a developer's running silos.
 PORTS = {"hotline": 0, "city_cases": 0}
-
-
-@contextmanager
-def _env(**values: str):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def build_village(folder: Path, *, residents: int = 2000, seed: int = 1, days: int = 30,
@@ -39,7 +24,7 @@ def build_village(folder: Path, *, residents: int = 2000, seed: int = 1, days: i
     root = folder / "district"
     warehouse = folder / "warehouse.duckdb"
     generate(root, residents=residents, seed=seed, days=days)
-    with _env(ONENET_DISTRICT=str(root), ONENET_WAREHOUSE=str(warehouse),
+    with environment(ONENET_DISTRICT=str(root), ONENET_WAREHOUSE=str(warehouse),
               ONENET_GX_DIR=str(folder / "gx"),
               AIRFLOW_CONN_ONENET_HEALTH_CODES=f"file://{root / 'health_codes' / 'drop'}?stable_seconds=0"):
         runner.up(root, ports=PORTS)
