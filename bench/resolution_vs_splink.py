@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--skip-ours", action="store_true")
     ap.add_argument("--memory-limit", default="8GB", help="DuckDB memory_limit for both sides")
     ap.add_argument("--threads", type=int, default=2, help="DuckDB threads for both sides")
+    ap.add_argument("--splink-timeout", type=float, default=3600, help="give Splink up to this many seconds")
     ap.add_argument("--work", type=Path, help="work folder (default: a new temporary folder)")
     args = ap.parse_args()
     if args.warehouse:
@@ -77,7 +78,10 @@ def main() -> None:
     schema = args.table.split(".")[0]
     con.execute(f"create schema if not exists {schema}")
     con.execute(f"create table {args.table} as select * from src.{args.table}")
-    con.execute(f"copy (select * from {args.table}) to '{work}/input.parquet' (format parquet)")
+    # Splink gets exactly the records our configuration resolves (its filter, e.g. soft-deleted rows or not).
+    cfg = person_config(input_table=args.table, threshold=args.threshold)
+    con.execute(f"copy (select * from {args.table} where {cfg.filter or 'true'}) to '{work}/input.parquet' "
+                f"(format parquet)")
     con.execute("detach src")
     truth = args.district / "truth"
 
@@ -86,7 +90,6 @@ def main() -> None:
 
     rows = []
     if not args.skip_ours:
-        cfg = person_config(input_table=args.table, threshold=args.threshold)
         t = time.perf_counter()
         with db.transaction(con):
             result = resolve(con, cfg, run_id="bench")
@@ -100,10 +103,21 @@ def main() -> None:
         rows.append(("onenet resolver", ours, ours_s, ours_mb))
     if not args.skip_splink:
         t = time.perf_counter()
-        proc = subprocess.run([args.splink_python, str(Path(__file__).with_name("splink_side.py")),
-                               str(work / "input.parquet"), str(work / "splink.parquet"), str(args.threshold),
-                               args.memory_limit, str(args.threads), str(work / "splink_tmp")],
-                              capture_output=True, text=True)
+        # Splink's progress lines (stderr) go to a file, so a run that times out still says how far it got.
+        log = work / "splink.log"
+        with log.open("w") as err:
+            try:
+                proc = subprocess.run([args.splink_python, str(Path(__file__).with_name("splink_side.py")),
+                                       str(work / "input.parquet"), str(work / "splink.parquet"),
+                                       str(args.threshold), args.memory_limit, str(args.threads),
+                                       str(work / "splink_tmp")],
+                                      stdout=subprocess.PIPE, stderr=err, text=True, timeout=args.splink_timeout)
+            except subprocess.TimeoutExpired:
+                proc = subprocess.CompletedProcess([], -9, "", "")
+        progress = [ln for ln in log.read_text().splitlines() if ln.strip()]
+        proc.stderr = "\n".join(progress[-3:]) or "(no output)"
+        if proc.returncode == -9:
+            proc.stderr += f"\ntimed out after {args.splink_timeout:.0f} s"
         splink_s = time.perf_counter() - t
         splink_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         if proc.returncode != 0:

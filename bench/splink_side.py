@@ -18,6 +18,10 @@ import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
 
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def main(inp: str, out: str, threshold: float, memory_limit: str | None = None, threads: int | None = None,
          temp_dir: str | None = None) -> None:
     """Train (u by random sampling, m by EM per blocking session), predict, cluster, write (uid, cluster)."""
@@ -36,7 +40,7 @@ def main(inp: str, out: str, threshold: float, memory_limit: str | None = None, 
         select record_uid as unique_id, name_std, name_pinyin, id_std,
                id_prefix6 || '*' || id_suffix4 as id_masked, birth_date::varchar as birth_date, sex, phone_std,
                address_key, community
-        from read_parquet('{inp}') where not coalesce(is_deleted, false)""")
+        from read_parquet('{inp}')""")  # already filtered as our configuration filters
     db_api = DuckDBAPI(connection=con)
     df = db_api.register("people")
     name = cl.CustomComparison(output_column_name="name", comparison_levels=[
@@ -66,11 +70,14 @@ def main(inp: str, out: str, threshold: float, memory_limit: str | None = None, 
     linker.training.estimate_probability_two_random_records_match([block_on("id_std")], recall=0.9)
     linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=1)
     t_train0 = time.perf_counter()
+    _progress(f"u estimated at {t_train0 - t0:.1f} s")
     for rule in (block_on("name_std", "birth_date"), block_on("phone_std"), block_on("id_std")):
         linker.training.estimate_parameters_using_expectation_maximisation(rule)
     t_train = time.perf_counter()
+    _progress(f"EM done at {t_train - t0:.1f} s")
     pred = linker.inference.predict(threshold_match_probability=threshold)
     t_pred = time.perf_counter()
+    _progress(f"predict done at {t_pred - t0:.1f} s")
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pred, threshold)
     con.execute(f"copy (select unique_id as record_uid, cluster_id::varchar as person_id "
                 f"from {clusters.physical_name}) to '{out}' (format parquet)")
