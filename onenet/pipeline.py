@@ -30,7 +30,7 @@ SOURCES = ("hotline", "city_cases", "grid_registry", "health_codes")
 def _open_warehouse(step: str) -> duckdb.DuckDBPyConnection:
     path = settings.warehouse_path()
     try:
-        return db.connect(path)
+        return db.connect(path, memory_limit=settings.duckdb_memory_limit())
     except duckdb.IOException as exc:
         # DuckDB allows one writing process; say which file is busy instead of a traceback.
         raise ConnectorError(f"{step}: cannot open the warehouse {path} for writing ({exc}); "

@@ -39,6 +39,15 @@ def exports_dir() -> Path:
     return Path(env).resolve() if env else home() / "exports"
 
 
+def duckdb_memory_limit() -> str:
+    """DuckDB's memory limit for pipeline steps: $ONENET_DUCKDB_MEMORY_LIMIT or 4GB.
+
+    DuckDB's own default is 80% of RAM; a district-scale merge then peaks near 8 GB. With 3 GB it
+    spills to disk and peaks at 3.7 GB of process memory without getting slower (bench/README.md).
+    """
+    return os.environ.get("ONENET_DUCKDB_MEMORY_LIMIT", "4GB")
+
+
 # Connection ids: set AIRFLOW_CONN_<ID> (an Airflow Connection URI) to point a source at a real system.
 CONN_IDS = {
     "hotline": "onenet_hotline",

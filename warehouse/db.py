@@ -10,14 +10,20 @@ from pathlib import Path
 import duckdb
 
 
-def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the warehouse at `path`, migrated to the latest schema."""
+def connect(path: Path | str, *, read_only: bool = False,
+            memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the warehouse at `path`, migrated to the latest schema.
+
+    `memory_limit` (e.g. '4GB') caps DuckDB's memory; beyond it, DuckDB spills to disk.
+    """
     path = Path(path)
     if read_only:
         return duckdb.connect(str(path), read_only=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
     con.execute("set timezone = 'UTC'")
+    if memory_limit:
+        con.execute(f"set memory_limit = '{memory_limit}'")
     migrate(con)
     return con
 
