@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import time
@@ -27,6 +26,8 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+from onenet.settings import environment
 
 PORTS = {"hotline": 0, "city_cases": 0}  # free ports, never a developer's running silos
 
@@ -38,29 +39,16 @@ def _peak_mb() -> tuple[float, float]:
 
 
 @contextmanager
-def _env(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@contextmanager
 def _capped_connections(memory_limit: str | None, threads: int | None) -> Iterator[None]:
     """Every warehouse connection opened meanwhile gets these DuckDB settings."""
     from warehouse import db
 
     original = db.connect
 
-    def connect(path: Path | str, *, read_only: bool = False) -> Any:
-        con = original(path, read_only=read_only)
-        if memory_limit:
+    def connect(path: Path | str, *, read_only: bool = False, **kwargs: Any) -> Any:
+        # The bench's own limit, when given, wins over the pipeline's (ONENET_DUCKDB_MEMORY_LIMIT).
+        con = original(path, read_only=read_only, **kwargs)
+        if memory_limit and not read_only:
             con.execute(f"set memory_limit = '{memory_limit}'")
         if threads:
             con.execute(f"set threads = {int(threads)}")
@@ -106,7 +94,7 @@ def build(district: Path, out: Path, *, to_day: int = 29, merge: bool = True,
         "run", "*.sqlite-shm", "*.sqlite-wal")))
     env = dict(ONENET_DISTRICT=str(root), ONENET_WAREHOUSE=str(warehouse), ONENET_GX_DIR=str(out / "gx"),
                AIRFLOW_CONN_ONENET_HEALTH_CODES=f"file://{root / 'health_codes' / 'drop'}?stable_seconds=0")
-    with _env(**env), _capped_connections(memory_limit, threads):
+    with environment(**env), _capped_connections(memory_limit, threads):
         steps.run("simulators up", lambda: runner.up(root, ports=PORTS))
         try:
             steps.run(f"advance to day {to_day}", lambda: runner.advance(root, to_day))

@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.district_warehouse import PORTS, _capped_connections, _env
+from bench.district_warehouse import PORTS, _capped_connections
+from onenet.settings import environment
 
 TARGETS = {"initial": 600.0, "next_day": 120.0, "peak_mb": 6 * 1024.0}
 
@@ -271,7 +272,7 @@ def main() -> None:
                ONENET_ROLE="district_analyst", ONENET_USER="bench-e2e",
                AIRFLOW_CONN_ONENET_HEALTH_CODES=f"file://{root / 'health_codes' / 'drop'}?stable_seconds=0")
     phases: dict[str, dict[str, Any]] = {}
-    with _env(**env):
+    with environment(**env):
         runner.up(root, ports=PORTS)
         try:
             phases["initial"] = _phase("initial", args.day, root, work, args)
