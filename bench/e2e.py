@@ -75,9 +75,13 @@ class RssSampler:
         self._thread.join()
 
 
-def run_phase(day: dt.date) -> dict[str, Any]:
-    """Sync, validate, merge, extract, reports, dashboard in this process; timings and rows per step."""
-    from onenet import orchestration, pipeline
+def run_phase(day: dt.date, snapshot: Path | None = None) -> dict[str, Any]:
+    """Sync, validate, merge, extract, reports, dashboard in this process; timings and rows per step.
+
+    With `snapshot`, the warehouse file is copied there just before the merge (not timed), so the
+    merge can be re-run and profiled on exactly this state.
+    """
+    from onenet import orchestration, pipeline, settings
 
     steps: list[dict[str, Any]] = []
     detail: dict[str, Any] = {}
@@ -112,6 +116,12 @@ def run_phase(day: dt.date) -> dict[str, Any]:
                                              "seconds": round(r.seconds, 2)} for r in results]
             for r in results:
                 print(f"      {r.summary()}", flush=True)
+        if snapshot:
+            shutil.copyfile(settings.warehouse_path(), snapshot)
+            wal = Path(f"{settings.warehouse_path()}.wal")  # normally checkpointed away on close
+            if wal.exists():
+                shutil.copyfile(wal, f"{snapshot}.wal")
+            print(f"  (warehouse copied to {snapshot} before the merge; not counted)", flush=True)
         summary = step("merge", pipeline.merge, lambda s: sum(s.records_per_source.values()))
         detail["merge"] = {"step_seconds": summary.step_seconds, "persons": summary.persons,
                            "incidents": summary.incidents, "records_per_source": summary.records_per_source}
@@ -131,7 +141,7 @@ def run_phase(day: dt.date) -> dict[str, Any]:
 
 def worker(args: argparse.Namespace) -> None:
     with _capped_connections(args.memory_limit, args.threads):
-        result = run_phase(dt.date.fromisoformat(args.date))
+        result = run_phase(dt.date.fromisoformat(args.date), Path(args.snapshot) if args.snapshot else None)
     Path(args.result).write_text(json.dumps(result), encoding="utf-8")
 
 
@@ -168,6 +178,8 @@ def _phase(name: str, day: int, root: Path, work: Path, args: argparse.Namespace
         cmd += ["--memory-limit", args.memory_limit]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.snapshots:
+        cmd += ["--snapshot", str(work / f"{name}-before-merge.duckdb")]
     t = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = round(time.perf_counter() - t, 1)
@@ -226,7 +238,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--memory-limit", help="DuckDB memory_limit for every pipeline connection (default: DuckDB's)")
     ap.add_argument("--threads", type=int, help="DuckDB threads for every pipeline connection")
+    ap.add_argument("--snapshots", action="store_true",
+                    help="copy the warehouse to WORK/<phase>-before-merge.duckdb before each merge (not timed)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--snapshot", help=argparse.SUPPRESS)
     ap.add_argument("--date", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -164,3 +164,115 @@ def test_missing_input_is_a_named_error(tmp_path):
     con = db.connect(tmp_path / "empty.duckdb")
     with pytest.raises(ResolveError, match="stg_person_records"):
         resolve(con, PERSON_CONFIG)
+
+
+# --- incremental runs (mode="auto"): only the neighbourhood of what changed is resolved again ---
+
+def _auto(con: duckdb.DuckDBPyConnection, run_id: str):
+    with db.transaction(con):
+        return resolve(con, PERSON_CONFIG, run_id=run_id, mode="auto")
+
+
+def _assignment(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    return dict(con.execute("select record_uid, person_id from core.person_source").fetchall())
+
+
+def _same_partition_pairs(a: dict[str, str], b: dict[str, str]) -> tuple[int, int, int]:
+    """(pairs together in a, pairs together in b, pairs together in both): equal partitions iff all equal."""
+    from collections import Counter
+
+    def pairs(counts: Counter) -> int:
+        return sum(n * (n - 1) // 2 for n in counts.values())
+
+    assert a.keys() == b.keys()
+    return (pairs(Counter(a.values())), pairs(Counter(b.values())),
+            pairs(Counter((a[k], b[k]) for k in a)))
+
+
+def _next_day(con: duckdb.DuckDBPyConnection) -> None:
+    """What a day brings: held-back records arrive, some records change, some disappear."""
+    con.execute(f"insert into {INPUT} select * from hold")
+    # A resident's new phone, and a record whose ID was corrected by its silo.
+    con.execute(f"""update {INPUT} set phone_std = '139' || right(record_uid_hash::varchar, 8)
+                    from (select record_uid as uid, abs(hash(record_uid)) as record_uid_hash from {INPUT}
+                          where source = 'grid_registry.residents' order by record_uid limit 20) t
+                    where record_uid = t.uid""")
+    con.execute(f"delete from {INPUT} where record_uid in (select record_uid from {INPUT} "
+                f"where source = 'city_cases.cases' order by record_uid limit 5)")
+
+
+def test_incremental_run_equals_a_full_run(con, village_input, tmp_path):
+    # Day one: everything but 3% of the records; day two: they arrive, and some records change or go.
+    con.execute(f"create table hold as select * from {INPUT} using sample 3 percent (reservoir, 11)")
+    con.execute(f"delete from {INPUT} where record_uid in (select record_uid from hold)")
+    first = _run(con, "day-1")
+    assert first.parameters["mode"] == "full"
+    _next_day(con)
+    con.execute("checkpoint")
+    full_path = shutil.copyfile(con.execute("select path from duckdb_databases() where database_name = "
+                                            "current_database()").fetchone()[0], tmp_path / "full.duckdb")
+    result = _auto(con, "day-2")
+    assert result.parameters["mode"] == "incremental"
+    assert 0 < result.parameters["records_resolved"] < 0.5 * result.records
+    incremental = _assignment(con)
+    inc_scores = _scores(con, village_input[0] / "truth")
+
+    other = db.connect(full_path)
+    try:
+        with db.transaction(other):
+            assert resolve(other, PERSON_CONFIG, run_id="day-2-full").parameters["mode"] == "full"
+        full = _assignment(other)
+        full_scores = _scores(other, village_input[0] / "truth")
+    finally:
+        other.close()
+    in_a, in_b, in_both = _same_partition_pairs(incremental, full)
+    # Same records, the same persons: the only difference a full run may bring is re-estimated
+    # parameters, which on one day's change moves next to nothing.
+    assert in_both >= 0.999 * max(in_a, in_b)
+    assert abs(inc_scores[0] - full_scores[0]) < 0.002 and abs(inc_scores[1] - full_scores[1]) < 0.002
+    # Ids of persons untouched by the day stay exactly where they were.
+    kept = sum(1 for uid, pid in incremental.items() if full.get(uid) == pid)
+    assert kept >= 0.995 * len(incremental)
+
+
+def test_incremental_run_with_nothing_new_changes_nothing(con):
+    _run(con, "run-1")
+    before = con.execute(CHECKSUM).fetchone()
+    result = _auto(con, "run-2")
+    assert result.parameters["mode"] == "incremental"
+    assert result.parameters["changed"] == 0 and result.parameters["records_resolved"] == 0
+    assert con.execute(CHECKSUM).fetchone() == before
+
+
+def test_incremental_run_records_a_split_and_drops_removed_records(con):
+    _run(con, "before")
+    uid, pid = con.execute(f"""
+        select s.record_uid, p.person_id from {INPUT} s join core.person_source p using (record_uid)
+        where s.source = 'grid_registry.residents' and s.id_std is not null and p.person_id in (
+            select person_id from core.person_source group by 1 having count(*) >= 3)
+        order by s.record_uid limit 1""").fetchone()
+    con.execute(f"""update {INPUT} set id_std = '110101190001010000', id_prefix6 = '110101', id_suffix4 = '0000',
+                    name_std = '分裂测试', name_pinyin = 'fen lie ce shi', phone_std = null
+                    where record_uid = ?""", [uid])
+    gone = con.execute(f"select record_uid from {INPUT} where source = 'hotline.tickets' "
+                       f"order by record_uid limit 1").fetchone()[0]
+    con.execute(f"delete from {INPUT} where record_uid = ?", [gone])
+    result = _auto(con, "after")
+    assert result.parameters["mode"] == "incremental" and result.parameters["removed"] == 1
+    new_pid = _person_of(con, uid)
+    assert new_pid != pid
+    assert con.execute("select change, other_person_id from meta.person_id_changes where run_id = 'after' "
+                       "and person_id = ?", [new_pid]).fetchone() == ("split", pid)
+    assert con.execute("select count(*) from core.person_source where record_uid = ?", [gone]).fetchone()[0] == 0
+    n_input = con.execute(f"select count(*) from {INPUT}").fetchone()[0]
+    assert con.execute("select count(*) from core.person_source").fetchone()[0] == n_input
+
+
+def test_changed_configuration_forces_a_full_run(con):
+    from warehouse.resolve.person_config import person_config
+
+    _run(con, "run-1")
+    with db.transaction(con):
+        result = resolve(con, person_config(threshold=0.995), run_id="run-2", mode="auto")
+    assert result.parameters["mode"] == "full"
+    assert "configuration" in result.parameters["why"]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from . import cluster, estimate, functions, pairs, profiles, score, stable_ids
+from . import cluster, estimate, functions, incremental, pairs, profiles, score, stable_ids
 from .config import Comparison, Level, ResolverConfig
 from .errors import ResolveError, ResolverConfigError
 
@@ -52,12 +52,18 @@ def _drop_work(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"drop schema if exists {profiles.WORK}")
 
 
-def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: str | None = None) -> ResolveResult:
+def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: str | None = None,
+            mode: str = "full") -> ResolveResult:
     """Resolve `config.input_table` into `config.output_table`, keeping ids stable; returns counts.
 
+    mode "full" resolves every record and re-estimates the parameters; "auto" re-resolves only the
+    persons what changed since the last run can touch (see warehouse/resolve/incremental.py) and
+    falls back to a full run when that is not possible or not worth it (the reason is recorded).
     Opens no transaction of its own: wrap the call in `warehouse.db.transaction(con)` to commit all or
     nothing. Work tables live in schema resolve_work, dropped at the end.
     """
+    if mode not in ("full", "auto"):
+        raise ResolveError(f"mode {mode!r}: use 'full' or 'auto'")
     started = datetime.now(UTC)
     run_id = run_id or f"resolve-{config.name}-{started:%Y%m%dT%H%M%S%f}"
     _check_input(con, config)
@@ -76,27 +82,65 @@ def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: s
     stable_ids.ensure_output(con, config)
     n_records, n_profiles = profiles.build(con, config)
     lap("profiles", mark)
-    n_pairs = pairs.build(con, config)
-    lap("blocking+comparisons", mark)
-    n_random = pairs.random_pairs(con, config, n_profiles)
-    u = estimate.estimate_u(con, config)
-    lap("u from random pairs", mark)
-    gam, counts, masks = estimate.patterns(con, config)
-    params = estimate.em(config, gam, counts, masks, u)
-    params.u_floor = 0.5 / max(n_random, 1) * 1.01
-    lap("em", mark)
-    n_links = score.build(con, config, params)
-    lap("scoring", mark)
-    n_clusters = cluster.build(con, config)
-    lap("clustering", mark)
-    stable_ids.assign_records(con, config)
-    changes = stable_ids.apply(con, config, run_id, started)
-    lap("stable ids+write", mark)
+    plan = _plan(con, config) if mode == "auto" else {"mode": "full", "why": "asked for a full run"}
+    lap("changes", mark)
+    if plan["mode"] == "incremental":
+        params = plan.pop("params")
+        sub_records, persons = incremental.restrict_to_neighbourhood(con, config)
+        plan |= {"records_resolved": sub_records, "persons_touched": persons}
+        lap("neighbourhood", mark)
+        n_pairs = pairs.build(con, config)
+        lap("blocking+comparisons", mark)
+        n_links = score.build(con, config, params)
+        lap("scoring", mark)
+        n_clusters = cluster.build(con, config)
+        lap("clustering", mark)
+        stable_ids.assign_records(con, config)
+        changes = stable_ids.apply(con, config, run_id, started, replace=f"{profiles.WORK}.affected")
+        incremental.save_state(con, config, full=False)
+        lap("stable ids+write", mark)
+        n_patterns = 0
+    else:
+        n_pairs = pairs.build(con, config)
+        lap("blocking+comparisons", mark)
+        n_random = pairs.random_pairs(con, config, n_profiles)
+        u = estimate.estimate_u(con, config)
+        lap("u from random pairs", mark)
+        gam, counts, masks = estimate.patterns(con, config)
+        params = estimate.em(config, gam, counts, masks, u)
+        params.u_floor = 0.5 / max(n_random, 1) * 1.01
+        n_patterns = int(len(counts))
+        lap("em", mark)
+        n_links = score.build(con, config, params)
+        lap("scoring", mark)
+        n_clusters = cluster.build(con, config)
+        lap("clustering", mark)
+        stable_ids.assign_records(con, config)
+        changes = stable_ids.apply(con, config, run_id, started)
+        incremental.hash_all(con, config)
+        incremental.save_state(con, config, full=True)
+        lap("stable ids+write", mark)
     _drop_work(con)
     seconds = round(time.perf_counter() - t0, 3)
-    param_json = params.as_json(config) | {"patterns": int(len(counts)), "timings": timings}
+    param_json = params.as_json(config) | {"patterns": n_patterns, "timings": timings,
+                                           "config": incremental.fingerprint(config)} | plan
     con.execute("insert into meta.resolution_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run_id, config.name, started, datetime.now(UTC), n_records, n_profiles, n_pairs, n_links,
                  n_clusters, json.dumps(param_json, ensure_ascii=False), seconds])
     return ResolveResult(run_id, n_records, n_profiles, n_pairs, n_links, n_clusters, changes, seconds,
                          timings, param_json)
+
+
+def _plan(con: duckdb.DuckDBPyConnection, config: ResolverConfig) -> dict:
+    """Decide between an incremental and a full run; the reason goes to meta.resolution_runs."""
+    if not incremental.has_state(con, config):
+        return {"mode": "full", "why": "no stored state (first run)"}
+    params = incremental.stored_parameters(con, config)
+    if params is None:
+        return {"mode": "full", "why": "no parameters of a full run with this configuration"}
+    changed, removed, total = incremental.find_changes(con, config)
+    share = (changed + removed) / max(total, 1)
+    if share > incremental.MAX_CHANGED_SHARE:
+        return {"mode": "full", "why": f"{changed + removed:,} of {total:,} records changed ({share:.0%})",
+                "changed": changed, "removed": removed}
+    return {"mode": "incremental", "params": params, "changed": changed, "removed": removed}

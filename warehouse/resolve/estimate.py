@@ -37,6 +37,7 @@ class Parameters:
         """Parameters labelled by level, for meta.resolution_runs."""
         w = self.weights()
         return {"lambda": self.lam, "em_iterations": self.iterations, "threshold": cfg.threshold,
+                "u_floor": self.u_floor,
                 "comparisons": {c.name: {label: {"m": self.m[c.name][i], "u": self.u[c.name][i],
                                                  "weight": round(w[c.name][i], 4)}
                                          for i, label in enumerate(c.labels)} for c in cfg.comparisons}}

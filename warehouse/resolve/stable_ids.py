@@ -64,8 +64,13 @@ def assign_records(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
     """)
 
 
-def apply(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, run_id: str, at: datetime) -> dict[str, int]:
-    """Give every cluster its person id, write the output table and meta.person_id_changes; return counts."""
+def apply(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, run_id: str, at: datetime,
+          replace: str | None = None) -> dict[str, int]:
+    """Give every cluster its person id, write the output table and meta.person_id_changes; return counts.
+
+    `replace` names a table of record_uid: only those output rows are replaced (an incremental run,
+    whose clusters cover exactly the persons of those rows); None replaces the whole output.
+    """
     out = cfg.output_table
     con.execute(f"""
         create or replace table {WORK}.sizes as
@@ -130,6 +135,9 @@ def apply(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, run_id: str, at: 
                case when same then prev_at else ?::timestamptz end as resolved_at
         from joined
     """, [run_id, at])
-    con.execute(f"delete from {out}")
+    if replace is None:
+        con.execute(f"delete from {out}")
+    else:
+        con.execute(f"delete from {out} where record_uid in (select record_uid from {replace})")
     con.execute(f"insert into {out} select * from {WORK}.final")
     return {k: int(v) for k, v in counts.items()}
