@@ -239,14 +239,17 @@ def demo(residents: int, seed: int, day: int, keep_running: bool) -> None:
 
 
 @main.command("merge")
-def merge_command() -> None:
+@click.option("--full", is_flag=True,
+              help="Resolve every record again and re-estimate the match parameters, instead of only the "
+                   "persons the new data can touch (a weekly full run keeps the parameters current).")
+def merge_command(full: bool) -> None:
     """Standardise, resolve persons and incidents, rebuild core and marts (one transaction)."""
     from connectors.common.exceptions import ConnectorError
     from onenet import pipeline
     from warehouse.merge import MergeError
 
     try:
-        summary = pipeline.merge()
+        summary = pipeline.merge(full=full)
     except (ConnectorError, MergeError) as exc:
         raise OnenetError(str(exc)) from exc
     for line in summary.summary_lines():

@@ -33,6 +33,9 @@ class MergeSummary:
     warnings: int = 0
     table_rows: dict[str, int] = field(default_factory=dict)
     step_seconds: dict[str, float] = field(default_factory=dict)
+    staging_mode: str = "full"
+    resolve_mode: str = "full"
+    resolve_note: str = ""
 
     @property
     def seconds(self) -> float:
@@ -47,28 +50,32 @@ class MergeSummary:
         lines.append(f"  incidents: {self.incidents:,} (from {self.incident_tickets:,} hotline tickets and "
                      f"{self.incident_cases:,} city cases)")
         lines.append(f"  warnings: {self.warnings:,}")
+        lines.append(f"  staging: {self.staging_mode}; persons resolved: {self.resolve_mode} ({self.resolve_note})")
         lines.append("  steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.step_seconds.items()))
         return lines
 
 
-def merge(con: duckdb.DuckDBPyConnection, *, run_id: str | None = None) -> MergeSummary:
+def merge(con: duckdb.DuckDBPyConnection, *, run_id: str | None = None, full: bool = False) -> MergeSummary:
     """Rebuild staging, persons, core and marts from what validation passed; all or nothing.
+
+    Staging is refreshed for the keys validated since the last merge, and persons are resolved
+    incrementally (only those the changed records can touch, with the last full run's parameters),
+    unless `full` is set or that is not possible; the resolver records which it did and why in
+    meta.resolution_runs.
 
     Idempotent: a second run on the same staged data leaves every core and mart table identical
     (person ids are stable; see warehouse/resolve).
     """
     from warehouse import models, standardise
-    from warehouse.resolve import resolve
-    from warehouse.resolve.person_config import PERSON_CONFIG
-
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-merge-" + uuid.uuid4().hex[:8]
     summary = MergeSummary(run_id)
+    staging_info: dict[str, str] = {}
     started = datetime.now(UTC)
     step = "start"
     try:
         with db.transaction(con):
-            for step, run in (("staging", lambda: standardise.build_staging(con)),
-                              ("resolve", lambda: resolve(con, PERSON_CONFIG, run_id=run_id)),
+            for step, run in (("staging", lambda: standardise.build_staging(con, full=full, info=staging_info)),
+                              ("resolve", lambda: _resolve(con, run_id, full, summary)),
                               ("core", lambda: models.build_core(con)),
                               ("marts", lambda: models.build_marts(con))):
                 t0 = time.perf_counter()
@@ -76,6 +83,7 @@ def merge(con: duckdb.DuckDBPyConnection, *, run_id: str | None = None) -> Merge
                 summary.step_seconds[step] = round(time.perf_counter() - t0, 3)
                 if isinstance(result, dict):
                     summary.table_rows.update({k: int(v) for k, v in result.items()})
+            summary.staging_mode = staging_info.get("mode", "full")
             _fill_summary(con, summary)
             con.execute("insert into meta.merge_runs values (?, ?, now(), 'succeeded', ?, ?, ?, ?, ?, ?, ?, null)",
                         [run_id, started, sum(summary.records_per_source.values()), summary.persons,
@@ -86,6 +94,17 @@ def merge(con: duckdb.DuckDBPyConnection, *, run_id: str | None = None) -> Merge
         raise MergeError(f"merge {run_id} failed in step {step}: {str(exc).splitlines()[0]}; "
                          f"nothing was committed — fix the cause and run `onenet merge` again") from exc
     return summary
+
+
+def _resolve(con: duckdb.DuckDBPyConnection, run_id: str, full: bool, summary: MergeSummary) -> None:
+    from warehouse.resolve import resolve
+    from warehouse.resolve.person_config import PERSON_CONFIG
+
+    result = resolve(con, PERSON_CONFIG, run_id=run_id, mode="full" if full else "auto")
+    summary.resolve_mode = result.parameters.get("mode", "full")
+    summary.resolve_note = str(result.parameters.get("why") or
+                               f"{result.parameters.get('records_resolved', 0):,} records of "
+                               f"{result.parameters.get('persons_touched', 0):,} persons resolved again")
 
 
 def _fill_summary(con: duckdb.DuckDBPyConnection, s: MergeSummary) -> None:

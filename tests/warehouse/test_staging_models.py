@@ -302,22 +302,26 @@ def test_latest_version_wins_and_deleted_residents_stay(built_private):
     ticket = one(built, "select ticket_id from staging.stg_hotline__tickets order by ticket_id limit 1")
     resident = one(built, "select resident_id from staging.stg_grid_registry__residents order by resident_id limit 1")
     with db.transaction(built):
-        # a later load with a newer version, and an even later load replaying an older one
+        # a later load with a newer version, and an even later load replaying an older one; each
+        # validated by a new validation run, as validation tags every row it appends
         built.execute("""
             insert into staging.hotline_tickets
             select * replace (
                 strftime(cast(updated_at as timestamptz) + interval 1 hour, '%Y-%m-%dT%H:%M:%S+00:00') as updated_at,
-                '已关闭(新)' as status_name, 'zz-newer' as _load_id, _extracted_at + interval 1 day as _extracted_at)
+                '已关闭(新)' as status_name, 'zz-newer' as _load_id, _extracted_at + interval 1 day as _extracted_at,
+                'run-newer' as _validation_run_id)
             from staging.hotline_tickets where ticket_id = $1
             union all
             select * replace (
                 strftime(cast(updated_at as timestamptz) - interval 1 day, '%Y-%m-%dT%H:%M:%S+00:00') as updated_at,
-                '旧' as status_name, 'zzz-replayed' as _load_id, _extracted_at + interval 2 day as _extracted_at)
+                '旧' as status_name, 'zzz-replayed' as _load_id, _extracted_at + interval 2 day as _extracted_at,
+                'run-replayed' as _validation_run_id)
             from staging.hotline_tickets where ticket_id = $1""", [ticket])
         built.execute("""
             insert into staging.grid_registry_residents
             select * replace (updated_at + interval 1 day as updated_at, true as is_deleted,
-                              updated_at + interval 1 day as deleted_at, 'zz-deleted' as _load_id)
+                              updated_at + interval 1 day as deleted_at, 'zz-deleted' as _load_id,
+                              'run-deleted' as _validation_run_id)
             from staging.grid_registry_residents where resident_id = $1""", [resident])
         build_staging(built)
     assert one(built, f"select status_name from staging.stg_hotline__tickets where ticket_id = '{ticket}'") == "已关闭(新)"

@@ -6,7 +6,7 @@ from importlib import resources
 
 import duckdb
 
-from warehouse.standardise import names
+from warehouse.standardise import incremental, names
 
 # Dependency order: the lookups of distinct raw values first (names, IDs, phones, addresses),
 # grids before households (community), every source model before the person records.
@@ -53,16 +53,39 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
     names.register(con)
 
 
-def build_staging(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Rebuild every staging model from the validated append tables; return {table: row count}.
+def build_staging(con: duckdb.DuckDBPyConnection, *, full: bool = False,
+                  info: dict[str, str] | None = None) -> dict[str, int]:
+    """Bring every staging model up to date with the validated append tables; return {table: row count}.
 
-    Idempotent (each model is `create or replace table` over the append tables, ordered output)
-    and opens no transaction, so a caller can wrap the whole merge in one.
+    Only the keys that rows validated since the last build touch are rebuilt
+    (warehouse/standardise/incremental.py), unless `full` is set or that is not possible; `info`,
+    when given, receives the mode and the reason. Idempotent, and opens no transaction, so a caller
+    can wrap the whole merge in one.
     """
     install(con)
     # A source never validated yet has no input table: start it empty so the others still merge.
     con.execute(model_sql("_inputs"))
-    counts: dict[str, int] = {}
+    go_incremental, why = incremental.plan(con) if not full else (False, "asked for a full build")
+    if info is not None:
+        info.update(mode="incremental" if go_incremental else "full", why=why)
+    if go_incremental:
+        try:
+            incremental.refresh(con, model_sql)
+        except duckdb.Error as e:
+            raise StagingModelError(f"incremental staging failed: {e}. `onenet merge --full` rebuilds "
+                                    f"staging from scratch.") from e
+    else:
+        _build_all(con)
+    incremental.mark_consumed(con)
+    return {f"staging.{m}": _count(con, f"staging.{m}") for m in MODELS}
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"select count(*) from {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _build_all(con: duckdb.DuckDBPyConnection) -> None:
     for model in MODELS:
         try:
             con.execute(model_sql(model))
@@ -70,6 +93,3 @@ def build_staging(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             raise StagingModelError(
                 f"staging model warehouse/models/staging/{model}.sql failed: {e}. Run the file by "
                 f"hand in DuckDB after warehouse.standardise.install(con) to see the failing row.") from e
-        row = con.execute(f"select count(*) from staging.{model}").fetchone()
-        counts[f"staging.{model}"] = int(row[0]) if row else 0
-    return counts
