@@ -72,13 +72,16 @@ def validate(source: str, *, on_result: Callable[[ValidationResult], None] | Non
     return results
 
 
-def merge() -> MergeSummary:
-    """Resolve everything validation passed into core and marts, in one transaction."""
+def merge(*, full: bool = False) -> MergeSummary:
+    """Resolve everything validation passed into core and marts, in one transaction.
+
+    Persons are resolved incrementally when possible; `full` resolves every record again.
+    """
     from warehouse.merge import merge as run_merge
 
     con = _open_warehouse("merge")
     try:
-        return run_merge(con)
+        return run_merge(con, full=full)
     finally:
         con.close()
 
