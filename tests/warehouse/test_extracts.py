@@ -12,7 +12,7 @@ import pytest
 
 from warehouse import db
 from warehouse.access import AccessDenied, Principal
-from warehouse.extracts.community import ExtractError, communities, write_extract
+from warehouse.extracts.community import ExtractError, communities, write_extract, write_extracts
 
 DAY = dt.date(2026, 11, 20)
 MASKED_ID = re.compile(r"^\d{6}\*+[\dX]{4}$")
@@ -122,3 +122,26 @@ def test_the_workbook_opens_in_libreoffice_with_the_expected_figures(con, tmp_pa
     assert f"常住人口（去重后）,{residents}," in overview
     tickets_csv = next((tmp_path / "csv").glob("*热线工单*.csv")).read_text(encoding="utf-8")
     assert tickets_csv.count("\n") - 1 == openpyxl.load_workbook(path)["热线工单"].max_row - 1
+
+
+def _cells(path):
+    """Every cell of every sheet: sheet name, coordinate, value, number format and quote prefix."""
+    return [(ws.title, c.coordinate, c.value, c.number_format, c.quotePrefix)
+            for ws in openpyxl.load_workbook(path).worksheets for row in ws.iter_rows() for c in row]
+
+
+@pytest.mark.parametrize("role", ["district_analyst", "data_engineer"])
+def test_all_communities_at_once_equal_each_written_alone(con, tmp_path, role):
+    names = communities(con)
+    who = Principal("li", role)
+    together = write_extracts(con, names, DAY, who, tmp_path / "together")
+    alone = [write_extract(con, name, DAY, who, tmp_path / "alone") for name in names]
+    assert [r.community for r in together] == names
+    for one, other in zip(together, alone, strict=True):
+        assert one.rows == other.rows and one.path.parent.name == f"{DAY:%Y%m%d}"
+        assert one.path.relative_to(tmp_path / "together") == other.path.relative_to(tmp_path / "alone")
+        assert all(one.rows[s] for s in ("热线工单", "重点人群"))  # the comparison is not of empty sheets
+        assert _cells(one.path) == _cells(other.path)
+    logged = con.execute("select target, row_count from meta.access_log").fetchall()
+    assert sorted(logged) == sorted((str(r.path), sum(v for k, v in r.rows.items() if k != "今日概况"))
+                                    for r in together + alone)  # one row per workbook

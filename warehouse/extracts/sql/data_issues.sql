@@ -1,6 +1,8 @@
--- 数据待核: records of one community that disagree with the merged person or fail ID checks.
+-- 数据待核: records of the given communities that disagree with the merged person or fail ID checks.
 -- grain: one row per record × field × issue; values already masked by mart.source_quality_issues.
+-- parameters $communities (a list of names), $day.
 select
+    issues.community_name,
     case issues.source
         when 'grid_registry.residents' then '网格管理系统'
         when 'grid_registry.grid_workers' then '网格管理系统（网格员）'
@@ -15,5 +17,5 @@ select
     issues.golden_value,
     issues.issue
 from mart.source_quality_issues as issues
-where issues.community_name = $community and issues.seen_on <= $day
-order by issues.source, issues.record_key, issues.field
+where issues.community_name in (select unnest($communities)) and issues.seen_on <= $day
+order by issues.community_name, issues.source, issues.record_key, issues.field, issues.issue

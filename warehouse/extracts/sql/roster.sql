@@ -1,6 +1,7 @@
--- 重点人群: special-group residents of one community with their latest contact across the silos.
--- grain: one row per person; parameters $community, $day (unused: the roster is the current one).
+-- 重点人群: special-group residents of the given communities with their latest contact across the silos.
+-- grain: one row per person; parameters $communities (a list of names), $day (unused: the roster is the current one).
 select
+    roster.community_name,
     roster.name,
     roster.group_types_text,
     roster.id_number,
@@ -18,5 +19,6 @@ select
     roster.household_address,
     case roster.code_color when 'green' then '绿码' when 'yellow' then '黄码' when 'red' then '红码' end as code_color
 from mart.special_group_roster as roster
-where roster.community_name = $community and $day is not null
-order by roster.grid_code, roster.name
+where roster.community_name in (select unnest($communities)) and $day is not null
+-- person_key only breaks ties between namesakes of one grid, so the order is stable
+order by roster.community_name, roster.grid_code, roster.name, roster.person_key
