@@ -66,7 +66,8 @@ def merge(con: duckdb.DuckDBPyConnection, *, run_id: str | None = None, full: bo
     Idempotent: a second run on the same staged data leaves every core and mart table identical
     (person ids are stable; see warehouse/resolve).
     """
-    from warehouse import models, standardise
+    from warehouse import models
+
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-merge-" + uuid.uuid4().hex[:8]
     summary = MergeSummary(run_id)
     staging_info: dict[str, str] = {}
@@ -74,16 +75,15 @@ def merge(con: duckdb.DuckDBPyConnection, *, run_id: str | None = None, full: bo
     step = "start"
     try:
         with db.transaction(con):
-            for step, run in (("staging", lambda: standardise.build_staging(con, full=full, info=staging_info)),
+            for step, run in (("staging", lambda: _staging(con, full, staging_info, summary)),
                               ("resolve", lambda: _resolve(con, run_id, full, summary)),
-                              ("core", lambda: models.build_core(con)),
+                              ("core", lambda: models.build_core(con, incremental=_touched_persons(con, summary))),
                               ("marts", lambda: models.build_marts(con))):
                 t0 = time.perf_counter()
                 result = run()
                 summary.step_seconds[step] = round(time.perf_counter() - t0, 3)
                 if isinstance(result, dict):
                     summary.table_rows.update({k: int(v) for k, v in result.items()})
-            summary.staging_mode = staging_info.get("mode", "full")
             _fill_summary(con, summary)
             con.execute("insert into meta.merge_runs values (?, ?, now(), 'succeeded', ?, ?, ?, ?, ?, ?, ?, null)",
                         [run_id, started, sum(summary.records_per_source.values()), summary.persons,
@@ -96,6 +96,14 @@ def merge(con: duckdb.DuckDBPyConnection, *, run_id: str | None = None, full: bo
     return summary
 
 
+def _staging(con: duckdb.DuckDBPyConnection, full: bool, info: dict[str, str], summary: MergeSummary) -> dict:
+    from warehouse import standardise
+
+    counts = standardise.build_staging(con, full=full, info=info)
+    summary.staging_mode = info.get("mode", "full")
+    return counts
+
+
 def _resolve(con: duckdb.DuckDBPyConnection, run_id: str, full: bool, summary: MergeSummary) -> None:
     from warehouse.resolve import resolve
     from warehouse.resolve.person_config import PERSON_CONFIG
@@ -105,6 +113,33 @@ def _resolve(con: duckdb.DuckDBPyConnection, run_id: str, full: bool, summary: M
     summary.resolve_note = str(result.parameters.get("why") or
                                f"{result.parameters.get('records_resolved', 0):,} records of "
                                f"{result.parameters.get('persons_touched', 0):,} persons resolved again")
+
+
+def _touched_persons(con: duckdb.DuckDBPyConnection, summary: MergeSummary) -> bool:
+    """Fill temp table touched_persons when staging and persons were both refreshed incrementally.
+
+    Touched: persons the resolver re-resolved (warehouse/resolve/incremental.py), and persons holding
+    a source record whose staging row changed or whose special groups changed (temp tables left by
+    warehouse/standardise/incremental.py). False means the core models are rebuilt in full.
+    """
+    from warehouse.models import TOUCHED
+    from warehouse.resolve.incremental import touched_table
+    from warehouse.resolve.person_config import PERSON_CONFIG
+
+    if summary.staging_mode != "incremental" or summary.resolve_mode != "incremental":
+        return False
+    con.execute(f"""
+        create or replace temp table {TOUCHED} as
+        select person_id from {touched_table(PERSON_CONFIG)}
+        union
+        select p.person_id from core.person_source p
+        join _changed_records c on c.source = p.source and c.record_key = p.record_key
+        union
+        select p.person_id from core.person_source p
+        where p.source = 'grid_registry.residents'
+          and p.record_key in (select resident_id from _keys_stg_grid_registry__special_groups)
+    """)
+    return True
 
 
 def _fill_summary(con: duckdb.DuckDBPyConnection, s: MergeSummary) -> None:

@@ -169,8 +169,8 @@ def test_a_connection_stored_in_airflow_is_used_by_the_task(dags, village, onene
     elsewhere.mkdir()
     monkeypatch.setenv("ONENET_DISTRICT", str(elsewhere))  # the embedded default now points at nothing
     monkeypatch.delenv("AIRFLOW_CONN_ONENET_CITY_CASES", raising=False)
-    stored = Connection.from_json('{"conn_type": "http", "host": "%s", "port": %d, "password": "dev-city-key"}'
-                                  % (url.split("//")[1].split(":")[0], int(url.rsplit(":", 1)[1])),
+    stored = Connection.from_json(json.dumps({"conn_type": "http", "host": url.split("//")[1].split(":")[0],
+                                              "port": int(url.rsplit(":", 1)[1]), "password": "dev-city-key"}),
                                   conn_id="onenet_city_cases")
     with create_session() as session:
         session.query(Connection).filter(Connection.conn_id == "onenet_city_cases").delete()

@@ -20,6 +20,11 @@ DEV_PSEUDONYM_KEY = "onenet-dev-pseudonym-key"
 _CREATES = re.compile(r"create\s+or\s+replace\s+table\s+(\w+)\.(\w+)", re.IGNORECASE)
 _REFERS = re.compile(r"\b(core|mart)\.(\w+)\b", re.IGNORECASE)
 _COMMENT = re.compile(r"--[^\n]*")
+# A model whose header says `-- incremental key: person_id` can be refreshed for the persons a merge
+# touched (temp table touched_persons): its reads of core.person_source are restricted to them.
+_INCREMENTAL = re.compile(r"^--\s*incremental key:\s*person_id\b", re.MULTILINE)
+_PERSON_SOURCE = re.compile(r"\bfrom\s+core\.person_source\b", re.IGNORECASE)
+TOUCHED = "touched_persons"
 
 
 class ModelError(RuntimeError):
@@ -64,8 +69,36 @@ def _created_table(f: Path) -> str:
     return f"{m.group(1)}.{m.group(2)}".lower()
 
 
-def run_layer(con: duckdb.DuckDBPyConnection, layer: str) -> dict[str, int]:
-    """Run every model of `layer` in order; return {table: row count}. Opens no transaction."""
+def is_incremental(f: Path) -> bool:
+    """True when the model declares it can be refreshed per person (`-- incremental key: person_id`)."""
+    return bool(_INCREMENTAL.search(f.read_text(encoding="utf-8")))
+
+
+def refresh_for_touched(con: duckdb.DuckDBPyConnection, f: Path) -> None:
+    """Replace the model's rows of the touched persons (and of persons no longer resolved) only.
+
+    The model's own SQL runs with core.person_source restricted to temp table touched_persons, so
+    every row it yields belongs to a touched person; rows of other persons cannot have changed.
+    """
+    table = _created_table(f)
+    sql = re.sub(r"create\s+or\s+replace\s+table\s+\w+\.\w+\s+as\b", "", f.read_text(encoding="utf-8"),
+                 count=1, flags=re.IGNORECASE)
+    sql = _PERSON_SOURCE.sub(
+        lambda _m: f"from (select * from core.person_source where person_id in (select person_id from {TOUCHED})) "
+                   f"as person_source", sql)
+    con.execute(f"create or replace temp table _refreshed as {sql}")
+    con.execute(f"delete from {table} where person_id in (select person_id from {TOUCHED}) "
+                f"or person_id not in (select person_id from core.person_source)")
+    con.execute(f"insert into {table} select * from _refreshed")
+    con.execute("drop table _refreshed")
+
+
+def run_layer(con: duckdb.DuckDBPyConnection, layer: str, *, incremental: bool = False) -> dict[str, int]:
+    """Run every model of `layer` in order; return {table: row count}. Opens no transaction.
+
+    With `incremental`, models declaring `-- incremental key: person_id` are refreshed for the
+    persons in temp table touched_persons instead of rebuilt (the caller fills that table).
+    """
     con.execute(f"create schema if not exists {LAYERS[layer]}")
     key = os.environ.get(PSEUDONYM_ENV) or DEV_PSEUDONYM_KEY
     con.execute("set variable onenet_pseudonym_key = ?", [key])
@@ -73,7 +106,10 @@ def run_layer(con: duckdb.DuckDBPyConnection, layer: str) -> dict[str, int]:
     for f in model_files(layer):
         table = _created_table(f)
         try:
-            con.execute(f.read_text(encoding="utf-8"))
+            if incremental and is_incremental(f) and _exists(con, table):
+                refresh_for_touched(con, f)
+            else:
+                con.execute(f.read_text(encoding="utf-8"))
         except duckdb.Error as e:
             raise ModelError(f"model {layer}/{f.name} failed: {e}") from e
         row = con.execute(f"select count(*) from {table}").fetchone()
@@ -81,14 +117,22 @@ def run_layer(con: duckdb.DuckDBPyConnection, layer: str) -> dict[str, int]:
     return counts
 
 
-def build_core(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    row = con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+                      [schema, name]).fetchone()
+    return bool(row and row[0])
+
+
+def build_core(con: duckdb.DuckDBPyConnection, *, incremental: bool = False) -> dict[str, int]:
     """Build the core schema (grid, household, address, person, ticket, city case, incident, ...).
 
-    Reads staging.stg_* (standardised) and core.person_source (the resolver's output).
+    Reads staging.stg_* (standardised) and core.person_source (the resolver's output); see
+    run_layer for `incremental`.
     """
-    return run_layer(con, "core")
+    return run_layer(con, "core", incremental=incremental)
 
 
-def build_marts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def build_marts(con: duckdb.DuckDBPyConnection, *, incremental: bool = False) -> dict[str, int]:
     """Build the mart schema from core (grid daily, hotline rates, roster, warnings, quality)."""
-    return run_layer(con, "marts")
+    return run_layer(con, "marts", incremental=incremental)

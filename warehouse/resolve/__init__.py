@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 
@@ -46,6 +47,9 @@ def _check_input(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
 def _drop_work(con: duckdb.DuckDBPyConnection) -> None:
     # Table by table: DuckDB 1.5 fails the commit after a `drop schema ... cascade` of tables made
     # in the same transaction ("another transaction has dropped this table").
+    for (name,) in con.execute("select view_name from duckdb_views() where schema_name = ?",
+                               [profiles.WORK]).fetchall():
+        con.execute(f"drop view {profiles.WORK}.{name}")
     for (name,) in con.execute("select table_name from duckdb_tables() where schema_name = ?",
                                [profiles.WORK]).fetchall():
         con.execute(f"drop table {profiles.WORK}.{name}")
@@ -80,15 +84,18 @@ def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: s
     _drop_work(con)
     con.execute(f"create schema {profiles.WORK}")
     stable_ids.ensure_output(con, config)
-    n_records, n_profiles = profiles.build(con, config)
-    lap("profiles", mark)
-    plan = _plan(con, config) if mode == "auto" else {"mode": "full", "why": "asked for a full run"}
+    plan: dict[str, Any] = _plan(con, config) if mode == "auto" else {"mode": "full", "why": "asked for a full run"}
     lap("changes", mark)
     if plan["mode"] == "incremental":
-        params = plan.pop("params")
-        sub_records, persons = incremental.restrict_to_neighbourhood(con, config)
+        params: estimate.Parameters = plan.pop("params")
+        sub_records, persons = incremental.neighbourhood(con, config)
         plan |= {"records_resolved": sub_records, "persons_touched": persons}
         lap("neighbourhood", mark)
+        n_records, n_profiles = profiles.build(
+            con, config, only=f"{profiles.WORK}.subset",
+            tf_from={c: incremental.tf_table(config, c) for c in config.tf_columns})
+        n_records = int(plan["records"])  # the run row counts the whole input, as a full run does
+        lap("profiles", mark)
         n_pairs = pairs.build(con, config)
         lap("blocking+comparisons", mark)
         n_links = score.build(con, config, params)
@@ -98,9 +105,12 @@ def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: s
         stable_ids.assign_records(con, config)
         changes = stable_ids.apply(con, config, run_id, started, replace=f"{profiles.WORK}.affected")
         incremental.save_state(con, config, full=False)
+        incremental.keep_touched(con, config)
         lap("stable ids+write", mark)
         n_patterns = 0
     else:
+        n_records, n_profiles = profiles.build(con, config)
+        lap("profiles", mark)
         n_pairs = pairs.build(con, config)
         lap("blocking+comparisons", mark)
         n_random = pairs.random_pairs(con, config, n_profiles)
@@ -119,6 +129,7 @@ def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: s
         changes = stable_ids.apply(con, config, run_id, started)
         incremental.hash_all(con, config)
         incremental.save_state(con, config, full=True)
+        con.execute(f"drop table if exists temp.{incremental.touched_table(config)}")
         lap("stable ids+write", mark)
     _drop_work(con)
     seconds = round(time.perf_counter() - t0, 3)
@@ -131,7 +142,7 @@ def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: s
                          timings, param_json)
 
 
-def _plan(con: duckdb.DuckDBPyConnection, config: ResolverConfig) -> dict:
+def _plan(con: duckdb.DuckDBPyConnection, config: ResolverConfig) -> dict[str, Any]:
     """Decide between an incremental and a full run; the reason goes to meta.resolution_runs."""
     if not incremental.has_state(con, config):
         return {"mode": "full", "why": "no stored state (first run)"}
@@ -143,4 +154,4 @@ def _plan(con: duckdb.DuckDBPyConnection, config: ResolverConfig) -> dict:
     if share > incremental.MAX_CHANGED_SHARE:
         return {"mode": "full", "why": f"{changed + removed:,} of {total:,} records changed ({share:.0%})",
                 "changed": changed, "removed": removed}
-    return {"mode": "incremental", "params": params, "changed": changed, "removed": removed}
+    return {"mode": "incremental", "params": params, "changed": changed, "removed": removed, "records": total}

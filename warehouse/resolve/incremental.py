@@ -74,16 +74,15 @@ def stored_parameters(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> Pa
 
 
 def has_state(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> bool:
-    schema, table = state_table(cfg).split(".")
-    return _n(con, f"select count(*) from duckdb_tables() where schema_name = '{schema}' "
-                   f"and table_name = '{table}'") == 1
+    """True when a full run left the record hashes and term frequencies an incremental run needs."""
+    tables = [state_table(cfg), *(tf_table(cfg, c) for c in cfg.tf_columns)]
+    names = ", ".join(f"'{t.split('.')[1]}'" for t in tables)
+    return _n(con, f"select count(*) from duckdb_tables() where schema_name = '{STATE_SCHEMA}' "
+                   f"and table_name in ({names})") == len(tables)
 
 
 def find_changes(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[int, int, int]:
-    """Create resolve_work.changed (record_uid) and resolve_work.removed; return (changed, removed, total).
-
-    Needs resolve_work.records (built by profiles.build) and the input table.
-    """
+    """Create resolve_work.changed (record_uid) and resolve_work.removed; return (changed, removed, total)."""
     key = cfg.id_column
     where = f"where {cfg.filter}" if cfg.filter else ""
     con.execute(f"""
@@ -104,76 +103,80 @@ def find_changes(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[i
             _n(con, f"select count(*) from {WORK}.hashes"))
 
 
-def restrict_to_neighbourhood(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[int, int]:
-    """Shrink resolve_work.records/profiles to the affected persons' records; return (records, persons).
+def neighbourhood(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[int, int]:
+    """Choose what to resolve again; return (records to resolve, persons touched).
 
-    Creates resolve_work.affected (record_uid): the previous output rows to replace.
+    Creates resolve_work.subset (record_uid: the input records to resolve) and resolve_work.affected
+    (record_uid: the output rows they replace). Works on the input table itself, so no profile of
+    the whole input is built: a few hash joins of the changed records against it.
     """
     out = cfg.output_table
+    where = f"where {cfg.filter}" if cfg.filter else ""
     con.execute(f"""
-        create or replace table {WORK}.seed as
-        select distinct r.profile_id from {WORK}.records r join {WORK}.changed c using (record_uid)
+        create or replace view {WORK}.inp as
+        select {cfg.id_column}::varchar as record_uid, {', '.join(cfg.columns)} from {cfg.input_table} {where}
     """)
-    # Every profile a blocking rule pairs with a changed one, in both roles (rules may be one-sided).
+    con.execute(f"""
+        create or replace table {WORK}.chg as
+        select * from {WORK}.inp where record_uid in (select record_uid from {WORK}.changed)
+    """)
+    # Every record a blocking rule pairs with a changed one, in both roles (rules may be one-sided).
     hops = "\nunion\n".join(
-        f"select r.profile_id from {WORK}.profiles l join {WORK}.profiles r on ({rule}) "
-        f"where l.profile_id in (select profile_id from {WORK}.seed)\n"
+        f"select r.record_uid from {WORK}.chg l join {WORK}.inp r on ({rule})\n"
         f"union\n"
-        f"select l.profile_id from {WORK}.profiles l join {WORK}.profiles r on ({rule}) "
-        f"where r.profile_id in (select profile_id from {WORK}.seed)"
+        f"select l.record_uid from {WORK}.inp l join {WORK}.chg r on ({rule})"
         for rule in cfg.blocking_rules)
-    con.execute(f"""
-        create or replace table {WORK}.near as
-        select profile_id from {WORK}.seed union select profile_id from ({hops})
-    """)
-    # Persons touched: holding a record of a nearby profile, or a changed or removed record.
+    con.execute(f"create or replace table {WORK}.near as {hops}")
+    # Persons touched: holding a nearby, changed or removed record; each is resolved whole.
     con.execute(f"""
         create or replace table {WORK}.persons as
-        select distinct o.person_id from {out} o
-        where o.record_uid in (select r.record_uid from {WORK}.records r
-                               where r.profile_id in (select profile_id from {WORK}.near))
-           or o.record_uid in (select record_uid from {WORK}.changed)
-           or o.record_uid in (select record_uid from {WORK}.removed)
+        select distinct person_id from {out}
+        where record_uid in (select record_uid from {WORK}.near)
+           or record_uid in (select record_uid from {WORK}.changed)
+           or record_uid in (select record_uid from {WORK}.removed)
     """)
-    # Closure: a person is resolved with all its records, and a profile as one unit; a profile may
-    # hold records of another person (values became identical), whose person then joins too.
-    while True:
-        con.execute(f"""
-            create or replace table {WORK}.keep as
-            select profile_id from {WORK}.near
-            union
-            select r.profile_id from {WORK}.records r join {out} o using (record_uid)
-            where o.person_id in (select person_id from {WORK}.persons)
-        """)
-        if _add_persons(con, out) == 0:
-            break
     con.execute(f"""
         create or replace table {WORK}.affected as
         select record_uid from {out} where person_id in (select person_id from {WORK}.persons)
     """)
-    con.execute(f"delete from {WORK}.records where profile_id not in (select profile_id from {WORK}.keep)")
-    con.execute(f"delete from {WORK}.profiles where profile_id not in (select profile_id from {WORK}.keep)")
-    return _n(con, f"select count(*) from {WORK}.records"), _n(con, f"select count(*) from {WORK}.persons")
-
-
-def _add_persons(con: duckdb.DuckDBPyConnection, out: str) -> int:
-    """Add to resolve_work.persons the persons of kept profiles not in it yet; return how many."""
-    before = _n(con, f"select count(*) from {WORK}.persons")
     con.execute(f"""
-        insert into {WORK}.persons
-        select distinct o.person_id from {WORK}.records r join {out} o using (record_uid)
-        where r.profile_id in (select profile_id from {WORK}.keep)
-          and o.person_id not in (select person_id from {WORK}.persons)
+        create or replace table {WORK}.subset as
+        select record_uid from {WORK}.affected union select record_uid from {WORK}.changed
+        union select record_uid from {WORK}.near
     """)
-    return _n(con, f"select count(*) from {WORK}.persons") - before
+    return _n(con, f"select count(*) from {WORK}.subset"), _n(con, f"select count(*) from {WORK}.persons")
+
+
+def tf_table(cfg: ResolverConfig, column: str) -> str:
+    """Where a full run keeps the term frequencies of `column` for the incremental runs after it."""
+    return f"{STATE_SCHEMA}.{cfg.name}_tf_{column}"
+
+
+def touched_table(cfg: ResolverConfig) -> str:
+    """The temp table an incremental run leaves behind: every id whose records it changed."""
+    return f"{cfg.name}_touched"
+
+
+def keep_touched(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
+    """Keep the ids before and after this run of every record it resolved again, for the models after it."""
+    con.execute(f"""
+        create or replace temp table {touched_table(cfg)} as
+        select person_id from {WORK}.final union select person_id from {WORK}.persons
+    """)
 
 
 def save_state(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, *, full: bool) -> None:
-    """Store each record's hash after a run: all of them after a full run, the changes otherwise."""
+    """Store each record's hash after a run: all of them after a full run, the changes otherwise.
+
+    A full run also keeps its term frequencies: an incremental run resolves a subset, whose own
+    frequencies would say nothing about how common a name is in the district.
+    """
     con.execute(f"create schema if not exists {STATE_SCHEMA}")
     table = state_table(cfg)
     if full:
         con.execute(f"create or replace table {table} as select record_uid, h from {WORK}.hashes")
+        for c in cfg.tf_columns:
+            con.execute(f"create or replace table {tf_table(cfg, c)} as select * from {WORK}.tf_{c}")
         return
     con.execute(f"delete from {table} where record_uid in (select record_uid from {WORK}.removed) "
                 f"or record_uid in (select record_uid from {WORK}.changed)")

@@ -14,16 +14,22 @@ def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(row[0]) if row else 0
 
 
-def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[int, int]:
+def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, only: str | None = None,
+          tf_from: dict[str, str] | None = None) -> tuple[int, int]:
     """Create resolve_work.records and resolve_work.profiles (with term frequencies); return counts.
 
     Profile ids are numbered by the smallest record id of each profile, so they are the same on
-    every run over the same input.
+    every run over the same input. `only` names a table of record_uid to restrict the input to (an
+    incremental run); `tf_from` then gives, per tf column, the table of (value, tf) to use, since
+    the frequencies of a subset are not those of the whole input.
     """
     cols = ", ".join(cfg.columns)
     source = cfg.source_column or f"'{cfg.input_table}'"
     key = cfg.key_column or cfg.id_column
-    where = f"where {cfg.filter}" if cfg.filter else ""
+    conditions = [f"({cfg.filter})"] if cfg.filter else []
+    if only:
+        conditions.append(f"{cfg.id_column}::varchar in (select record_uid from {only})")
+    where = f"where {' and '.join(conditions)}" if conditions else ""
     con.execute(f"""
         create or replace table {WORK}.input as
         select {cfg.id_column}::varchar as record_uid, {source}::varchar as source,
@@ -48,9 +54,13 @@ def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[int, int
     con.execute(f"drop table {WORK}.input")
     if cfg.tf_columns:
         # Term frequency of each value among profiles, by aggregate + join (windows are slow here).
+        for c in cfg.tf_columns:
+            if tf_from is None:
+                con.execute(f"create or replace table {WORK}.tf_{c} as select {c}, count(*)::double / "
+                            f"sum(count(*)) over () as tf from {WORK}.profiles where {c} is not null group by {c}")
+            else:
+                con.execute(f"create or replace table {WORK}.tf_{c} as select * from {tf_from[c]}")
         sel = ", ".join(f"tf_{c}.tf as tf_{c}" for c in cfg.tf_columns)
-        joins = " ".join(
-            f"left join (select {c}, count(*)::double / sum(count(*)) over () as tf from {WORK}.profiles "
-            f"where {c} is not null group by {c}) tf_{c} on tf_{c}.{c} = p.{c}" for c in cfg.tf_columns)
+        joins = " ".join(f"left join {WORK}.tf_{c} tf_{c} on tf_{c}.{c} = p.{c}" for c in cfg.tf_columns)
         con.execute(f"create or replace table {WORK}.profiles as select p.*, {sel} from {WORK}.profiles p {joins}")
     return _count(con, f"{WORK}.records"), _count(con, f"{WORK}.profiles")

@@ -1,5 +1,6 @@
 -- core.health_status_history: each person's health-code colour as a series of periods.
 -- grain: one row per person per status period; key (person_id, period_no) (valid_from ascending).
+-- incremental key: person_id (a merge refreshes only the persons it touched; see warehouse/models)
 -- The daily export files list a person when their state changes (the first file lists everyone).
 -- Consecutive exports with the same colour are one period; a period starts at the platform's own
 -- color_since (else Beijing midnight of the export date) and ends where the next one starts;

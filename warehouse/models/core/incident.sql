@@ -43,8 +43,12 @@ member_details as (
             as is_open,
         coalesce(tickets.closed_at, cases.closed_at) as closed_at
     from members
-    left join tickets on members.member_type = 'ticket' and tickets.ticket_id = members.member_key
-    left join cases on members.member_type = 'case' and cases.case_id = members.member_key
+    -- The member type sits inside the key expression, not beside it: a condition on one side only
+    -- makes DuckDB fall back to a nested-loop join (141 s instead of a second at district scale).
+    left join tickets
+        on tickets.ticket_id = case when members.member_type = 'ticket' then members.member_key end
+    left join cases
+        on cases.case_id = case when members.member_type = 'case' then members.member_key end
 
 ),
 

@@ -1,5 +1,6 @@
 -- core.person: the golden record of each resolved person, by survivorship over their source records.
 -- grain: one row per person; key person_id (from core.person_source); person_key is its pseudonym.
+-- incremental key: person_id (a merge refreshes only the persons it touched; see warehouse/models)
 -- Survivorship:
 --   id_number   the valid ID held by most records; ties: most recently seen, then the smaller value
 --   name        most frequent standardised name in the most trusted source that has one

@@ -142,7 +142,9 @@ final as (
         fired.day_on = bounds.last_on as is_current
     from fired
     cross join bounds
-    left join grids on grids.grid_code = fired.scope_key and fired.scope_type in ('grid', 'community')
+    -- the scope type inside the key: a one-sided join condition would make a nested-loop join
+    left join grids
+        on grids.grid_code = case when fired.scope_type in ('grid', 'community') then fired.scope_key end
 
 )
 
