@@ -99,10 +99,7 @@ days as (
 
 grid_days as (
 
-    select
-        grids.grid_code,
-        days.day_on,
-        timezone('Asia/Shanghai', cast(days.day_on + 1 as timestamp)) as day_end_at
+    select grids.grid_code, days.day_on
     from grids
     cross join days
 
@@ -132,21 +129,179 @@ resident_groups as (
 
 ),
 
-resident_counts as (
+-- Every figure below is a count of intervals of days [start_on, end_on) (end_on null: still open)
+-- covering the day. Counting them with +1/-1 events and a running sum keeps the work O(records);
+-- joining records to every grid day on the range conditions was O(records x days) (issue #8).
+
+-- residents and special_group_residents count distinct identities: one interval per resident span
+-- (a special-group span starts when both the span and the group have started)
+identity_intervals as (
+
+    select
+        'residents' as measure,
+        grid_code,
+        coalesce(person_id, resident_id) as identity_id,
+        from_on as start_on,
+        until_on as end_on
+    from resident_spans
+    union all
+    select
+        'special_group_residents' as measure,
+        resident_spans.grid_code,
+        coalesce(resident_spans.person_id, resident_spans.resident_id) as identity_id,
+        greatest(resident_spans.from_on, resident_groups.group_since) as start_on,
+        resident_spans.until_on as end_on
+    from resident_spans
+    join resident_groups on resident_groups.resident_id = resident_spans.resident_id
+
+),
+
+-- open_cases and the code colours count rows, so their intervals need no merging
+row_intervals as (
+
+    select 'open_cases' as measure, grid_code, reported_on as start_on, closed_on as end_on
+    from cases
+    union all
+    -- a period counts on day d when valid_from < day_end_at <= valid_to, day_end_at being the Beijing
+    -- midnight that starts d + 1: i.e. from the Beijing date of valid_from up to, not including, the
+    -- Beijing date of valid_to (a valid_to of exactly midnight still counts for the day before)
+    select
+        health_periods.color || '_codes' as measure,
+        persons.grid_code,
+        cast(timezone('Asia/Shanghai', health_periods.valid_from) as date) as start_on,
+        cast(timezone('Asia/Shanghai', health_periods.valid_to) as date) as end_on
+    from persons
+    join health_periods on health_periods.person_id = persons.person_id
+    where health_periods.color in ('green', 'yellow', 'red')
+
+),
+
+-- clipped to the mart's days, as the join to grid_days clipped them; an open end ends after last_on.
+-- The explicit null tests matter: greatest() and least() skip nulls, a range join does not.
+clipped_identity_intervals as (
+
+    select
+        identity_intervals.measure,
+        identity_intervals.grid_code,
+        identity_intervals.identity_id,
+        greatest(identity_intervals.start_on, bounds.first_on) as start_on,
+        least(coalesce(identity_intervals.end_on, bounds.last_on + 1), bounds.last_on + 1) as end_on
+    from identity_intervals
+    cross join bounds
+    where identity_intervals.grid_code is not null
+        and identity_intervals.identity_id is not null
+        and greatest(identity_intervals.start_on, bounds.first_on)
+            < least(coalesce(identity_intervals.end_on, bounds.last_on + 1), bounds.last_on + 1)
+
+),
+
+-- gaps and islands: an identity counts once a day, so its overlapping spans in one grid are merged
+-- first; a span opens a new island when it starts after every earlier span of the identity has ended
+identity_island_starts as (
+
+    select
+        *,
+        coalesce(
+            start_on > max(end_on) over (
+                partition by measure, grid_code, identity_id order by start_on, end_on
+                rows between unbounded preceding and 1 preceding
+            ),
+            true
+        ) as is_island_start
+    from clipped_identity_intervals
+
+),
+
+identity_island_numbers as (
+
+    select
+        *,
+        sum(cast(is_island_start as integer)) over (
+            partition by measure, grid_code, identity_id order by start_on, end_on
+            rows unbounded preceding
+        ) as island_no
+    from identity_island_starts
+
+),
+
+identity_islands as (
+
+    select measure, grid_code, min(start_on) as start_on, max(end_on) as end_on
+    from identity_island_numbers
+    group by measure, grid_code, identity_id, island_no
+
+),
+
+clipped_row_intervals as (
+
+    select
+        row_intervals.measure,
+        row_intervals.grid_code,
+        greatest(row_intervals.start_on, bounds.first_on) as start_on,
+        least(coalesce(row_intervals.end_on, bounds.last_on + 1), bounds.last_on + 1) as end_on
+    from row_intervals
+    cross join bounds
+    where row_intervals.grid_code is not null
+        and row_intervals.start_on is not null
+        and greatest(row_intervals.start_on, bounds.first_on)
+            < least(coalesce(row_intervals.end_on, bounds.last_on + 1), bounds.last_on + 1)
+
+),
+
+counted_intervals as (
+
+    select * from identity_islands
+    union all
+    select * from clipped_row_intervals
+
+),
+
+-- +1 on the first day, -1 on the day after the last (none past last_on: no grid day sees it)
+interval_events as (
+
+    select counted_intervals.measure, counted_intervals.grid_code, counted_intervals.start_on as day_on, 1 as delta
+    from counted_intervals
+    union all
+    select counted_intervals.measure, counted_intervals.grid_code, counted_intervals.end_on as day_on, -1 as delta
+    from counted_intervals
+    cross join bounds
+    where counted_intervals.end_on <= bounds.last_on
+
+),
+
+daily_deltas as (
+
+    select
+        grid_code,
+        day_on,
+        sum(delta) filter (where measure = 'residents') as residents,
+        sum(delta) filter (where measure = 'special_group_residents') as special_group_residents,
+        sum(delta) filter (where measure = 'open_cases') as open_cases,
+        sum(delta) filter (where measure = 'green_codes') as green_codes,
+        sum(delta) filter (where measure = 'yellow_codes') as yellow_codes,
+        sum(delta) filter (where measure = 'red_codes') as red_codes
+    from interval_events
+    group by all
+
+),
+
+-- the running sum of the events up to a day is the number of intervals covering it
+interval_counts as (
 
     select
         grid_days.grid_code,
         grid_days.day_on,
-        count(distinct coalesce(resident_spans.person_id, resident_spans.resident_id)) as residents,
-        count(distinct coalesce(resident_spans.person_id, resident_spans.resident_id))
-            filter (where resident_groups.group_since <= grid_days.day_on) as special_group_residents
+        cast(sum(coalesce(daily_deltas.residents, 0)) over running as bigint) as residents,
+        cast(sum(coalesce(daily_deltas.special_group_residents, 0)) over running as bigint)
+            as special_group_residents,
+        cast(sum(coalesce(daily_deltas.open_cases, 0)) over running as bigint) as open_cases,
+        cast(sum(coalesce(daily_deltas.green_codes, 0)) over running as bigint) as green_codes,
+        cast(sum(coalesce(daily_deltas.yellow_codes, 0)) over running as bigint) as yellow_codes,
+        cast(sum(coalesce(daily_deltas.red_codes, 0)) over running as bigint) as red_codes
     from grid_days
-    join resident_spans
-        on resident_spans.grid_code = grid_days.grid_code
-        and resident_spans.from_on <= grid_days.day_on
-        and (resident_spans.until_on is null or resident_spans.until_on > grid_days.day_on)
-    left join resident_groups on resident_groups.resident_id = resident_spans.resident_id
-    group by all
+    left join daily_deltas
+        on daily_deltas.grid_code = grid_days.grid_code and daily_deltas.day_on = grid_days.day_on
+    window running as (partition by grid_days.grid_code order by grid_days.day_on rows unbounded preceding)
 
 ),
 
@@ -155,36 +310,6 @@ ticket_counts as (
     select grid_code, received_on as day_on, count(*) as new_tickets
     from tickets
     where grid_code is not null
-    group by all
-
-),
-
-case_counts as (
-
-    select grid_days.grid_code, grid_days.day_on, count(*) as open_cases
-    from grid_days
-    join cases
-        on cases.grid_code = grid_days.grid_code
-        and cases.reported_on <= grid_days.day_on
-        and (cases.closed_on is null or cases.closed_on > grid_days.day_on)
-    group by all
-
-),
-
-code_counts as (
-
-    select
-        grid_days.grid_code,
-        grid_days.day_on,
-        count(*) filter (where health_periods.color = 'green') as green_codes,
-        count(*) filter (where health_periods.color = 'yellow') as yellow_codes,
-        count(*) filter (where health_periods.color = 'red') as red_codes
-    from grid_days
-    join persons on persons.grid_code = grid_days.grid_code
-    join health_periods
-        on health_periods.person_id = persons.person_id
-        and health_periods.valid_from < grid_days.day_end_at
-        and (health_periods.valid_to is null or health_periods.valid_to >= grid_days.day_end_at)
     group by all
 
 ),
@@ -208,24 +333,20 @@ final as (
         grids.community_code,
         grids.community_name,
         grids.street_name,
-        coalesce(resident_counts.residents, 0) as residents,
-        coalesce(resident_counts.special_group_residents, 0) as special_group_residents,
+        interval_counts.residents,
+        interval_counts.special_group_residents,
         coalesce(ticket_counts.new_tickets, 0) as new_tickets,
-        coalesce(case_counts.open_cases, 0) as open_cases,
-        coalesce(code_counts.green_codes, 0) as green_codes,
-        coalesce(code_counts.yellow_codes, 0) as yellow_codes,
-        coalesce(code_counts.red_codes, 0) as red_codes,
+        interval_counts.open_cases,
+        interval_counts.green_codes,
+        interval_counts.yellow_codes,
+        interval_counts.red_codes,
         coalesce(issue_counts.data_issues, 0) as data_issues
     from grid_days
     join grids on grids.grid_code = grid_days.grid_code
-    left join resident_counts
-        on resident_counts.grid_code = grid_days.grid_code and resident_counts.day_on = grid_days.day_on
+    join interval_counts
+        on interval_counts.grid_code = grid_days.grid_code and interval_counts.day_on = grid_days.day_on
     left join ticket_counts
         on ticket_counts.grid_code = grid_days.grid_code and ticket_counts.day_on = grid_days.day_on
-    left join case_counts
-        on case_counts.grid_code = grid_days.grid_code and case_counts.day_on = grid_days.day_on
-    left join code_counts
-        on code_counts.grid_code = grid_days.grid_code and code_counts.day_on = grid_days.day_on
     left join issue_counts
         on issue_counts.grid_code = grid_days.grid_code and issue_counts.day_on = grid_days.day_on
 

@@ -1,0 +1,217 @@
+"""mart.grid_daily's running counts against a brute-force count of every grid day (issue #8).
+
+The mart counts residents, special-group residents, open cases and health codes with +1/-1 events over
+intervals of days; here each figure is counted the slow, obvious way (every record against every day)
+and the two must agree exactly, on the town and on a hand-made district full of edge cases.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.warehouse.core_fixture import M1, M2, REG, build_contract_fixture
+from warehouse import db
+from warehouse.models import MODELS, build_core, build_marts
+
+GRID_DAILY = MODELS / "marts" / "grid_daily.sql"
+COUNTS = ("residents", "special_group_residents", "open_cases", "green_codes", "yellow_codes", "red_codes")
+
+# Every figure by its definition: a record counts on a day when its range covers the day. Bounds are
+# the first and last day with a ticket, a case or an export; a code counts when its period holds at the
+# Beijing midnight that ends the day (written here as a '+08:00' literal, not with timezone()).
+BRUTE_FORCE = """
+with
+
+bounds as (
+    select min(d) as first_on, max(d) as last_on from (
+        select received_on as d from core.ticket
+        union all select reported_on from core.city_case
+        union all select export_date from staging.stg_health_codes__exports
+    )
+),
+
+grid_days as (
+    select grid.grid_code, bounds.first_on + cast(i.range as integer) as day_on,
+        cast(strftime(bounds.first_on + cast(i.range as integer) + 1, '%Y-%m-%d') || ' 00:00:00+08:00'
+             as timestamptz) as day_end_at
+    from core.grid as grid, bounds, range(0, bounds.last_on - bounds.first_on + 1) as i
+    where grid.is_micro
+),
+
+registry as (
+    select
+        household.grid_code,
+        coalesce(link.person_id, resident.resident_id) as identity_id,
+        coalesce(resident.moved_in_on, date '1900-01-01') as from_on,
+        case when resident.is_deleted
+            then coalesce(cast(timezone('Asia/Shanghai', resident.deleted_at) as date), date '1900-01-01')
+        end as until_on,
+        (select min(coalesce(g.since, date '1900-01-01')) from staging.stg_grid_registry__special_groups as g
+         where g.resident_id = resident.resident_id) as group_since
+    from staging.stg_grid_registry__residents as resident
+    join core.household as household on household.household_id = resident.household_id
+    left join core.person_source as link
+        on link.record_key = resident.resident_id and link.source = 'grid_registry.residents'
+),
+
+codes as (
+    select person.grid_code, period.color, period.valid_from, period.valid_to
+    from core.person as person
+    join core.health_status_history as period on period.person_id = person.person_id
+)
+
+select
+    gd.grid_code,
+    gd.day_on,
+    (select count(distinct r.identity_id) from registry as r
+     where r.grid_code = gd.grid_code and r.from_on <= gd.day_on
+        and (r.until_on is null or r.until_on > gd.day_on)) as residents,
+    (select count(distinct r.identity_id) from registry as r
+     where r.grid_code = gd.grid_code and r.from_on <= gd.day_on
+        and (r.until_on is null or r.until_on > gd.day_on) and r.group_since <= gd.day_on)
+        as special_group_residents,
+    (select count(*) from core.city_case as c
+     where c.grid_code = gd.grid_code and c.reported_on <= gd.day_on
+        and (c.closed_on is null or c.closed_on > gd.day_on)) as open_cases,
+    (select count(*) from codes as c where c.grid_code = gd.grid_code and c.color = 'green'
+        and c.valid_from < gd.day_end_at and (c.valid_to is null or c.valid_to >= gd.day_end_at)) as green_codes,
+    (select count(*) from codes as c where c.grid_code = gd.grid_code and c.color = 'yellow'
+        and c.valid_from < gd.day_end_at and (c.valid_to is null or c.valid_to >= gd.day_end_at)) as yellow_codes,
+    (select count(*) from codes as c where c.grid_code = gd.grid_code and c.color = 'red'
+        and c.valid_from < gd.day_end_at and (c.valid_to is null or c.valid_to >= gd.day_end_at)) as red_codes
+from grid_days as gd
+order by gd.grid_code, gd.day_on
+"""
+
+COLUMNS = [
+    ("grid_code", "VARCHAR"), ("day_on", "DATE"), ("grid_name", "VARCHAR"), ("area_code", "VARCHAR"),
+    ("community_code", "VARCHAR"), ("community_name", "VARCHAR"), ("street_name", "VARCHAR"),
+    *[(c, "BIGINT") for c in ("residents", "special_group_residents", "new_tickets", "open_cases", "green_codes",
+                              "yellow_codes", "red_codes", "data_issues")],
+]
+
+
+def _rebuild(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(Path(GRID_DAILY).read_text(encoding="utf-8"))
+
+
+def _mart(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return con.execute(f"select grid_code, day_on, {', '.join(COUNTS)} from mart.grid_daily").fetchall()
+
+
+def _assert_matches_brute_force(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    assert [(c[0], c[1]) for c in con.execute("describe mart.grid_daily").fetchall()] == COLUMNS
+    expected = con.execute(BRUTE_FORCE).fetchall()
+    got = _mart(con)  # in the mart's own order: (grid_code, day_on)
+    assert len(got) == len(expected)
+    assert got == expected
+    return got
+
+
+def test_town_matches_brute_force(town_warehouse):
+    con = db.connect(town_warehouse)
+    try:
+        _rebuild(con)
+        got = _assert_matches_brute_force(con)
+        # the town exercises every figure, not only zeros
+        totals = [sum(row[i] for row in got) for i in range(2, 2 + len(COUNTS))]
+        assert all(t > 0 for t in totals[:4]), dict(zip(COUNTS, totals, strict=True))
+    finally:
+        con.close()
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> None:
+    for row in rows:
+        cols = ", ".join(row)
+        con.execute(f"insert into {table} ({cols}) values ({', '.join('?' * len(row))})", list(row.values()))
+
+
+def _edge_district(timezone: str) -> duckdb.DuckDBPyConnection:
+    """The hand-made district (11-01..11-10) plus records at the edges of every interval rule."""
+    con = duckdb.connect()
+    build_contract_fixture(con)
+    build_core(con)
+    build_marts(con)
+    p2 = "P000000002"  # 李娜, of M2 (core.person.grid_code), green since 10-02
+    # 李娜 also registered in M1 (H1) several times: [11-03, 11-06) and [11-05, 11-07) overlap, [11-07, 11-08)
+    # touches them, [11-09, open) after a gap; R4's deletion is 11-05 23:00 UTC, i.e. 11-06 in Beijing.
+    # In M2 (H2): R10 unlinked and no move-in date (always there); R8 deleted before it moved in; R9
+    # deleted with no deletion time (never there).
+    _insert(con, "staging.stg_grid_registry__residents", [
+        dict(resident_id="R4", household_id="H1", moved_in_on="2026-11-03", is_deleted=True,
+             deleted_at="2026-11-06 07:00:00+08"),
+        dict(resident_id="R5", household_id="H1", moved_in_on="2026-11-05", is_deleted=True,
+             deleted_at="2026-11-07 09:00:00+08"),
+        dict(resident_id="R6", household_id="H1", moved_in_on="2026-11-07", is_deleted=True,
+             deleted_at="2026-11-08 23:30:00+08"),
+        dict(resident_id="R7", household_id="H1", moved_in_on="2026-11-09", is_deleted=False),
+        dict(resident_id="R8", household_id="H2", moved_in_on="2026-11-04", is_deleted=True,
+             deleted_at="2026-11-02 10:00:00+08"),
+        dict(resident_id="R9", household_id="H2", moved_in_on="2026-11-01", is_deleted=True),
+        dict(resident_id="R10", household_id="H2", moved_in_on=None, is_deleted=None),
+    ])
+    _insert(con, "core.person_source", [
+        dict(record_uid=f"{REG}:{r}", source=REG, record_key=r, person_id=p2) for r in ("R4", "R5", "R6", "R7")])
+    # R5 joins a group mid-span (11-06), R7 long before its span; R8's group cannot make it count
+    _insert(con, "staging.stg_grid_registry__special_groups", [
+        dict(resident_id="R5", group_type="低保户", since="2026-11-06"),
+        dict(resident_id="R7", group_type="低保户", since=None),
+        dict(resident_id="R8", group_type="低保户", since="2020-01-01"),
+    ])
+    # cases in M2: closed before reported, closed the day reported, open from 11-09, no grid, closed after
+    # the last day, no report day; none reported outside 11-01..11-10 (that would move the mart's range)
+    columns = [c[0] for c in con.execute("describe core.city_case").fetchall()]
+    for case_id, grid, reported, closed in [("CX1", M2, "2026-11-04", "2026-11-02"), ("CX2", M2, "2026-11-07", "2026-11-07"),
+                                            ("CX3", M2, "2026-11-09", None), ("CX4", None, "2026-11-03", None),
+                                            ("CX5", M2, "2026-11-02", "2026-11-12"), ("CX6", M2, None, None)]:
+        row = dict.fromkeys(columns)
+        row.update(case_id=case_id, grid_code=grid, reported_on=reported, closed_on=closed)
+        _insert(con, "core.city_case", [row])
+    # 李娜's extra periods, at Beijing midnights and across the UTC date line
+    _insert(con, "core.health_status_history", [
+        dict(person_id=p2, period_no=10, color="red", valid_from="2026-11-03 00:00:00+08",
+             valid_to="2026-11-05 00:00:00+08"),  # at the end of 11-03 and 11-04
+        dict(person_id=p2, period_no=11, color="yellow", valid_from="2026-11-05 23:59:59+08",
+             valid_to="2026-11-06 00:00:00+08"),  # one second, across the midnight ending 11-05
+        dict(person_id=p2, period_no=12, color="yellow", valid_from="2026-11-07 08:00:00+08",
+             valid_to="2026-11-07 20:00:00+08"),  # within a day: never at a day's end
+        dict(person_id=p2, period_no=13, color="red", valid_from="2026-11-08 07:59:59+08",
+             valid_to="2026-11-09 00:00:01+08"),  # 11-07 in UTC, 11-08 in Beijing: the end of 11-08 only
+        dict(person_id=p2, period_no=14, color="green", valid_from="2026-10-01 00:00:00+08",
+             valid_to="2026-11-01 00:00:00+08"),  # ends with 10-31, before the range
+        dict(person_id=p2, period_no=15, color="green", valid_from="2026-11-20 00:00:00+08",
+             valid_to=None),  # after the range
+        dict(person_id=p2, period_no=16, color="grey", valid_from="2026-11-01 00:00:00+08", valid_to=None),
+        dict(person_id=p2, period_no=17, color="red", valid_from=None, valid_to=None),
+    ])
+    con.execute(f"set timezone = '{timezone}'")
+    _rebuild(con)
+    return con
+
+
+@pytest.mark.parametrize("timezone", ["UTC", "America/Los_Angeles"])
+def test_edge_cases_match_brute_force_and_hand_counts(timezone):
+    con = _edge_district(timezone)
+    try:
+        got = _assert_matches_brute_force(con)
+    finally:
+        con.close()
+    days = [date(2026, 11, 1) + timedelta(days=i) for i in range(10)]
+    by_grid = {grid: [row for row in got if row[0] == grid] for grid in (M1, M2)}
+    assert [row[1] for row in by_grid[M1]] == days
+    # M1: 张伟 every day; 王芳 until 11-03; 李娜 once a day on 11-03..11-07 (three overlapping or touching
+    # spans) and from 11-09. Special: 张伟, plus 李娜 on 11-06 (R5's group) and from 11-09 (R7's)
+    assert [row[2] for row in by_grid[M1]] == [2, 2, 3, 2, 2, 2, 2, 1, 2, 2]
+    assert [row[3] for row in by_grid[M1]] == [1, 1, 1, 1, 1, 2, 1, 1, 2, 2]
+    # M2: 李娜 (R2) and R10 every day
+    assert [row[2] for row in by_grid[M2]] == [2] * 10
+    # M2 open cases: CX5 from 11-02, CG01 and CG05 on 11-05, CX3 from 11-09
+    assert [row[4] for row in by_grid[M2]] == [0, 1, 1, 1, 3, 1, 1, 1, 2, 2]
+    # M2 codes: 李娜 green throughout; yellow on 11-05; red on 11-03, 11-04 and 11-08
+    assert [row[5] for row in by_grid[M2]] == [1] * 10
+    assert [row[6] for row in by_grid[M2]] == [0, 0, 0, 0, 1, 0, 0, 0, 0, 0]
+    assert [row[7] for row in by_grid[M2]] == [0, 0, 1, 1, 0, 0, 0, 1, 0, 0]
