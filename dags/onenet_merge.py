@@ -9,12 +9,18 @@ Events that arrive while a merge runs are collected into the next run (`max_acti
 - **merge** (pool `onenet_duckdb`): `onenet.pipeline.merge()` — entity resolution from `staging`
   into `core` (persons, households, incidents …); idempotent: merging the same staged data again
   leaves `core` as one merge would. Publishes the Asset `duckdb://onenet/core`.
+
+A merge refreshes only what the new data touches (staging keys, the persons they can reach, the
+person-keyed core tables) and reuses the match parameters of the last full run. Trigger the DAG
+with the param `full` = true (UI "Trigger DAG w/ config", or
+`airflow dags trigger onenet_merge --conf '{"full": true}'`) to resolve everything again and
+re-estimate the parameters, e.g. weekly or after a large correction in a silo.
 """
 
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 
 from onenet import orchestration as orch
 from onenet.dag_factory import CORE_ASSET, DEFAULT_ARGS, START_DATE, source_asset
@@ -24,13 +30,15 @@ STAGED = (source_asset("hotline") | source_asset("city_cases") | source_asset("g
 
 
 @dag(schedule=STAGED, start_date=START_DATE, catchup=False, max_active_runs=1,
-     default_args=DEFAULT_ARGS, doc_md=__doc__, tags=["onenet", "merge", "asset-triggered"])
+     default_args=DEFAULT_ARGS, doc_md=__doc__, tags=["onenet", "merge", "asset-triggered"],
+     params={"full": Param(False, type="boolean",
+                           description="Resolve every record again and re-estimate the match parameters")})
 def onenet_merge() -> None:
     @task(pool=orch.POOL, outlets=[CORE_ASSET], execution_timeout=timedelta(hours=2))
-    def merge(triggering_asset_events: Any = None) -> dict[str, Any]:
+    def merge(triggering_asset_events: Any = None, params: Any = None) -> dict[str, Any]:
         """Entity resolution: staging → core."""
         uris = [asset.uri for asset in (triggering_asset_events or {})]
-        return orch.merge_sources(orch.sources_of(uris))
+        return orch.merge_sources(orch.sources_of(uris), full=bool((params or {}).get("full", False)))
 
     merge()
 

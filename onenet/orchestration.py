@@ -249,17 +249,18 @@ def load_dags(dags_folder: Path | None = None) -> dict[str, Any]:
     return dict(bag.dags)
 
 
-def run_dag(dag: Any, logical_date: datetime | None) -> DagRunReport:
+def run_dag(dag: Any, logical_date: datetime | None, conf: dict[str, Any] | None = None) -> DagRunReport:
     """Run one DAG once with dag.test() for `logical_date` and report what its tasks did.
 
-    `logical_date` None: a run without a data interval, as an Asset-triggered run has.
+    `logical_date` None: a run without a data interval, as an Asset-triggered run has. `conf` is
+    the run's configuration (its params), as `airflow dags trigger --conf` gives it.
     """
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     began = time.monotonic()
-    dr = dag.test(logical_date=logical_date)
+    dr = dag.test(logical_date=logical_date, run_conf=conf)
     report = DagRunReport(dag.dag_id, str(dr.state), logical_date.isoformat() if logical_date else "-",
                           time.monotonic() - began)
     with create_session() as session:
@@ -402,12 +403,13 @@ def sources_of(asset_uris: list[str]) -> list[str]:
     return sorted({by_uri[u] for u in asset_uris if u in by_uri})
 
 
-def merge_sources(triggered_by: list[str]) -> dict[str, Any]:
+def merge_sources(triggered_by: list[str], *, full: bool = False) -> dict[str, Any]:
     """Resolve staging into core with onenet.pipeline.merge(); sources without new data keep their last good rows."""
     from onenet import pipeline
 
-    log.info("merge: new staged data from %s", ", ".join(triggered_by) or "no source (manual run)")
-    return {"triggered_by": triggered_by, **_report(pipeline.merge())}
+    log.info("merge%s: new staged data from %s", " (full)" if full else "",
+             ", ".join(triggered_by) or "no source (manual run)")
+    return {"triggered_by": triggered_by, "full": full, **_report(pipeline.merge(full=full))}
 
 
 def extract_for_day(day: date) -> dict[str, Any]:

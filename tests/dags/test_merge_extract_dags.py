@@ -41,11 +41,16 @@ def test_the_merge_dag_resolves_the_staged_sources(dags, staged):
     assert linked > 0
     again = orch.run_dag(dags["onenet_merge"], None)  # idempotent: the same staged data, the same core
     assert again.state == "success", again.summary()
+    full = orch.run_dag(dags["onenet_merge"], None, conf={"full": True})  # the engineer's full re-run
+    assert full.state == "success", full.summary()
     con = duckdb.connect(str(staged), read_only=True)
     try:
         assert con.execute("select count(*) from core.person_source").fetchone()[0] == linked
+        modes = [r[0] for r in con.execute("select parameters->>'$.mode' from meta.resolution_runs "
+                                           "order by started_at").fetchall()]
     finally:
         con.close()
+    assert modes == ["full", "incremental", "full"]
 
 
 @needs_merge
