@@ -174,7 +174,9 @@ def _auto(con: duckdb.DuckDBPyConnection, run_id: str):
 
 
 def _assignment(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    return dict(con.execute("select record_uid, person_id from core.person_source").fetchall())
+    rows = con.execute("select record_uid, person_id from core.person_source").fetchall()
+    assert len(rows) == len({uid for uid, _ in rows})  # one row per record (no key enforces it)
+    return dict(rows)
 
 
 def _same_partition_pairs(a: dict[str, str], b: dict[str, str]) -> tuple[int, int, int]:

@@ -16,10 +16,13 @@ from datetime import datetime
 import duckdb
 
 from .config import ResolverConfig
+from .errors import ResolveError
 from .profiles import WORK
 
+# No PRIMARY KEY on record_uid: its index made replacing the output slower than resolving it
+# (see migration 009); apply() checks uniqueness instead.
 OUTPUT_COLUMNS = """(
-    record_uid varchar primary key, source varchar not null, record_key varchar not null,
+    record_uid varchar not null, source varchar not null, record_key varchar not null,
     person_id varchar not null, link_rule varchar not null, match_weight double,
     match_probability double, linked_record_uid varchar, run_id varchar not null,
     resolved_at timestamptz not null)"""
@@ -139,5 +142,10 @@ def apply(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, run_id: str, at: 
         con.execute(f"delete from {out}")
     else:
         con.execute(f"delete from {out} where record_uid in (select record_uid from {replace})")
+        # Every record resolved again must have been among the rows just removed.
+        left = con.execute(f"select count(*) from {out} where record_uid in "
+                           f"(select record_uid from {WORK}.final)").fetchone()
+        if left and left[0]:
+            raise ResolveError(f"{left[0]} resolved records still have an output row; run a full resolution")
     con.execute(f"insert into {out} select * from {WORK}.final")
     return {k: int(v) for k, v in counts.items()}
