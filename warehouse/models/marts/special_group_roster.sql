@@ -54,7 +54,9 @@ latest_contacts as (
         person_records.seen_at as latest_contact_at
     from person_records
     join person_source on person_source.record_uid = person_records.record_uid
+    -- only the roster's persons: ranking every record of the district first took most of the time
     where person_records.phone_std is not null
+        and person_source.person_id in (select person_id from persons)
     qualify row_number() over (
         partition by person_source.person_id
         order by person_records.seen_at desc nulls last, person_records.record_uid
