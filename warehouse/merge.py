@@ -110,9 +110,11 @@ def _resolve(con: duckdb.DuckDBPyConnection, run_id: str, full: bool, summary: M
 
     result = resolve(con, PERSON_CONFIG, run_id=run_id, mode="full" if full else "auto")
     summary.resolve_mode = result.parameters.get("mode", "full")
-    summary.resolve_note = str(result.parameters.get("why") or
-                               f"{result.parameters.get('records_resolved', 0):,} records of "
-                               f"{result.parameters.get('persons_touched', 0):,} persons resolved again")
+    p = result.parameters
+    summary.resolve_note = str(p.get("why") or
+                               f"{p.get('records_resolved', 0):,} records of {p.get('persons_touched', 0):,} "
+                               f"persons resolved again, {p.get('identical_to_known', 0):,} new records "
+                               f"identical to a known profile")
 
 
 def _touched_persons(con: duckdb.DuckDBPyConnection, summary: MergeSummary) -> bool:

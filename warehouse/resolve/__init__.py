@@ -88,8 +88,10 @@ def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: s
     lap("changes", mark)
     if plan["mode"] == "incremental":
         params: estimate.Parameters = plan.pop("params")
+        incremental.split_known(con, config)
         sub_records, persons = incremental.neighbourhood(con, config)
-        plan |= {"records_resolved": sub_records, "persons_touched": persons}
+        plan |= {"records_resolved": sub_records, "persons_touched": persons,
+                 "identical_to_known": incremental.count(con, f"{profiles.WORK}.known")}
         lap("neighbourhood", mark)
         n_records, n_profiles = profiles.build(
             con, config, only=f"{profiles.WORK}.subset",
@@ -104,6 +106,7 @@ def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: s
         lap("clustering", mark)
         stable_ids.assign_records(con, config)
         changes = stable_ids.apply(con, config, run_id, started, replace=f"{profiles.WORK}.affected")
+        incremental.write_known(con, config, run_id, started)
         incremental.save_state(con, config, full=False)
         incremental.keep_touched(con, config)
         lap("stable ids+write", mark)

@@ -47,6 +47,10 @@ def _n(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return _n(con, f"select count(*) from {table}")
+
+
 def _hash_sql(cfg: ResolverConfig) -> str:
     return f"hash({', '.join(cfg.columns)})"
 
@@ -82,9 +86,19 @@ def has_state(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> bool:
 
 
 def find_changes(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[int, int, int]:
-    """Create resolve_work.changed (record_uid) and resolve_work.removed; return (changed, removed, total)."""
+    """Create resolve_work.changed (record_uid) and resolve_work.removed; return (changed, removed, total).
+
+    Also creates the view resolve_work.inp: the input with the configured columns.
+    """
     key = cfg.id_column
     where = f"where {cfg.filter}" if cfg.filter else ""
+    source = cfg.source_column or f"'{cfg.input_table}'"
+    con.execute(f"""
+        create or replace view {WORK}.inp as
+        select {key}::varchar as record_uid, {source}::varchar as source,
+               {cfg.key_column or key}::varchar as record_key, {', '.join(cfg.columns)}
+        from {cfg.input_table} {where}
+    """)
     con.execute(f"""
         create or replace table {WORK}.hashes as
         select {key}::varchar as record_uid, {_hash_sql(cfg)} as h from {cfg.input_table} {where}
@@ -103,6 +117,55 @@ def find_changes(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[i
             _n(con, f"select count(*) from {WORK}.hashes"))
 
 
+def split_known(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
+    """Move new records identical to an existing profile out of resolve_work.changed.
+
+    Most of a day's records repeat values already resolved (a health-code export lists the same
+    person again). A new record identical, on every resolved column, to unchanged records whose
+    smallest id is smaller than its own joins that profile as its full run would: same person, as
+    an identical record of the profile's representative. Nothing else can change by it (clusters
+    are made of profiles, and term frequencies count profiles), so it needs no re-resolution.
+    Creates resolve_work.known (record_uid, rep_uid).
+    """
+    out = cfg.output_table
+    con.execute(f"create or replace table {WORK}.changed_all as select * from {WORK}.changed")
+    con.execute(f"""
+        create or replace table {WORK}.known as
+        select c.record_uid, s.rep_uid
+        from {WORK}.changed c
+        join {WORK}.hashes h using (record_uid)
+        join (select h, min(record_uid) as rep_uid from {state_table(cfg)}
+              where record_uid not in (select record_uid from {WORK}.changed)
+                and record_uid not in (select record_uid from {WORK}.removed)
+              group by h) s on s.h = h.h
+        where s.rep_uid < c.record_uid
+          and c.record_uid not in (select record_uid from {out})
+    """)
+    con.execute(f"delete from {WORK}.changed where record_uid in (select record_uid from {WORK}.known)")
+
+
+def write_known(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, run_id: str, at: object) -> None:
+    """Write the rows of resolve_work.known: the person and link of their profile's representative.
+
+    Runs after the resolved persons are written, so a representative resolved again this run
+    hands on its new person. The fields are those a full run gives a profile's other records.
+    """
+    out = cfg.output_table
+    rule = cfg.anchor_rule.replace("'", "''")
+    con.execute(f"""
+        insert into {out}
+        select i.record_uid, i.source, i.record_key, r.person_id,
+               case when r.link_rule = '{rule}' then r.link_rule else 'identical record' end,
+               null, 1.0,
+               case when r.link_rule = '{rule}' then coalesce(r.linked_record_uid, r.record_uid)
+                    else r.record_uid end,
+               ?, ?::timestamptz
+        from {WORK}.known k
+        join {WORK}.inp i using (record_uid)
+        join {out} r on r.record_uid = k.rep_uid
+    """, [run_id, at])
+
+
 def neighbourhood(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[int, int]:
     """Choose what to resolve again; return (records to resolve, persons touched).
 
@@ -111,11 +174,6 @@ def neighbourhood(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[
     the whole input is built: a few hash joins of the changed records against it.
     """
     out = cfg.output_table
-    where = f"where {cfg.filter}" if cfg.filter else ""
-    con.execute(f"""
-        create or replace view {WORK}.inp as
-        select {cfg.id_column}::varchar as record_uid, {', '.join(cfg.columns)} from {cfg.input_table} {where}
-    """)
     con.execute(f"""
         create or replace table {WORK}.chg as
         select * from {WORK}.inp where record_uid in (select record_uid from {WORK}.changed)
@@ -144,6 +202,9 @@ def neighbourhood(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[
         select record_uid from {WORK}.affected union select record_uid from {WORK}.changed
         union select record_uid from {WORK}.near
     """)
+    # A record placed as identical to a known profile that is also in the neighbourhood is
+    # resolved with it instead.
+    con.execute(f"delete from {WORK}.known where record_uid in (select record_uid from {WORK}.subset)")
     return _n(con, f"select count(*) from {WORK}.subset"), _n(con, f"select count(*) from {WORK}.persons")
 
 
@@ -158,10 +219,12 @@ def touched_table(cfg: ResolverConfig) -> str:
 
 
 def keep_touched(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
-    """Keep the ids before and after this run of every record it resolved again, for the models after it."""
+    """Keep the ids before and after this run of every record it resolved or placed, for the models after it."""
     con.execute(f"""
         create or replace temp table {touched_table(cfg)} as
         select person_id from {WORK}.final union select person_id from {WORK}.persons
+        union select person_id from {cfg.output_table}
+        where record_uid in (select record_uid from {WORK}.known)
     """)
 
 
@@ -179,9 +242,9 @@ def save_state(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, *, full: boo
             con.execute(f"create or replace table {tf_table(cfg, c)} as select * from {WORK}.tf_{c}")
         return
     con.execute(f"delete from {table} where record_uid in (select record_uid from {WORK}.removed) "
-                f"or record_uid in (select record_uid from {WORK}.changed)")
+                f"or record_uid in (select record_uid from {WORK}.changed_all)")
     con.execute(f"insert into {table} select record_uid, h from {WORK}.hashes "
-                f"where record_uid in (select record_uid from {WORK}.changed)")
+                f"where record_uid in (select record_uid from {WORK}.changed_all)")
 
 
 def hash_all(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
