@@ -278,3 +278,12 @@ def test_changed_configuration_forces_a_full_run(con):
         result = resolve(con, person_config(threshold=0.995), run_id="run-2", mode="auto")
     assert result.parameters["mode"] == "full"
     assert "configuration" in result.parameters["why"]
+
+
+def test_only_one_sided_blocking_rules_are_joined_both_ways():
+    from warehouse.resolve.incremental import is_symmetric
+
+    assert is_symmetric("l.phone_std = r.phone_std")
+    assert is_symmetric("l.name_std = r.name_std and l.birth_date = r.birth_date")
+    assert not is_symmetric("l.id_std is null and l.id_prefix6 = r.id_prefix6")
+    assert not is_symmetric("l.name_std = r.surname")

@@ -21,6 +21,7 @@ resolution when none were stored, the configuration changed, or too much changed
 from __future__ import annotations
 
 import hashlib
+import re
 
 import duckdb
 
@@ -166,6 +167,12 @@ def write_known(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, run_id: str
     """, [run_id, at])
 
 
+def is_symmetric(rule: str) -> bool:
+    """True for a rule that is a conjunction of `l.x = r.x` terms: swapping the sides changes nothing."""
+    terms = [t.strip() for t in re.split(r"\band\b", rule, flags=re.IGNORECASE)]
+    return all(re.fullmatch(r"l\.(\w+)\s*=\s*r\.\1", t) for t in terms)
+
+
 def neighbourhood(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[int, int]:
     """Choose what to resolve again; return (records to resolve, persons touched).
 
@@ -178,13 +185,15 @@ def neighbourhood(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[
         create or replace table {WORK}.chg as
         select * from {WORK}.inp where record_uid in (select record_uid from {WORK}.changed)
     """)
-    # Every record a blocking rule pairs with a changed one, in both roles (rules may be one-sided).
-    hops = "\nunion\n".join(
-        f"select r.record_uid from {WORK}.chg l join {WORK}.inp r on ({rule})\n"
-        f"union\n"
-        f"select l.record_uid from {WORK}.inp l join {WORK}.chg r on ({rule})"
-        for rule in cfg.blocking_rules)
-    con.execute(f"create or replace table {WORK}.near as {hops}")
+    # Every record a blocking rule pairs with a changed one, in both roles when the rule is one-sided
+    # (a symmetric rule finds the same records either way, so one join is enough).
+    hops: list[str] = []
+    for rule in cfg.blocking_rules:
+        hops.append(f"select r.record_uid from {WORK}.chg l join {WORK}.inp r on ({rule})")
+        if not is_symmetric(rule):
+            hops.append(f"select l.record_uid from {WORK}.inp l join {WORK}.chg r on ({rule})")
+    near_sql = "\nunion\n".join(hops)
+    con.execute(f"create or replace table {WORK}.near as {near_sql}")
     # Persons touched: holding a nearby, changed or removed record; each is resolved whole.
     con.execute(f"""
         create or replace table {WORK}.persons as
