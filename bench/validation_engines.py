@@ -1,17 +1,26 @@
 """Benchmark: one expectation suite on a district-scale table, by GE in DuckDB, by GE on pandas, by hand in SQL.
 
     .venv/bin/python bench/validation_engines.py [--registry PATH/registry.sqlite | --synthetic ROWS] [--runs 5]
+    .venv/bin/python bench/validation_engines.py --warehouse PATH.duckdb [--sources S ...] [--runs 1]
 
 The table is the grid registry's residents (1.26M rows with the generator's noise), copied as
 delivered (strings) into `raw.grid_registry_residents` of a fresh DuckDB file; without a
 registry it is synthesised in DuckDB. Each route runs the same 11 expectations and must report
 the same unexpected counts; the best of `--runs` is kept. Targets (issue: validation engine):
 GE-in-DuckDB within 2x of the hand-written query, and at least 10x faster than GE on pandas.
+
+With --warehouse, the whole validation step instead: a copy of an already validated warehouse
+(e.g. bench/e2e.py's initial-before-merge.duckdb) forgets the validation of --sources (runs,
+validated loads, their staging rows and quarantine), and `onenet.pipeline.validate` runs again;
+the results must equal the ones the warehouse held.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -246,15 +255,68 @@ def run(args: argparse.Namespace, work: Path) -> None:
     con.close()
 
 
+RUN_COLUMNS = "source, entity, status, rows_in, rows_passed, rows_quarantined, rows_warned, message, results"
+
+
+def forget_validation(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """Undo every validation run of `source`: its loads become pending again."""
+    runs = [r[0] for r in con.execute("select run_id from meta.validation_runs where source = ?", [source]).fetchall()]
+    entities = {r[0] for r in con.execute("select entity from meta.validation_runs where source = ?", [source]).fetchall()}
+    con.execute("delete from meta.validated_loads where run_id in (select unnest(?::varchar[]))", [runs])
+    for entity in sorted(entities):
+        con.execute(f"delete from staging.{source}_{entity} where _validation_run_id in (select unnest(?::varchar[]))",
+                    [runs])
+    con.execute("delete from meta.quarantine where stage = 'validate' and source = ?", [source])
+    con.execute("delete from meta.validation_runs where source = ?", [source])
+
+
+def runs_of(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, tuple]:
+    """What a validation run of each table of `source` recorded (results parsed), by entity."""
+    rows = con.execute(f"select {RUN_COLUMNS} from meta.validation_runs where source = ?", [source]).fetchall()
+    return {r[1]: (*r[2:-1], json.loads(r[-1])) for r in rows}
+
+
+def revalidate(args: argparse.Namespace, work: Path) -> None:
+    """Time `onenet.pipeline.validate` per source on fresh copies of a validated warehouse."""
+    from onenet import pipeline
+
+    copy = work / "warehouse.duckdb"
+    os.environ.update(ONENET_WAREHOUSE=str(copy), ONENET_GX_DIR=str(work / "gx"))
+    for run_no in range(args.runs):
+        shutil.copyfile(args.warehouse, copy)
+        con = duckdb.connect(str(copy))
+        before = {s: runs_of(con, s) for s in args.sources}
+        for source in args.sources:
+            forget_validation(con, source)
+        con.close()
+        for source in args.sources:
+            t0 = time.perf_counter()
+            results = pipeline.validate(source)
+            seconds = time.perf_counter() - t0
+            tables = ", ".join(f"{r.entity} {r.rows_in:,} rows {r.seconds:.1f} s" for r in results)
+            con = duckdb.connect(str(copy), read_only=True)
+            same = runs_of(con, source) == before[source]
+            con.close()
+            print(f"run {run_no + 1} validate {source}: {seconds:.1f} s ({tables}); "
+                  f"results as recorded before: {'yes' if same else 'NO'}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", type=Path, default=next((p for p in REGISTRIES if p.exists()), None))
     parser.add_argument("--synthetic", type=int, default=None, help="synthesise this many rows instead")
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=None, help="default 5 (1 with --warehouse)")
+    parser.add_argument("--warehouse", type=Path, help="time the validation step on a copy of this warehouse")
+    parser.add_argument("--sources", nargs="+", default=["grid_registry", "health_codes"])
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="onenet-validation-bench-") as work:
-        run(args, Path(work))
+        if args.warehouse:
+            args.runs = args.runs or 1
+            revalidate(args, Path(work))
+        else:
+            args.runs = args.runs or 5
+            run(args, Path(work))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Validate what the connectors landed: run each table's suite in DuckDB, quarantine, pass on to staging.
 
-For every source table with loads not yet validated, the new raw rows are copied into
-`validation.<source>_<entity>` (numbered by `_row_id`), the table's suite runs on them through
+For every source table with loads not yet validated, the view `validation.<source>_<entity>` shows
+the new raw rows (numbered by `_row_id`, the raw rowid), the table's suite runs on them through
 Great Expectations inside DuckDB, and then, in one transaction:
 - rows failing a critical row-level expectation go to `meta.quarantine` with every expectation
   they failed and the raw row; the others go on to `staging.<source>_<entity>`;
@@ -83,6 +83,23 @@ def _reference(con: duckdb.DuckDBPyConnection, source: str, entity: str, loads: 
     return ref
 
 
+def _create_batch(con: duckdb.DuckDBPyConnection, raw: str, batch: str, loads: list[str]) -> None:
+    """The view of the loads' raw rows that the suite checks, numbered by `_row_id`.
+
+    A view, not a copy: copying 2.26M health-code rows took 8 s and numbering them with
+    row_number() over the load order another 11 s (a sort of every column). The raw rowid is
+    unique and stable, since raw is append-only.
+    """
+    schema, name = batch.split(".", 1)
+    kind = con.execute("select table_type from information_schema.tables where table_schema = ? and table_name = ?",
+                       [schema, name]).fetchall()
+    if kind == [("BASE TABLE",)]:  # a batch copied before the view replaced it
+        con.execute(f"drop table {batch}")
+    # A view cannot take parameters: the load ids (made by connectors) are quoted literals.
+    ids = ", ".join("'" + load.replace("'", "''") + "'" for load in loads)
+    con.execute(f"create or replace view {batch} as select rowid as _row_id, * from {raw} where _load_id in ({ids})")
+
+
 def _ensure_staging(con: duckdb.DuckDBPyConnection, batch: str, staging: str) -> None:
     """Staging mirrors the validated batch's columns (new source columns are added)."""
     name = staging.split(".", 1)[1]
@@ -127,8 +144,7 @@ def validate_entity(con: duckdb.DuckDBPyConnection, context, source: str, entity
     if not loads:
         return ValidationResult(source, entity, run_id, "nothing")
     raw, batch, staging = f"raw.{source}_{entity}", f"validation.{source}_{entity}", f"staging.{source}_{entity}"
-    con.execute(f"create or replace table {batch} as select row_number() over (order by _load_id, _source_position) "
-                f"as _row_id, * from {raw} where _load_id in (select unnest(?::varchar[]))", [loads])
+    _create_batch(con, raw, batch, loads)
     rows_in = con.execute(f"select count(*) from {batch}").fetchall()[0][0]
     suite = suite_for(source, entity, _reference(con, source, entity, loads))
     outcome = engine.validate_table(context, con, batch, suite, row_id="_row_id", run_name=run_id)

@@ -216,6 +216,15 @@ def test_mobile_sql_agrees_with_the_reference(warehouse, allow_landline: bool) -
     assert got == {v: is_valid_mobile_number(v, allow_landline=allow_landline) for v in MOBILE_VALUES}
 
 
+@pytest.mark.parametrize("condition", [resident_id_condition(sa.column("id")),
+                                       mobile_condition(sa.column("phone"), allow_landline=True)])
+def test_sql_normalises_a_value_once(condition) -> None:
+    """DuckDB evaluates an expression at every mention inside CASE: the ID check named its normalised
+    value 43 times (translate() each time) and took 36 s on 1.27M rows."""
+    sql = str(condition.compile(sa.create_engine("duckdb://"), compile_kwargs={"literal_binds": True}))
+    assert sql.count("translate(") == 1
+
+
 # --- Through Great Expectations -------------------------------------------------------------------
 
 
