@@ -16,7 +16,11 @@ takes; a trial waits for its phase's marker, then sleeps a seeded fraction of th
 measured length and kills. Phases are dealt round-robin (in a seeded order), so any 4
 consecutive trials cover sync, validate, merge and extract.
 
-    .venv/bin/python bench/crash_trials.py [--trials 20] [--seed 8] [--residents 3000] [--day 4]
+    .venv/bin/python bench/crash_trials.py [--trials 20] [--seed 8] [--residents 3000] [--day 4] [--next-day]
+
+With --next-day, the day before is synced, validated and merged once first, and every run (the
+clean one and each trial) starts from a copy of that warehouse: the merge killed is then the
+incremental next-day merge.
 
 Exit status 1 if any trial did not recover to the clean run.
 """
@@ -85,6 +89,7 @@ SYNCED_AT = re.compile(r"最近同步 \d{4}-\d{2}-\d{2} \d{2}:\d{2}")
 class District:
     root: Path
     day: int
+    base: Path | None = None  # a warehouse folder of the day before, merged: every run starts from a copy
 
     @property
     def extract_date(self) -> date:
@@ -92,19 +97,41 @@ class District:
         return clock.start_date(self.root) + timedelta(days=self.day)
 
 
-def make_district(folder: Path, *, residents: int, seed: int, day: int) -> District:
-    """Generate a district and move it to `day` (registry changes applied, health files delivered)."""
-    from simulators import clock
+def make_district(folder: Path, *, residents: int, seed: int, day: int, at_day: int | None = None) -> District:
+    """Generate a district up to `day` and move it to `at_day` (default `day`): registry changes
+    applied, health files delivered."""
     from simulators.district.generate import generate
-    from simulators.grid_registry import registry
-    from simulators.health_codes import drop
 
     root = folder / "district"
     generate(root, residents=residents, seed=seed, days=day + 1)
-    clock.write_day(root, day)
-    registry.advance(root, day)
-    drop.deliver_until(root, day)
-    return District(root, day)
+    return move_to(District(root, day), day if at_day is None else at_day)
+
+
+def move_to(district: District, day: int) -> District:
+    """The district's silos moved to `day`: clock, registry changes, health files delivered."""
+    from simulators import clock
+    from simulators.grid_registry import registry
+    from simulators.health_codes import drop
+
+    clock.write_day(district.root, day)
+    registry.advance(district.root, day)
+    drop.deliver_until(district.root, day)
+    return District(district.root, day, district.base)
+
+
+def with_day_before(before: District, folder: Path) -> District:
+    """Run the pipeline cleanly on `before` (the day before), then move the district one day on.
+
+    Every later run starts from a copy of that warehouse, so its merge is the next-day,
+    incremental one (staging refreshed, persons re-resolved where the day reaches, person-keyed
+    core tables refreshed) — the path a crash is most likely to hit in production.
+    """
+    base = folder / "day_before"
+    run = run_pipeline(before, base)
+    if run.returncode != 0:
+        raise RuntimeError(f"the day-before run failed (exit {run.returncode}):\n{run.stderr[-3000:]}")
+    after = move_to(before, before.day + 1)
+    return District(after.root, after.day, base)
 
 
 @contextmanager
@@ -148,7 +175,12 @@ class Run:
 
 def run_pipeline(district: District, work: Path, *, kill_phase: str | None = None, kill_after: float = 0.0,
                  timeout: float = 900.0) -> Run:
-    """Run the pipeline in a child; with `kill_phase`, SIGKILL it `kill_after` s after that phase began."""
+    """Run the pipeline in a child; with `kill_phase`, SIGKILL it `kill_after` s after that phase began.
+
+    A district with a `base` starts from a copy of it, unless `work` already exists (a re-run).
+    """
+    if district.base is not None and not work.exists():
+        shutil.copytree(district.base, work)
     proc = subprocess.Popen([sys.executable, "-c", PIPELINE, district.extract_date.isoformat()],
                             env=pipeline_env(district, work), cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -415,10 +447,13 @@ def run_trial(district: District, folder: Path, number: int, phase: str, kill_af
     return trial
 
 
-def run_trials(folder: Path, *, trials: int, seed: int, residents: int, day: int,
+def run_trials(folder: Path, *, trials: int, seed: int, residents: int, day: int, next_day: bool = False,
                echo=print) -> tuple[list[Trial], dict[str, float]]:
-    district = make_district(folder, residents=residents, seed=seed, day=day)
+    district = make_district(folder, residents=residents, seed=seed, day=day, at_day=day - 1 if next_day else None)
     with silos(district):
+        if next_day:
+            district = with_day_before(district, folder)
+            echo(f"every run starts from day {day - 1}, merged: the merge killed is the incremental one")
         expected, durations, _ = clean_reference(district, folder)
         echo("clean run, seconds per phase: " + ", ".join(f"{p} {s:.1f}" for p, s in durations.items()))
         echo(f"{'trial':>5}  {'aimed at':<9} {'+s':>6}  {'killed in':<9} {'at s':>6}  {'s':>5}  outcome")
@@ -448,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=8)
     ap.add_argument("--residents", type=int, default=3000)
     ap.add_argument("--day", type=int, default=4, help="the simulated day the district has reached")
+    ap.add_argument("--next-day", action="store_true",
+                    help="start every run from the day before, already merged (the incremental merge)")
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
     ap.add_argument("--compare-clean", action="store_true",
                     help="only run twice cleanly and print what differs (to justify EXCLUDED)")
@@ -463,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(diffs) or "two clean runs are identical (with EXCLUDED left out)")
             return 1 if diffs else 0
         t0 = time.perf_counter()
-        results, _ = run_trials(folder, trials=args.trials, seed=args.seed, residents=args.residents, day=args.day)
+        results, _ = run_trials(folder, trials=args.trials, seed=args.seed, residents=args.residents, day=args.day,
+                                next_day=args.next_day)
         print(summary(results) + f"; {time.perf_counter() - t0:.0f} s")
         return 1 if any(t.outcome == "MISMATCH" for t in results) else 0
     finally:
