@@ -68,30 +68,37 @@ def test_a_failing_step_commits_nothing(con, monkeypatch):
                        "order by started_at desc limit 1").fetchone() == ("failed", True)
 
 
-def test_person_ids_survive_an_incremental_day(tmp_path):
-    """Day 10 merged, then days 11-29 synced and merged: yesterday's persons keep their ids."""
+def _stage_until(root, warehouse, gx, day: int) -> None:
+    """Move the village's silos to `day`, then sync and validate every source into `warehouse`."""
     from onenet import pipeline
     from onenet.settings import environment
     from simulators import runner
     from simulators.health_codes import drop
-    from tests.warehouse.village import PORTS, build_village
+    from tests.warehouse.village import PORTS
+
+    with environment(ONENET_DISTRICT=str(root), ONENET_WAREHOUSE=str(warehouse), ONENET_GX_DIR=str(gx),
+                     AIRFLOW_CONN_ONENET_HEALTH_CODES=f"file://{root / 'health_codes' / 'drop'}?stable_seconds=0"):
+        runner.up(root, ports=PORTS)
+        try:
+            runner.advance(root, day)
+            drop.deliver_until(root, day)
+            for source in pipeline.SOURCES:
+                pipeline.sync(source)
+                pipeline.validate(source)
+        finally:
+            runner.down(root)
+
+
+def test_person_ids_survive_an_incremental_day(tmp_path):
+    """Day 10 merged, then days 11-29 synced and merged: yesterday's persons keep their ids."""
+    from tests.warehouse.village import build_village
 
     root, warehouse = build_village(tmp_path, residents=2000, seed=3, to_day=10)
     c = db.connect(warehouse)
     merge(c)
     before = dict(c.execute("select record_uid, person_id from core.person_source").fetchall())
     c.close()
-    with environment(ONENET_DISTRICT=str(root), ONENET_WAREHOUSE=str(warehouse), ONENET_GX_DIR=str(tmp_path / "gx"),
-              AIRFLOW_CONN_ONENET_HEALTH_CODES=f"file://{root / 'health_codes' / 'drop'}?stable_seconds=0"):
-        runner.up(root, ports=PORTS)
-        try:
-            runner.advance(root, 29)
-            drop.deliver_until(root, 29)
-            for source in pipeline.SOURCES:
-                pipeline.sync(source)
-                pipeline.validate(source)
-        finally:
-            runner.down(root)
+    _stage_until(root, warehouse, tmp_path / "gx", 29)
     c = db.connect(warehouse)
     try:
         summary = merge(c)
@@ -132,28 +139,14 @@ def _staging_checksums(con) -> dict[str, tuple]:
 @pytest.fixture(scope="module")
 def next_day(tmp_path_factory):
     """(warehouse merged on day 10 with day 11 synced and validated on top, gx folder)."""
-    from onenet import pipeline
-    from onenet.settings import environment
-    from simulators import runner
-    from simulators.health_codes import drop
-    from tests.warehouse.village import PORTS, build_village
+    from tests.warehouse.village import build_village
 
     folder = tmp_path_factory.mktemp("next_day")
     root, warehouse = build_village(folder, residents=2000, seed=5, to_day=10)
     c = db.connect(warehouse)
     merge(c)
     c.close()
-    with environment(ONENET_DISTRICT=str(root), ONENET_WAREHOUSE=str(warehouse), ONENET_GX_DIR=str(folder / "gx"),
-                     AIRFLOW_CONN_ONENET_HEALTH_CODES=f"file://{root / 'health_codes' / 'drop'}?stable_seconds=0"):
-        runner.up(root, ports=PORTS)
-        try:
-            runner.advance(root, 11)
-            drop.deliver_until(root, 11)
-            for source in pipeline.SOURCES:
-                pipeline.sync(source)
-                pipeline.validate(source)
-        finally:
-            runner.down(root)
+    _stage_until(root, warehouse, folder / "gx", 11)
     return warehouse
 
 

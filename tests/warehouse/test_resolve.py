@@ -139,9 +139,9 @@ def test_incremental_records_join_existing_persons(con):
     assert all(pid > max_before for uid, pid in after.items() if after[uid] not in set(before.values()))
 
 
-def test_split_is_recorded_and_ids_never_reused(con):
-    _run(con, "before")
-    # Pick a person held together only by a shared valid ID on two profiles, and break the ID of one.
+def _break_an_id(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
+    """Give one record of a person of 3+ records another valid ID and name: (its uid, its person)."""
+    # A person held together only by a shared valid ID on two profiles: break the ID of one.
     uid, pid = con.execute(f"""
         select s.record_uid, p.person_id from {INPUT} s join core.person_source p using (record_uid)
         where s.source = 'grid_registry.residents' and s.id_std is not null and p.person_id in (
@@ -150,6 +150,12 @@ def test_split_is_recorded_and_ids_never_reused(con):
     con.execute(f"""update {INPUT} set id_std = '110101190001010000', id_prefix6 = '110101', id_suffix4 = '0000',
                     name_std = '分裂测试', name_pinyin = 'fen lie ce shi', phone_std = null
                     where record_uid = ?""", [uid])
+    return uid, pid
+
+
+def test_split_is_recorded_and_ids_never_reused(con):
+    _run(con, "before")
+    uid, pid = _break_an_id(con)
     counter_before = con.execute("select last_value from meta.id_counters where entity = 'person'").fetchone()[0]
     _run(con, "after")
     new_pid = _person_of(con, uid)
@@ -248,14 +254,7 @@ def test_incremental_run_with_nothing_new_changes_nothing(con):
 
 def test_incremental_run_records_a_split_and_drops_removed_records(con):
     _run(con, "before")
-    uid, pid = con.execute(f"""
-        select s.record_uid, p.person_id from {INPUT} s join core.person_source p using (record_uid)
-        where s.source = 'grid_registry.residents' and s.id_std is not null and p.person_id in (
-            select person_id from core.person_source group by 1 having count(*) >= 3)
-        order by s.record_uid limit 1""").fetchone()
-    con.execute(f"""update {INPUT} set id_std = '110101190001010000', id_prefix6 = '110101', id_suffix4 = '0000',
-                    name_std = '分裂测试', name_pinyin = 'fen lie ce shi', phone_std = null
-                    where record_uid = ?""", [uid])
+    uid, pid = _break_an_id(con)
     gone = con.execute(f"select record_uid from {INPUT} where source = 'hotline.tickets' "
                        f"order by record_uid limit 1").fetchone()[0]
     con.execute(f"delete from {INPUT} where record_uid = ?", [gone])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -100,11 +101,7 @@ def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: s
         lap("profiles", mark)
         n_pairs = pairs.build(con, config)
         lap("blocking+comparisons", mark)
-        n_links = score.build(con, config, params)
-        lap("scoring", mark)
-        n_clusters = cluster.build(con, config)
-        lap("clustering", mark)
-        stable_ids.assign_records(con, config)
+        n_links, n_clusters = _link_and_cluster(con, config, params, lap, mark)
         changes = stable_ids.apply(con, config, run_id, started, replace=f"{profiles.WORK}.affected")
         incremental.write_known(con, config, run_id, started)
         incremental.save_state(con, config, full=False)
@@ -124,11 +121,7 @@ def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: s
         params.u_floor = 0.5 / max(n_random, 1) * 1.01
         n_patterns = int(len(counts))
         lap("em", mark)
-        n_links = score.build(con, config, params)
-        lap("scoring", mark)
-        n_clusters = cluster.build(con, config)
-        lap("clustering", mark)
-        stable_ids.assign_records(con, config)
+        n_links, n_clusters = _link_and_cluster(con, config, params, lap, mark)
         changes = stable_ids.apply(con, config, run_id, started)
         incremental.hash_all(con, config)
         incremental.save_state(con, config, full=True)
@@ -143,6 +136,17 @@ def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: s
                  n_clusters, json.dumps(param_json, ensure_ascii=False), seconds])
     return ResolveResult(run_id, n_records, n_profiles, n_pairs, n_links, n_clusters, changes, seconds,
                          timings, param_json)
+
+
+def _link_and_cluster(con: duckdb.DuckDBPyConnection, config: ResolverConfig, params: estimate.Parameters,
+                      lap: Callable[[str, list[float]], None], mark: list[float]) -> tuple[int, int]:
+    """Score the pairs, cluster the profiles, assign every record; return (links, clusters)."""
+    n_links = score.build(con, config, params)
+    lap("scoring", mark)
+    n_clusters = cluster.build(con, config)
+    lap("clustering", mark)
+    stable_ids.assign_records(con, config)
+    return n_links, n_clusters
 
 
 def _plan(con: duckdb.DuckDBPyConnection, config: ResolverConfig) -> dict[str, Any]:
