@@ -10,6 +10,9 @@ from typing import Any
 
 import duckdb
 
+from warehouse import db
+from warehouse.standardise.build import model_sql
+
 STREET, COMMUNITY = "大智街道", "幸福村"
 M1, M2, M3 = "42010200100101001", "42010200100101002", "42010200100101003"
 ID_A, ID_B, ID_C, ID_D = "420102195003070011", "420102195003080012", "420102198807150021", "420102196001010042"
@@ -154,6 +157,7 @@ def build_contract_fixture(con: duckdb.DuckDBPyConnection, *, surge: bool = Fals
     (11-02, 11-06, 11-10), then 5 in 11-15..11-17 -> a warning on 11-17 (see test_marts).
     """
     con.execute("set timezone = 'UTC'")
+    db.migrate(con)  # as every warehouse: meta tables (model versions, ...) included
     for schema in ("staging", "core"):
         con.execute(f"create schema if not exists {schema}")
     grids = [
@@ -177,9 +181,13 @@ def build_contract_fixture(con: duckdb.DuckDBPyConnection, *, surge: bool = Fals
         for i, day in enumerate(days):
             at = f"2026-11-{day} 10:00:00+08"
             tickets.append(_ticket(f"GS{i:02d}", "市场监管", "区市场监管局", "3", at, at, at, None, None, "responded"))
-    _table(con, "staging.stg_grid_registry__grids",
-           "grid_code varchar, level varchar, name varchar, parent_code varchar, updated_at timestamptz",
-           [(*g, "2026-01-01 00:00:00+08") for g in grids])
+    # The grids go through the real staging model, which walks the hierarchy (core.grid reads it).
+    _table(con, "staging.grid_registry_grids",
+           "grid_code varchar, level varchar, name varchar, parent_code varchar, updated_at timestamptz, "
+           "_load_id varchar, _extracted_at timestamptz, _record_hash varchar, _source_position varchar, "
+           "_validation_run_id varchar",
+           [(*g, "2026-01-01 00:00:00+08", "load-1", "2026-01-01 00:00:00+08", g[0], g[0], "run-1") for g in grids])
+    con.execute(model_sql("stg_grid_registry__grids"))
     _table(con, "staging.stg_grid_registry__households",
            "household_id varchar, grid_code varchar, address varchar, compound varchar, building varchar, "
            "unit varchar, room varchar, " + ADDRESS + ", updated_at timestamptz",

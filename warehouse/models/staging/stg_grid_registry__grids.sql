@@ -1,6 +1,7 @@
 -- staging.stg_grid_registry__grids: the grid hierarchy, latest version, with each grid's ancestors.
 -- grain: one row per grid (district, street, community, area, micro, special); key grid_code.
--- The ancestor columns (street_*, community_*, area_code) include the grid itself at its level.
+-- The ancestor columns (district_*, street_*, community_*, area_*) include the grid itself at its
+-- level; depth is the number of steps up to the top. core.grid reads them: the walk is done here only.
 create or replace table staging.stg_grid_registry__grids as
 
 with
@@ -42,11 +43,14 @@ ancestors as (
     select
         walk.grid_code,
         max(case when a.level = 'district' then a.grid_code end) as district_code,
+        max(case when a.level = 'district' then a.name end) as district_name,
         max(case when a.level = 'street' then a.grid_code end) as street_code,
         max(case when a.level = 'street' then a.name end) as street_name,
         max(case when a.level = 'community' then a.grid_code end) as community_code,
         max(case when a.level = 'community' then a.name end) as community_name,
-        max(case when a.level = 'area' then a.grid_code end) as area_code
+        max(case when a.level = 'area' then a.grid_code end) as area_code,
+        max(case when a.level = 'area' then a.name end) as area_name,
+        max(walk.depth) as depth
     from walk
     join latest as a on a.grid_code = walk.ancestor_code
     group by walk.grid_code
@@ -67,11 +71,14 @@ final as (
         latest._record_hash,
         latest._validation_run_id,
         ancestors.district_code,
+        ancestors.district_name,
         ancestors.street_code,
         ancestors.street_name,
         ancestors.community_code,
         ancestors.community_name,
-        ancestors.area_code
+        ancestors.area_code,
+        ancestors.area_name,
+        ancestors.depth
     from latest
     left join ancestors on ancestors.grid_code = latest.grid_code
 
