@@ -208,3 +208,22 @@ def test_next_day_core_refresh_equals_a_full_rebuild(next_day, tmp_path):
         assert _checksums(c) == refreshed
     finally:
         c.close()
+
+
+def test_new_model_sql_rebuilds_its_layer_instead_of_refreshing(next_day, tmp_path):
+    """Rows kept from an earlier build must come from the same SQL: a changed layer is rebuilt."""
+    from tests.warehouse.village import copy_warehouse
+
+    c = db.connect(copy_warehouse(next_day, tmp_path / "w.duckdb"))
+    try:
+        c.execute("update meta.model_versions set fingerprint = 'older-sql' where layer in ('staging', 'core')")
+        summary = merge(c)
+        assert summary.staging_mode == "full"
+        refreshed = _checksums(c)
+        assert c.execute("select count(*) from meta.model_versions where fingerprint = 'older-sql'").fetchone()[0] == 0
+        with db.transaction(c):
+            models.build_core(c)
+            models.build_marts(c)
+        assert _checksums(c) == refreshed
+    finally:
+        c.close()

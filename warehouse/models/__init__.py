@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+from collections.abc import Iterable
 from graphlib import TopologicalSorter
 from pathlib import Path
 
@@ -69,6 +71,24 @@ def _created_table(f: Path) -> str:
     return f"{m.group(1)}.{m.group(2)}".lower()
 
 
+def sql_fingerprint(texts: Iterable[str]) -> str:
+    """A short hash of a layer's SQL: when it changes, rows kept from an earlier build are suspect."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def version_changed(con: duckdb.DuckDBPyConnection, layer: str, fingerprint: str) -> bool:
+    """True when `layer` was last built by other SQL than `fingerprint` (or never)."""
+    row = con.execute("select fingerprint from meta.model_versions where layer = ?", [layer]).fetchone()
+    return row is None or row[0] != fingerprint
+
+
+def record_version(con: duckdb.DuckDBPyConnection, layer: str, fingerprint: str) -> None:
+    con.execute("insert or replace into meta.model_versions values (?, ?, now())", [layer, fingerprint])
+
+
 def is_incremental(f: Path) -> bool:
     """True when the model declares it can be refreshed per person (`-- incremental key: person_id`)."""
     return bool(_INCREMENTAL.search(f.read_text(encoding="utf-8")))
@@ -100,10 +120,14 @@ def run_layer(con: duckdb.DuckDBPyConnection, layer: str, *, incremental: bool =
     persons in temp table touched_persons instead of rebuilt (the caller fills that table).
     """
     con.execute(f"create schema if not exists {LAYERS[layer]}")
+    files = model_files(layer)
+    fingerprint = sql_fingerprint(f.read_text(encoding="utf-8") for f in files)
+    # Rows refreshed by new SQL next to rows kept from old SQL would mix two versions.
+    incremental = incremental and not version_changed(con, layer, fingerprint)
     key = os.environ.get(PSEUDONYM_ENV) or DEV_PSEUDONYM_KEY
     con.execute("set variable onenet_pseudonym_key = ?", [key])
     counts: dict[str, int] = {}
-    for f in model_files(layer):
+    for f in files:
         table = _created_table(f)
         try:
             if incremental and is_incremental(f) and _exists(con, table):
@@ -114,6 +138,7 @@ def run_layer(con: duckdb.DuckDBPyConnection, layer: str, *, incremental: bool =
             raise ModelError(f"model {layer}/{f.name} failed: {e}") from e
         row = con.execute(f"select count(*) from {table}").fetchone()
         counts[table] = int(row[0]) if row else 0
+    record_version(con, layer, fingerprint)
     return counts
 
 

@@ -6,6 +6,7 @@ from importlib import resources
 
 import duckdb
 
+from warehouse.models import record_version, sql_fingerprint, version_changed
 from warehouse.standardise import incremental, names
 
 # Dependency order: the lookups of distinct raw values first (names, IDs, phones, addresses),
@@ -65,7 +66,13 @@ def build_staging(con: duckdb.DuckDBPyConnection, *, full: bool = False,
     install(con)
     # A source never validated yet has no input table: start it empty so the others still merge.
     con.execute(model_sql("_inputs"))
-    go_incremental, why = incremental.plan(con) if not full else (False, "asked for a full build")
+    fingerprint = sql_fingerprint([macros_sql(), model_sql("_inputs"), *(model_sql(m) for m in MODELS)])
+    if full:
+        go_incremental, why = False, "asked for a full build"
+    elif version_changed(con, "staging", fingerprint):
+        go_incremental, why = False, "the staging SQL changed since the last build"
+    else:
+        go_incremental, why = incremental.plan(con)
     if info is not None:
         info.update(mode="incremental" if go_incremental else "full", why=why)
     if go_incremental:
@@ -77,6 +84,7 @@ def build_staging(con: duckdb.DuckDBPyConnection, *, full: bool = False,
     else:
         _build_all(con)
     incremental.mark_consumed(con)
+    record_version(con, "staging", fingerprint)
     return {f"staging.{m}": _count(con, f"staging.{m}") for m in MODELS}
 
 
