@@ -19,6 +19,7 @@ from expectations.identity import (
     ExpectColumnValuesToBeValidResidentId,
 )
 from expectations.references import ExpectColumnValuesToExistInTable
+from expectations.uniqueness import ExpectCompoundKeyToBeUnique
 
 CRITICAL = {"severity": "critical"}
 WARNING = {"severity": "warning"}
@@ -66,6 +67,13 @@ def _in_set(column: str, values: list[str], severity: dict = CRITICAL) -> gxe.Ex
     return gxe.ExpectColumnValuesToBeInSet(column=column, value_set=values, meta=severity)
 
 
+def _unique_per_load(column: str, with_columns: list[str]) -> gxe.Expectation:
+    """One row per key within one load. Across loads a key may repeat: a re-sent or corrected file,
+    a ticket updated twice between validations, or a value reverted are versions, and staging
+    picks the latest; within one delivery a repeated key is a defect of the delivery."""
+    return ExpectCompoundKeyToBeUnique(column=column, with_columns=[*with_columns, "_load_id"], meta=CRITICAL)
+
+
 def _volume(ref: Reference) -> list[gxe.Expectation]:
     if ref.min_rows is None:
         return []
@@ -92,7 +100,7 @@ def hotline_tickets(ref: Reference) -> list[gxe.Expectation]:
         _columns(["ticket_id", "received_at", "updated_at", "status", "urgency", "street", "category"]),
         *_volume(ref),
         _not_null("ticket_id"), _not_null("received_at"), _not_null("updated_at"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["ticket_id", "updated_at"], meta=CRITICAL),
+        _unique_per_load("ticket_id", ["updated_at"]),
         _in_set("status", TICKET_STATES), _in_set("urgency", URGENCY),
         _in_set("satisfaction", SATISFACTION, WARNING),
         gxe.ExpectColumnValuesToMatchRegex(column="received_at", regex=ISO_INSTANT, meta=CRITICAL),
@@ -110,7 +118,7 @@ def city_cases_cases(ref: Reference) -> list[gxe.Expectation]:
         _columns(["case_id", "category_type", "category_code", "reported_at", "updated_at", "status", "lon", "lat"]),
         *_volume(ref),
         _not_null("case_id"), _not_null("reported_at"), _not_null("updated_at"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["case_id", "updated_at"], meta=CRITICAL),
+        _unique_per_load("case_id", ["updated_at"]),
         _in_set("category_type", CASE_TYPES), _in_set("status", CASE_STATES),
         _in_set("reporter_type", REPORTER_TYPES, WARNING),
         gxe.ExpectColumnValuesToMatchRegex(column="reported_at", regex=ISO_INSTANT, meta=CRITICAL),
@@ -128,7 +136,7 @@ def grid_registry_grids(ref: Reference) -> list[gxe.Expectation]:
     return [
         _columns(["grid_code", "level", "name", "parent_code", "updated_at"]), *_volume(ref),
         _not_null("grid_code"), _in_set("level", GRID_LEVELS),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["grid_code", "updated_at"], meta=CRITICAL),
+        _unique_per_load("grid_code", ["updated_at"]),
         *_exists(ref, "parent_code", "grid_registry_grids", "grid_code"),
     ]
 
@@ -137,7 +145,7 @@ def grid_registry_households(ref: Reference) -> list[gxe.Expectation]:
     return [
         _columns(["household_id", "grid_code", "address", "updated_at"]), *_volume(ref),
         _not_null("household_id"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["household_id", "updated_at"], meta=CRITICAL),
+        _unique_per_load("household_id", ["updated_at"]),
         *_exists(ref, "grid_code", "grid_registry_grids", "grid_code", "level = 'micro'"),
     ]
 
@@ -147,7 +155,7 @@ def grid_registry_residents(ref: Reference) -> list[gxe.Expectation]:
         _columns(["resident_id", "household_id", "name", "id_number", "sex", "updated_at", "is_deleted"]),
         *_volume(ref),
         _not_null("resident_id"), _not_null("updated_at"), _not_null("is_deleted"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["resident_id", "updated_at"], meta=CRITICAL),
+        _unique_per_load("resident_id", ["updated_at"]),
         _in_set("sex", ["男", "女"]), _in_set("relation", RELATIONS, WARNING),
         _in_set("residence_type", ["户籍", "流动"]),
         *_exists(ref, "household_id", "grid_registry_households", "household_id"),
@@ -161,7 +169,7 @@ def grid_registry_special_groups(ref: Reference) -> list[gxe.Expectation]:
     return [
         _columns(["resident_id", "group_type", "since", "updated_at"]), *_volume(ref),
         _not_null("resident_id"), _in_set("group_type", GROUPS),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["resident_id", "group_type", "updated_at"], meta=CRITICAL),
+        _unique_per_load("resident_id", ["group_type", "updated_at"]),
     ]
 
 
@@ -169,7 +177,7 @@ def grid_registry_grid_workers(ref: Reference) -> list[gxe.Expectation]:
     return [
         _columns(["worker_id", "name", "grid_code", "role", "updated_at"]), *_volume(ref),
         _not_null("worker_id"), _in_set("role", ROLES),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["worker_id", "updated_at"], meta=CRITICAL),
+        _unique_per_load("worker_id", ["updated_at"]),
         *_exists(ref, "grid_code", "grid_registry_grids", "grid_code"),
         ExpectColumnValuesToBeValidMobileNumber(column="phone", allow_landline=True, meta=WARNING),
     ]
@@ -179,7 +187,7 @@ def health_codes_exports(ref: Reference) -> list[gxe.Expectation]:
     return [
         _columns(["record_no", "name", "id_number", "code_color", "color_since", "export_date"]), *_volume(ref),
         _not_null("id_number"), _not_null("code_color"), _not_null("export_date"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["export_date", "record_no", "file_name"], meta=CRITICAL),
+        _unique_per_load("export_date", ["record_no", "file_name"]),
         _in_set("code_color", CODE_COLOURS), _in_set("last_test_result", TEST_RESULTS, WARNING),
         gxe.ExpectColumnValuesToMatchRegex(column="color_since", regex=LOCAL_TIME, meta=CRITICAL),
         _casts("color_since", "timestamp"), _casts("record_no", "integer"),

@@ -120,3 +120,50 @@ def test_the_batch_is_a_view_of_the_new_raw_rows_numbered_by_rowid(con, tmp_path
     held = con.execute("select json_extract(raw_record, '$._row_id')::bigint from meta.quarantine order by 1").fetchall()
     assert held == newest
     assert con.execute("select count(*) from staging.hotline_tickets").fetchall() == [(10,)]
+
+
+def test_a_health_file_corrected_twice_validates_and_every_version_goes_on(tmp_path):
+    """Issue #14's reproduction: one file name re-delivered twice with one row changed (绿码 → 红码 →
+    黄码), synced each time before validating. GE's own compound-uniqueness row query could not run
+    on such a batch ("Ambiguous reference to column name _row_id"), which blocked the source for good."""
+    from datetime import UTC, date, datetime
+
+    import connectors.health_codes as health_codes
+    from connectors.common.config import parse_uri
+    from simulators.health_codes.files import SCHEMA, export_name, write_export
+
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    path = folder / export_name(date(2026, 11, 1), "csv")
+    conn = parse_uri("health_codes", f"file://{folder}?stable_seconds=0.2")
+    con = db.connect(tmp_path / "w.duckdb")
+    try:
+        for colour in ("绿码", "红码", "黄码"):
+            rows = [{"record_no": i + 1, "name": "张伟", "id_number": "11010519491231002X", "phone": "13800138000",
+                     "code_color": colour if i == 0 else "绿码", "color_since": datetime(2026, 11, 1, 0, 30, tzinfo=UTC),
+                     "vaccine_doses": 3, "last_test_at": None, "last_test_result": "阴性", "community": "和平村"}
+                    for i in range(3)]
+            write_export(path, pa.Table.from_pylist(rows, schema=SCHEMA), fmt="csv")
+            health_codes.sync(con, conn)
+        assert con.execute("select count(*) from raw.health_codes_exports").fetchall() == [(5,)]
+        (result,) = runner.validate(con, "health_codes", tmp_path / "gx")
+        assert result.status == "passed", result.message
+        assert (result.rows_in, result.rows_passed, result.rows_quarantined) == (5, 5, 0)
+        versions = con.execute("select code_color from staging.health_codes_exports where record_no = '1' "
+                               "order by _extracted_at").fetchall()
+        assert versions == [("绿码",), ("红码",), ("黄码",)]
+    finally:
+        con.close()
+
+
+def test_a_key_repeated_within_one_load_is_quarantined_by_row(con, tmp_path):
+    """Within one delivery a repeated (key, updated_at) is a defect: both rows are held back, by row id,
+    and the rest of the batch goes on; two loads repeating a key are versions and pass."""
+    rows = [ticket(i) for i in range(10)]
+    land(con, rows + [dict(rows[4], status="resolved", resolved_at="2026-11-01T11:00:00+08:00")])
+    land(con, [dict(rows[5], urgency="紧急")])  # a silent change: same updated_at, next load
+    (result,) = runner.validate(con, "hotline", tmp_path / "gx")
+    assert (result.rows_in, result.rows_quarantined, result.rows_passed) == (12, 2, 10)
+    held = con.execute("select json_extract_string(raw_record, '$.ticket_id'), reasons from meta.quarantine").fetchall()
+    assert {h[0] for h in held} == {rows[4]["ticket_id"]}
+    assert all("expect_compound_key_to_be_unique(ticket_id)" in h[1] for h in held)
