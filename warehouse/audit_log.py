@@ -1,0 +1,336 @@
+"""The access log: append-only JSON lines outside the warehouse, each record chained to the last by SHA-256.
+
+Like X-Road's message log, every record carries the hash of the one before it (`prev_hash`) and its
+own (`hash`, over the canonical JSON of the record without `hash`), so editing, deleting, inserting
+or reordering a record breaks the chain at that record, and `verify` names it.
+
+What the chain proves: the records up to the last one form one unbroken sequence, unchanged since
+they were written. What it does not: a chain alone cannot see its tail cut off, so a small anchor
+(`<log>.head`: last seq and hash) is rewritten under the same lock at each append and `verify`
+reports a log that ends before it. Whoever can write the log can also write the anchor, so an
+attacker who rewrites the whole file and the anchor defeats both; a deployment copies the anchor
+elsewhere (the pipeline records `head()` with each run) and passes it to `verify(expect=...)`.
+
+Permissions: the folder is created 2750 (setgid, so files inherit its group) and the log 0660.
+Readers running as several OS users append through that shared group: they may add lines but
+cannot create, rename or delete files in the folder. That is also why the anchor is rewritten in
+place (one fixed-size write) rather than renamed into place.
+
+Appending never opens the DuckDB warehouse: readers record their reads without its lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from onenet import settings
+from warehouse.access import Principal
+from warehouse.identity import os_user
+
+GENESIS = "0" * 64
+MAX_TARGET = 4000
+OUTCOMES = ("allowed", "denied")
+FIELDS = ("seq", "at", "os_user", "role", "community", "action", "target", "output", "rows",
+          "full_values", "outcome", "reason", "prev_hash", "hash")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_ANCHOR_SIZE = 86  # "<seq, 20 digits> <hash, 64 hex>\n": fixed, so a rewrite is one in-place write
+
+
+class AuditLogError(Exception):
+    """The access log cannot take a record (broken tail, anchor mismatch, no permission)."""
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of checking the chain: `first_broken` is a 1-based line number."""
+
+    ok: bool
+    records: int
+    first_broken: int | None = None
+    reason: str | None = None
+
+
+def log_path() -> Path:
+    """The access log: $ONENET_ACCESS_LOG or <home>/audit/access-log.jsonl."""
+    env = os.environ.get("ONENET_ACCESS_LOG")
+    return Path(env) if env else settings.home() / "audit" / "access-log.jsonl"
+
+
+def anchor_path(log: Path) -> Path:
+    """The anchor beside a log: `<log>.head`."""
+    return log.with_name(log.name + ".head")
+
+
+def record_hash(record: dict) -> str:
+    """SHA-256 hex of the canonical JSON of a record without its `hash`."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    canon = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
+
+def append(action: str, target: str, *, principal: Principal | None, rows: int = 0,
+           output: str | os.PathLike | None = None, full_values: bool = False,
+           outcome: str = "allowed", reason: str | None = None,
+           path: Path | None = None) -> dict:
+    """Append one record and return it; safe across concurrent processes.
+
+    `principal` may be None for a denial before anyone was identified (an unmapped OS user).
+    Raises AuditLogError when the log's tail or anchor does not check out: a read that cannot be
+    recorded should not happen, and appending would paper over the damage.
+    """
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
+    if not action:
+        raise ValueError("an access record needs an action")
+    path = Path(path) if path else log_path()
+    _ensure_folder(path.parent)
+    fd = _open_shared(path, os.O_RDWR | os.O_APPEND)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        last = _last_record(fd, path)
+        afd = _open_shared(anchor_path(path), os.O_RDWR)
+        try:
+            _check_anchor(_read_anchor(afd), last, path)
+            seq = (last["seq"] if last else 0) + 1
+            record: dict = {
+                "seq": seq,
+                "at": datetime.now(UTC).isoformat(timespec="microseconds"),
+                "os_user": os_user(),
+                "role": principal.role if principal else None,
+                "community": principal.community if principal else None,
+                "action": action,
+                "target": str(target)[:MAX_TARGET],
+                "output": os.fspath(output) if output is not None else None,
+                "rows": int(rows),
+                "full_values": bool(full_values),
+                "outcome": outcome,
+                "reason": reason,
+                "prev_hash": last["hash"] if last else GENESIS,
+            }
+            digest = record["hash"] = record_hash(record)
+            line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+            _write_all(fd, line)
+            os.fsync(fd)
+            os.pwrite(afd, _anchor_bytes(seq, digest), 0)
+            os.fsync(afd)
+        finally:
+            os.close(afd)
+    finally:
+        os.close(fd)  # closing releases the lock
+    return record
+
+
+def head(path: Path | None = None) -> tuple[int, str] | None:
+    """(seq, hash) of the last record per the anchor: what a pipeline run copies elsewhere."""
+    path = Path(path) if path else log_path()
+    try:
+        fd = os.open(anchor_path(path), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        return _read_anchor(fd)
+    finally:
+        os.close(fd)
+
+
+def verify(path: Path | None = None, *, expect: tuple[int, str] | None = None) -> VerifyResult:
+    """Recompute the chain, streaming; report the first broken line and why.
+
+    `expect` is an anchor recorded elsewhere (seq, hash): that record must still be in the log.
+    """
+    path = Path(path) if path else log_path()
+    apath = anchor_path(path)
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - held across the lock and the streaming below
+    except FileNotFoundError:
+        if apath.exists():
+            return VerifyResult(False, 0, 1, f"the log is missing but its anchor {apath} exists")
+        if expect:
+            return VerifyResult(False, 0, 1, f"the log is missing; record {expect[0]} was expected")
+        return VerifyResult(True, 0)
+    with f:
+        # A shared lock for a consistent snapshot (anchor + size), then stream without holding it.
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+        try:
+            anchor = head(path)
+            size = os.fstat(f.fileno()).st_size
+        except AuditLogError as exc:
+            return VerifyResult(False, 0, 1, str(exc))
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        checks = ([(*anchor, f"its anchor {apath}")] if anchor else []) + \
+                 ([(*expect, "the expected anchor")] if expect else [])
+        watch = {seq for seq, _, _ in checks}
+        seen: dict[int, str] = {}
+        records, prev = 0, GENESIS
+        for lineno, raw in _lines(f, size):
+            problem = _check_line(raw, lineno, prev)
+            if problem:
+                return VerifyResult(False, records, lineno, problem)
+            records, prev = lineno, json.loads(raw)["hash"]
+            if lineno in watch:
+                seen[lineno] = prev
+    for seq, digest, what in checks:
+        if seq > records:
+            return VerifyResult(False, records, records + 1,
+                                f"the log ends at record {records} but {what} says {seq}: "
+                                f"its tail was cut off")
+        if seen.get(seq) != digest:
+            return VerifyResult(False, records, seq,
+                                f"record {seq} does not match {what}: the log was rewritten")
+    if anchor is None and records:
+        return VerifyResult(False, records, records + 1,
+                            f"the anchor {apath} is missing: a cut tail could not be seen")
+    # The anchor lags by one record only if a process died between the two writes of an append.
+    if anchor and records > anchor[0] + 1:
+        return VerifyResult(False, records, anchor[0] + 2,
+                            f"records after {anchor[0] + 1} were not written through append "
+                            f"(its anchor {apath} says {anchor[0]})")
+    return VerifyResult(True, records)
+
+
+def tail(n: int, path: Path | None = None) -> list[dict]:
+    """The last `n` records, oldest first, read from the end of the file."""
+    path = Path(path) if path else log_path()
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        buf, pos = b"", end
+        while pos > 0 and buf.count(b"\n") <= n:
+            step = min(65536, pos)
+            pos -= step
+            f.seek(pos)
+            buf = f.read(step) + buf
+    lines = [ln for ln in buf.split(b"\n") if ln]
+    return [json.loads(ln) for ln in lines[-n:]] if n > 0 else []
+
+
+def _check_line(raw: bytes, lineno: int, prev: str) -> str | None:
+    """Why a line breaks the chain, or None."""
+    if not raw.endswith(b"\n"):
+        return "the last line is incomplete (no newline): a write was cut off"
+    try:
+        record = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return f"not a JSON record ({exc.msg})"
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    if not isinstance(record, dict) or set(record) != set(FIELDS):
+        return "not an access record (fields missing or added)"
+    if not isinstance(record["hash"], str) or not _HEX64.fullmatch(record["hash"]):
+        return "its hash is not a SHA-256 hex digest"
+    if record_hash(record) != record["hash"]:
+        return "its content does not match its hash: the record was edited"
+    if record["seq"] != lineno:
+        return (f"its seq is {record['seq']}, expected {lineno}: "
+                f"a record was deleted, inserted or moved")
+    if record["prev_hash"] != prev:
+        return (f"its prev_hash does not match record {lineno - 1}'s hash: "
+                f"a record before it was rewritten, deleted or moved")
+    return None
+
+
+def _lines(f, size: int) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of the first `size` bytes, one line in memory at a time."""
+    f.seek(0)
+    pos, lineno = 0, 0
+    while pos < size:
+        raw = f.readline(size - pos)
+        if not raw:
+            break
+        pos += len(raw)
+        lineno += 1
+        yield lineno, raw
+
+
+def _last_record(fd: int, path: Path) -> dict | None:
+    """The last record, read backwards from the end of the file."""
+    end = os.fstat(fd).st_size
+    if end == 0:
+        return None
+    if os.pread(fd, 1, end - 1) != b"\n":
+        raise AuditLogError(f"the access log {path} ends in an incomplete line; "
+                            f"run `onenet audit verify` and have an administrator repair it")
+    buf, pos = b"", end - 1
+    while pos > 0 and b"\n" not in buf:
+        step = min(4096, pos)
+        pos -= step
+        buf = os.pread(fd, step, pos) + buf
+    line = buf.rsplit(b"\n", 1)[-1] if b"\n" in buf else buf
+    try:
+        record = json.loads(line)
+        if record_hash(record) != record["hash"]:
+            raise ValueError("hash mismatch")
+        return record
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise AuditLogError(f"the last record of the access log {path} is damaged; "
+                            f"run `onenet audit verify`") from None
+
+
+def _check_anchor(anchor: tuple[int, str] | None, last: dict | None, path: Path) -> None:
+    """Refuse to append when the log's tail does not match its anchor, keeping the evidence."""
+    if last is None and anchor is None:
+        return
+    if anchor is not None and last is not None:
+        if anchor == (last["seq"], last["hash"]):
+            return
+        if anchor == (last["seq"] - 1, last["prev_hash"]):
+            return  # a process died between writing its line and the anchor
+    raise AuditLogError(f"the access log {path} does not end where its anchor "
+                        f"{anchor_path(path)} says (cut or rewritten); "
+                        f"run `onenet audit verify`")
+
+
+def _read_anchor(fd: int) -> tuple[int, str] | None:
+    data = os.pread(fd, _ANCHOR_SIZE, 0)
+    if not data:
+        return None
+    parts = data.decode("ascii", "replace").split()
+    if len(parts) != 2 or not parts[0].isdigit() or not _HEX64.fullmatch(parts[1]):
+        raise AuditLogError("the access log's anchor is damaged; run `onenet audit verify`")
+    return int(parts[0]), parts[1]
+
+
+def _anchor_bytes(seq: int, digest: str) -> bytes:
+    return f"{seq:020d} {digest}\n".encode("ascii")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # One write on an O_APPEND descriptor; a short write (a signal) is finished under the same lock.
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _ensure_folder(folder: Path) -> None:
+    if folder.is_dir():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):  # made concurrently by another user: theirs stands
+        os.chmod(folder, 0o2750)
+
+
+def _open_shared(path: Path, flags: int) -> int:
+    """Open a file of the log, creating it 0660 (whatever the umask) if missing."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o660)
+    except FileExistsError:
+        pass
+    except PermissionError as exc:
+        raise AuditLogError(f"cannot create {path}: {exc.strerror}; readers append through the "
+                            f"folder's group") from None
+    else:
+        os.fchmod(fd, 0o660)
+        return fd
+    try:
+        return os.open(path, flags)
+    except PermissionError as exc:
+        raise AuditLogError(f"cannot write the access log {path}: {exc.strerror}; an "
+                            f"administrator adds this user to the log's group") from None
