@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from warehouse.db import transaction
 
+from . import freshness
 from .exceptions import ConnectorError
 from .landing import Entity, land
 
@@ -105,6 +106,9 @@ class Load:
         """Land everything added, record the load and save `state`, all in one transaction."""
         r = self.result
         state = {**state, "watermark": watermark if watermark is not None else self.state.get("watermark")}
+        state["watermark"], capped = freshness.capped_watermark(state["watermark"])
+        if capped:
+            self.note(capped)
         with transaction(self.con):
             if self._batches:
                 batch = pa.concat_tables(self._batches, promote_options="permissive")
@@ -130,6 +134,7 @@ class Load:
                 "duplicates_skipped = ?, rows_quarantined = ?, watermark_after = ?, message = ? where load_id = ?",
                 [r.rows_in, r.rows_landed, r.duplicates_skipped, r.rows_quarantined, r.watermark_after,
                  r.message, self.load_id])
+            freshness.record_loads(self.con, self.entity.source, self.entity.name, self.entity.table)
             self.con.execute(
                 "insert or replace into meta.source_state values (?, ?, ?, ?, now())",
                 [self.entity.source, self.entity.name, json.dumps(state, ensure_ascii=False, default=str),
