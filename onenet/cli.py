@@ -372,6 +372,57 @@ def query_command(sql: str, role: str | None, community: str | None, user: str |
         click.echo(f"… {result.num_rows - limit:,} more rows (use --out to get them all)")
 
 
+@main.group()
+def audit() -> None:
+    """The access log: check its hash chain, show its last records."""
+
+
+@audit.command("verify")
+@click.option("--log", "log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="the access log (default $ONENET_ACCESS_LOG or <home>/audit/access-log.jsonl)")
+def audit_verify(log: Path | None) -> None:
+    """Recompute the chain; exit 1 naming the first broken line."""
+    from warehouse.audit_log import log_path, verify
+
+    path = log or log_path()
+    result = verify(path)
+    if not result.ok:
+        raise OnenetError(f"access log broken at line {result.first_broken}: {result.reason}")
+    if result.records == 0:
+        click.echo(f"access log OK: no records yet ({path})")
+        return
+    click.echo(f"access log OK: {result.records:,} records, chain intact")
+
+
+@audit.command("show")
+@click.option("--tail", "n", type=click.IntRange(min=1), default=20, show_default=True,
+              help="how many of the last records")
+@click.option("--log", "log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="the access log (default $ONENET_ACCESS_LOG or <home>/audit/access-log.jsonl)")
+def audit_show(n: int, log: Path | None) -> None:
+    """The last records: when, who, as what, did what, how many rows, allowed or denied."""
+    from warehouse.audit_log import log_path, tail
+
+    path = log or log_path()
+    if not path.exists():
+        raise OnenetError(f"no access log at {path} (set ONENET_ACCESS_LOG or pass --log)")
+    try:
+        rows = tail(n, path)
+    except (ValueError, OSError) as exc:
+        raise OnenetError(f"cannot read {path}: {exc}; run `onenet audit verify`") from exc
+    for r in rows:
+        who = f"{r.get('os_user')} as {r.get('role') or '-'}"
+        if r.get("community"):
+            who += f" of {r['community']}"
+        target = " ".join(str(r.get("target") or "").split())
+        target = target if len(target) <= 80 else target[:79] + "…"
+        extra = f" → {r['output']}" if r.get("output") else ""
+        extra += " (full values)" if r.get("full_values") else ""
+        extra += f": {r['reason']}" if r.get("reason") else ""
+        click.echo(f"{r.get('seq'):>6} {r.get('at')} {r.get('outcome'):<7} {who} "
+                   f"{r.get('action')} {r.get('rows', 0):,} rows: {target}{extra}")
+
+
 def run() -> None:  # pragma: no cover - console entry
     main(prog_name="onenet")
 
