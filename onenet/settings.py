@@ -39,6 +39,31 @@ def exports_dir() -> Path:
     return Path(env).resolve() if env else home() / "exports"
 
 
+def deployment() -> str:
+    """`demo` (the embedded default) or `production`: $ONENET_DEPLOYMENT. Production refuses defaults
+    that are only safe on a demo machine (a generated pseudonym key, for one)."""
+    value = os.environ.get("ONENET_DEPLOYMENT", "demo").strip().lower() or "demo"
+    if value not in ("demo", "production"):
+        raise ValueError(f"ONENET_DEPLOYMENT must be demo or production, not {value!r}")
+    return value
+
+
+def published_dir() -> Path:
+    """Where each audience's read-only snapshots are published: $ONENET_PUBLISHED or <home>/published."""
+    env = os.environ.get("ONENET_PUBLISHED")
+    return Path(env).resolve() if env else home() / "published"
+
+
+def serving_url() -> str | None:
+    """The PostgreSQL serving database analysts connect to ($ONENET_SERVING_URL); None: not published there."""
+    return os.environ.get("ONENET_SERVING_URL") or None
+
+
+def lock_timeout() -> float:
+    """Seconds a CLI step waits for the warehouse while a pipeline task holds it: $ONENET_LOCK_TIMEOUT or 900."""
+    return float(os.environ.get("ONENET_LOCK_TIMEOUT", "900"))
+
+
 def duckdb_memory_limit() -> str:
     """DuckDB's memory limit for pipeline steps: $ONENET_DUCKDB_MEMORY_LIMIT or 4GB.
 

@@ -4,13 +4,15 @@ ticket flags and history, determinism; and the whole chain on the village when s
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import date
 
 import duckdb
 import pytest
 
 from tests.warehouse.core_fixture import ID_A, M1, M2, build_contract_fixture
-from warehouse.models import DEV_PSEUDONYM_KEY, build_core, build_marts, model_files
+from warehouse import pseudonym
+from warehouse.models import build_core, build_marts, model_files
 
 
 @pytest.fixture
@@ -57,20 +59,43 @@ def test_person_survivorship(con):
     assert (household, grid, resident, rtype) == ("H1", M1, True, "户籍")
     assert groups == ["残疾人", "独居老人"]
     assert count == 5
-    assert key == hashlib.sha256(f"{DEV_PSEUDONYM_KEY}:P000000001".encode()).hexdigest()
+    assert key == hmac.new(pseudonym.pseudonym_key(), b"P000000001", hashlib.sha256).hexdigest()
 
 
 def test_deleted_resident_is_not_resident(con):
     assert con.execute("select is_resident, grid_code from core.person where person_id = 'P000000003'").fetchone() == (False, None)
 
 
-def test_person_key_uses_the_secret(monkeypatch):
-    monkeypatch.setenv("ONENET_PSEUDONYM_KEY", "s3cret")
+def test_person_key_is_an_hmac_of_the_secret(monkeypatch):
+    secret = "a-test-secret-that-is-long-enough-0123456789"
+    monkeypatch.setenv("ONENET_PSEUDONYM_KEY", secret)
     con = duckdb.connect()
     build_contract_fixture(con)
     build_core(con)
     key = con.execute("select person_key from core.person where person_id = 'P000000002'").fetchone()[0]
-    assert key == hashlib.sha256(b"s3cret:P000000002").hexdigest()
+    assert key == hmac.new(secret.encode(), b"P000000002", hashlib.sha256).hexdigest()
+    # Not the old construction sha256(secret || ':' || id), which anyone knowing a default key reverses.
+    assert key != hashlib.sha256(f"{secret}:P000000002".encode()).hexdigest()
+
+
+@pytest.mark.parametrize("value", ["change-me", "short", "change-me-to-a-long-random-string-please-0123"])
+def test_a_placeholder_pseudonym_key_is_refused(monkeypatch, value):
+    monkeypatch.setenv("ONENET_PSEUDONYM_KEY", value)
+    with pytest.raises(pseudonym.PseudonymKeyError, match="placeholder or shorter"):
+        pseudonym.pseudonym_key()
+
+
+def test_production_refuses_a_missing_key_and_a_demo_makes_its_own(monkeypatch, tmp_path):
+    monkeypatch.delenv("ONENET_PSEUDONYM_KEY", raising=False)
+    monkeypatch.setenv("ONENET_HOME", str(tmp_path))
+    monkeypatch.setenv("ONENET_DEPLOYMENT", "production")
+    with pytest.raises(pseudonym.PseudonymKeyError, match="production deployment"):
+        pseudonym.pseudonym_key()
+    monkeypatch.setenv("ONENET_DEPLOYMENT", "demo")
+    key = pseudonym.pseudonym_key()
+    path = tmp_path / "secrets" / "pseudonym.key"
+    assert len(key) >= 32 and path.read_bytes().strip() == key and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert pseudonym.pseudonym_key() == key  # kept, not drawn again
 
 
 def test_health_status_periods(con):

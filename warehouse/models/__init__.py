@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Iterable
 from graphlib import TopologicalSorter
@@ -11,13 +10,11 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse import pseudonym
+
 MODELS = Path(__file__).parent
 LAYERS = {"core": "core", "marts": "mart"}  # folder -> schema the folder's models create
 
-# The pseudonym behind person_key: sha256(secret || ':' || person_id). Set ONENET_PSEUDONYM_KEY in
-# every real deployment; this default only makes a dev warehouse reproducible.
-PSEUDONYM_ENV = "ONENET_PSEUDONYM_KEY"
-DEV_PSEUDONYM_KEY = "onenet-dev-pseudonym-key"
 
 _CREATES = re.compile(r"create\s+or\s+replace\s+table\s+(\w+)\.(\w+)", re.IGNORECASE)
 _REFERS = re.compile(r"\b(core|mart)\.(\w+)\b", re.IGNORECASE)
@@ -121,11 +118,12 @@ def run_layer(con: duckdb.DuckDBPyConnection, layer: str, *, incremental: bool =
     """
     con.execute(f"create schema if not exists {LAYERS[layer]}")
     files = model_files(layer)
-    fingerprint = sql_fingerprint(f.read_text(encoding="utf-8") for f in files)
-    # Rows refreshed by new SQL next to rows kept from old SQL would mix two versions.
+    key = pseudonym.pseudonym_key()
+    pseudonym.set_hmac_variables(con, key)
+    # Rows refreshed by new SQL (or under a rotated pseudonym key) next to rows kept from the old
+    # would mix two versions: either change rebuilds the layer in full.
+    fingerprint = sql_fingerprint([*(f.read_text(encoding="utf-8") for f in files), pseudonym.fingerprint(key)])
     incremental = incremental and not version_changed(con, layer, fingerprint)
-    key = os.environ.get(PSEUDONYM_ENV) or DEV_PSEUDONYM_KEY
-    con.execute("set variable onenet_pseudonym_key = ?", [key])
     counts: dict[str, int] = {}
     for f in files:
         table = _created_table(f)

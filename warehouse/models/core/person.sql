@@ -8,8 +8,7 @@
 --   phone       the most recently seen mobile (else the most recent phone of any kind)
 --   birth_date, sex  from a valid ID's records when there is one, else most frequent among records
 --   household, grid, residence type  the latest non-deleted registry resident record
---   person_key  sha256(secret || ':' || person_id); the secret is ONENET_PSEUDONYM_KEY, passed in
---               by warehouse.models as the variable onenet_pseudonym_key (dev default when unset)
+--   person_key  HMAC-SHA256(secret, person_id); the secret and its pads come from warehouse.pseudonym
 create or replace table core.person as
 
 with
@@ -188,9 +187,10 @@ final as (
 
     select
         record_summary.person_id,
+        -- HMAC-SHA256(secret, person_id) (RFC 2104), the pads set by warehouse.pseudonym
         sha256(
-            coalesce(getvariable('onenet_pseudonym_key'), 'onenet-dev-pseudonym-key')
-            || ':' || record_summary.person_id
+            getvariable('onenet_hmac_opad')
+            || unhex(sha256(getvariable('onenet_hmac_ipad') || encode(record_summary.person_id)))
         ) as person_key,
         golden_name.name,
         golden_id.id_number,

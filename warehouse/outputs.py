@@ -1,0 +1,59 @@
+"""Files people take away: private modes, safe names from silo text, CSV cells that stay text.
+
+Every output (workbook, CSV, Parquet, dashboard, published snapshot) is written 0640 in folders
+0750: readable by its owner and the audience's group, never by everyone on the host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+FILE_MODE = 0o640
+DIR_MODE = 0o750
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Characters kept in a file or sheet name: letters and digits of any script (Chinese included),
+# and - _ ( ) （ ）; everything else (separators, dots, controls, quotes) becomes "_".
+_UNSAFE = re.compile(r"[^\w\-()（）]", re.UNICODE)
+
+
+def safe_name(value: str, *, max_length: int = 80) -> str:
+    """A name from a silo made safe as one path component (or sheet name): no separator, no '..',
+    no control character, never empty; Chinese kept."""
+    value = unicodedata.normalize("NFKC", str(value))
+    cleaned = _UNSAFE.sub("_", value).strip("_")[:max_length]
+    return cleaned or "_"
+
+
+def neutralise_cell(value: object) -> object:
+    """A CSV cell that opens as text in Excel: a leading = + - @ tab or CR gets a quote prefix."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and parents) with mode 0750; return it."""
+    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    os.chmod(path, DIR_MODE)
+    return path
+
+
+@contextmanager
+def private_umask() -> Iterator[None]:
+    """Files and folders created inside get 0640 / 0750 (the umask of the whole process, briefly)."""
+    old = os.umask(0o027)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def make_private(path: Path) -> Path:
+    """Set a written file to 0640 (a folder to 0750); return it."""
+    os.chmod(path, DIR_MODE if path.is_dir() else FILE_MODE)
+    return path
