@@ -42,7 +42,7 @@ def sync(source: str, *, full_refresh: bool = False,
     """Sync one source into the raw layer of the warehouse; raise ConnectorError if it failed."""
     if source not in SOURCES:
         raise ConnectorError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)} or 'all'")
-    conn = connection(settings.CONN_IDS[source], settings.embedded_uri(source))
+    conn = connection(settings.CONN_IDS[source], lambda: settings.embedded_uri(source))
     module = importlib.import_module(f"connectors.{source}")
     con = _open_warehouse(source)
     try:

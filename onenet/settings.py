@@ -80,15 +80,29 @@ CONN_IDS = {
     "grid_registry": "onenet_grid_registry",
     "health_codes": "onenet_health_codes",
 }
-SIM_PORTS = {"hotline": 18345, "city_cases": 18346}
 
 
 def _sim_url(source: str) -> str:
-    # A running simulator says where it listens (it may have picked another port).
-    run = district_dir() / "run" / f"{source}.json"
-    if run.exists():
-        return str(json.loads(run.read_text(encoding="utf-8"))["url"]).replace("http://", "")
-    return f"127.0.0.1:{SIM_PORTS[source]}"
+    """host:port of the running simulator of `source`, from the run file it writes when it starts.
+
+    No guess at a usual port: a silo of another district may listen there. Without the run file
+    the embedded default is a clear error naming the file and both ways out.
+    """
+    from connectors.common.exceptions import ConfigurationError
+
+    district = district_dir()
+    run = district / "run" / f"{source}.json"
+    try:
+        url = json.loads(run.read_text(encoding="utf-8"))["url"]
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"{source}: no simulator is running for the district {district} ({run} is missing) and no connection "
+            f"is configured — start it with `onenet simulators up --root {district}`, or point the source at "
+            f"its system with AIRFLOW_CONN_{CONN_IDS[source].upper()}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(f"{source}: the simulator's run file {run} is unreadable ({exc!r}) — restart it "
+                                 f"with `onenet simulators down` then `onenet simulators up --root {district}`") from exc
+    return str(url).replace("http://", "")
 
 
 def embedded_uri(source: str) -> str:

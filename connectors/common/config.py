@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -53,11 +54,15 @@ def parse_uri(conn_id: str, uri: str) -> Connection:
                       unquote(parts.password) if parts.password else None, unquote(parts.path), extra)
 
 
-def connection(conn_id: str, default_uri: str) -> Connection:
+def connection(conn_id: str, default_uri: str | Callable[[], str]) -> Connection:
     """$AIRFLOW_CONN_<CONN_ID> if set; else, inside an Airflow task, a Connection stored in Airflow
-    (UI, CLI, secrets backend); else `default_uri` (the embedded simulator)."""
+    (UI, CLI, secrets backend); else `default_uri` (the embedded simulator). A callable default is
+    only called when needed, so a default that cannot be made (no simulator running) does not stop
+    a source that has its own connection."""
     uri = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}") or _stored_in_airflow(conn_id)
-    return parse_uri(conn_id, uri if uri else default_uri)
+    if not uri:
+        uri = default_uri() if callable(default_uri) else default_uri
+    return parse_uri(conn_id, uri)
 
 
 def _stored_in_airflow(conn_id: str) -> str | None:
