@@ -1,0 +1,500 @@
+"""The serving database: published relations loaded into PostgreSQL with logins, grants, row-level security and statement logging."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import psycopg
+from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+ADMIN_SCHEMA = "serving_admin"  # what was published, and the login -> community mapping; no audience role reads it
+STAGE_SCHEMA = "serving_stage"  # new tables are loaded here, then moved into place in one transaction
+ANALYST_SCHEMA = "analyst"
+COMMUNITY_SCHEMA = "community"
+# Part of every content hash: bump it when the type mapping or the load changes, and every relation republishes.
+LOAD_FORMAT = "serving-1"
+# pg_advisory_lock key: two publishers into one database take turns.
+_LOCK_KEY = 0x6F6E656E6574  # "onenet"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CODE = re.compile(r"^[A-Za-z0-9_]+$")
+_PG_NAME_BYTES = 63
+
+
+class ServingError(RuntimeError):
+    """Publishing to the serving database failed; the message names the relation and what to do."""
+
+
+class ServingInputError(ServingError):
+    """The published files cannot be served as given (name clash, missing file, unknown community)."""
+
+
+class ServingBusy(ServingError):
+    """Readers held a served table longer than the lock timeout; nothing was swapped."""
+
+
+@dataclass
+class ServingResult:
+    """What one publish did: rows per relation (`analyst.<name>`, `community.<name>`), which were replaced,
+    which were skipped as unchanged, which were dropped as no longer published, and the seconds taken."""
+
+    version: str
+    rows: dict[str, int] = field(default_factory=dict)
+    published: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Relation:
+    schema: str  # ANALYST_SCHEMA or COMMUNITY_SCHEMA
+    name: str
+    files: tuple[Path, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class _Grantees:
+    analyst: str  # the analyst login
+    community: str  # the group role every community login is a member of
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    pg_type: str  # a PostgreSQL type name, built from fixed words only
+    expr: str  # the DuckDB expression whose CSV text PostgreSQL's COPY reads as pg_type
+
+
+def serving_url() -> str | None:
+    """The serving database's administrative URL from ONENET_SERVING_URL; None when unset (publishing is skipped)."""
+    return os.environ.get("ONENET_SERVING_URL") or None
+
+
+def password_variable(role: str) -> str:
+    """The environment variable that holds `role`'s password, e.g. ONENET_SERVING_PASSWORD_ONENET_ANALYST."""
+    return "ONENET_SERVING_PASSWORD_" + role.upper()
+
+
+def serving_passwords(roles: Sequence[str]) -> dict[str, str]:
+    """The passwords set in the environment for `roles`; a role without one is left to an administrator."""
+    found = {}
+    for role in roles:
+        value = os.environ.get(password_variable(role))
+        if value:
+            found[role] = value
+    return found
+
+
+def audience_roles(communities: Sequence[tuple[str, str]], role_prefix: str = "onenet_") -> dict[str, str]:
+    """Login role -> what it reads: `<prefix>analyst` -> 'analyst', `<prefix>community_<code>` -> the code.
+
+    Role names are lower case, so a person can type them unquoted in SQL.
+    """
+    roles = {f"{role_prefix}analyst".lower(): ANALYST_SCHEMA}
+    for code, _name in communities:
+        roles[f"{role_prefix}community_{code}".lower()] = code
+    return roles
+
+
+def publish_serving(url: str, version: str, analyst: Mapping[str, Path], community: Mapping[str, Sequence[Path]],
+                    communities: Sequence[tuple[str, str]], *, role_prefix: str = "onenet_",
+                    passwords: Mapping[str, str] | None = None, lock_timeout_s: float = 60.0) -> ServingResult:
+    """Serve the published relations from PostgreSQL at `url` (an administrative login).
+
+    `analyst` maps a relation (`mart.hotline_rates`, or a bare name) to its Parquet file; it becomes
+    `analyst.<name>`. `community` maps a relation name to one Parquet file per community, each with a
+    `community_code` column; it becomes `community.<name>` holding every community's rows behind
+    row-level security. `communities` is [(code, name), ...]. Roles are created idempotently; a
+    role's password is set only from `passwords` (default: the ONENET_SERVING_PASSWORD_<ROLE>
+    environment variables). A relation whose content hash equals the served one is skipped; the
+    changed ones are loaded aside and swapped in one transaction, so a reader sees the old or the
+    new version of every relation, never a half. Relations no longer published are dropped.
+    """
+    started = time.monotonic()
+    relations = _relations(analyst, community)
+    _check_communities(communities)
+    roles = audience_roles(communities, role_prefix)
+    group = f"{role_prefix}community".lower()
+    for role in [*roles, group]:
+        if len(role.encode()) > _PG_NAME_BYTES or not _NAME.match(role):
+            raise ServingInputError(f"role name {role!r} is not a plain PostgreSQL name of at most 63 bytes: "
+                                    "shorten the role prefix or the community code")
+    if passwords is None:
+        passwords = serving_passwords(list(roles))
+    result = ServingResult(version=version)
+
+    _ensure_database(url)
+    duck = duckdb.connect()
+    duck.execute("set timezone = 'UTC'")  # timestamptz reach PostgreSQL as UTC instants
+    try:
+        with psycopg.connect(_conninfo(url), autocommit=True) as pg:
+            pg.execute("select pg_advisory_lock(%s)", [_LOCK_KEY])
+            try:
+                _prepare(pg, roles, group, communities, passwords)
+                _publish(pg, duck, relations, version, _Grantees(f"{role_prefix}analyst".lower(), group), result,
+                         lock_timeout_s)
+            finally:
+                pg.execute("select pg_advisory_unlock(%s)", [_LOCK_KEY])
+    finally:
+        duck.close()
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+def _relations(analyst: Mapping[str, Path], community: Mapping[str, Sequence[Path]]) -> list[_Relation]:
+    out: list[_Relation] = []
+    seen: dict[str, str] = {}
+    for key, path in sorted(analyst.items()):
+        name = key.rsplit(".", 1)[-1]
+        if name in seen:
+            raise ServingInputError(f"analyst relations {seen[name]!r} and {key!r} would both be served as "
+                                    f"analyst.{name}: rename one of them in warehouse/publish/")
+        seen[name] = key
+        out.append(_Relation(ANALYST_SCHEMA, _table_name(key, name), (Path(path),)))
+    for key, paths in sorted(community.items()):
+        files = tuple(Path(p) for p in paths)
+        if not files:
+            raise ServingInputError(f"community relation {key!r} has no files: publish at least one community's "
+                                    "file (it may hold zero rows) so its columns are known")
+        out.append(_Relation(COMMUNITY_SCHEMA, _table_name(key, key.rsplit(".", 1)[-1]), files))
+    for rel in out:
+        for path in rel.files:
+            if not path.is_file():
+                raise ServingInputError(f"{rel.key}: file {path} does not exist; publish the snapshot first")
+    return out
+
+
+def _table_name(key: str, name: str) -> str:
+    if not _NAME.match(name) or len(name.encode()) > _PG_NAME_BYTES:
+        raise ServingInputError(f"relation {key!r}: {name!r} is not a plain table name (letters, digits, "
+                                "underscore; at most 63 bytes)")
+    return name
+
+
+def _check_communities(communities: Sequence[tuple[str, str]]) -> None:
+    codes = [code for code, _name in communities]
+    for code in codes:
+        if not _CODE.match(code):
+            raise ServingInputError(f"community code {code!r} cannot name a login role: only letters, digits "
+                                    "and underscore")
+    if len({code.lower() for code in codes}) != len(codes):
+        raise ServingInputError(f"community codes repeat in {codes} (ignoring case): each community needs its "
+                                "own code, and its own login role")
+
+
+# --- roles, schemas, grants -----------------------------------------------------------------------
+
+def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
+             communities: Sequence[tuple[str, str]], passwords: Mapping[str, str]) -> None:
+    """Schemas, the admin tables, roles, grants and the community lookup, all idempotent, in one transaction."""
+    ident = sql.Identifier
+    analyst_role = next(r for r, what in roles.items() if what == ANALYST_SCHEMA)
+    with pg.transaction():
+        database = pg.execute("select current_database()").fetchone()[0]  # type: ignore[index]
+        existing = {r[0] for r in pg.execute("select rolname from pg_roles where rolname = any(%s)",
+                                             [[*roles, group]])}
+        for role in [*roles, group]:
+            if role not in existing:
+                pg.execute(sql.SQL("create role {}").format(ident(role)))
+            login = sql.SQL("nologin" if role == group else "login")
+            # Re-asserted on every publish: an audience role never bypasses grants or row-level security.
+            pg.execute(sql.SQL("alter role {} {} inherit nosuperuser nocreatedb nocreaterole noreplication "
+                               "nobypassrls").format(ident(role), login))
+        for role, what in roles.items():
+            if what != ANALYST_SCHEMA:
+                pg.execute(sql.SQL("grant {} to {}").format(ident(group), ident(role)))
+            # Every statement of an audience login reaches the server log; only a superuser can turn it off.
+            pg.execute(sql.SQL("alter role {} set log_statement = 'all'").format(ident(role)))
+            pg.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(ident(role)))
+            if role in passwords:
+                # Hashed here (SCRAM), so the clear password is never in a statement or the server log.
+                verifier = pg.pgconn.encrypt_password(passwords[role].encode(), role.encode(), b"scram-sha-256")
+                pg.execute(sql.SQL("alter role {} password {}").format(ident(role), sql.Literal(verifier.decode())))
+
+        statements = [
+            # Nothing is readable or creatable by default in the serving database.
+            "revoke all on database {db} from public",
+            "grant connect on database {db} to {analyst}, {group}",
+            "revoke all on schema public from public",
+            "create schema if not exists {admin}",
+            "create schema if not exists {stage}",
+            "create schema if not exists {analyst_schema}",
+            "create schema if not exists {community_schema}",
+            "revoke all on schema {admin}, {stage}, {analyst_schema}, {community_schema} from public",
+            "grant usage on schema {analyst_schema} to {analyst}",
+            "grant usage on schema {community_schema} to {group}",
+            "grant select on all tables in schema {analyst_schema} to {analyst}",
+            "grant select on all tables in schema {community_schema} to {group}",
+            "alter default privileges in schema {analyst_schema} grant select on tables to {analyst}",
+            "alter default privileges in schema {community_schema} grant select on tables to {group}",
+            """create table if not exists {admin}.published (
+                   schema_name text not null, relation text not null, version text not null,
+                   content_hash text not null, rows bigint not null, published_at timestamptz not null,
+                   primary key (schema_name, relation))""",
+            """create table if not exists {admin}.community_login (
+                   role_name text primary key, community_code text not null unique, community_name text)""",
+            # The community of the *login* (session_user): SET ROLE, SET of a setting or a role granted
+            # later cannot change it. Security definer so the policy can read a table its users cannot.
+            """create or replace function {community_schema}.login_community() returns text
+                   language sql stable security definer set search_path = pg_catalog, pg_temp
+                   as 'select community_code from {admin}.community_login where role_name = session_user'""",
+            "revoke all on function {community_schema}.login_community() from public",
+            "grant execute on function {community_schema}.login_community() to {group}",
+            "delete from {admin}.community_login",
+        ]
+        names = {"db": ident(database), "analyst": ident(analyst_role), "group": ident(group),
+                 "admin": ident(ADMIN_SCHEMA), "stage": ident(STAGE_SCHEMA),
+                 "analyst_schema": ident(ANALYST_SCHEMA), "community_schema": ident(COMMUNITY_SCHEMA)}
+        for statement in statements:
+            pg.execute(sql.SQL(statement).format(**names))
+        by_code = {what: role for role, what in roles.items() if what != ANALYST_SCHEMA}
+        with pg.cursor() as cur:
+            cur.executemany(sql.SQL("insert into {}.community_login values (%s, %s, %s)").format(ident(ADMIN_SCHEMA)),
+                            [(by_code[code], code, name) for code, name in communities])
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations: list[_Relation], version: str,
+             grantees: _Grantees, result: ServingResult, lock_timeout_s: float) -> None:
+    served = {(r[0], r[1]): (r[2], r[3]) for r in pg.execute(sql.SQL(
+        "select p.schema_name, p.relation, p.content_hash, p.rows from {}.published p "
+        "where to_regclass(quote_ident(p.schema_name) || '.' || quote_ident(p.relation)) is not null"
+    ).format(sql.Identifier(ADMIN_SCHEMA)))}
+    communities = [r[0] for r in pg.execute(sql.SQL("select community_code from {}.community_login").format(
+        sql.Identifier(ADMIN_SCHEMA)))]
+
+    _clear_stage(pg)
+    staged: list[tuple[_Relation, str, str, int]] = []  # relation, stage table, hash, rows
+    with tempfile.TemporaryDirectory(prefix="onenet-serving-") as tmp:
+        for n, rel in enumerate(relations):
+            source = _source(rel)
+            columns = _columns(duck, rel, source)
+            if rel.schema == COMMUNITY_SCHEMA:
+                _check_community_rows(duck, rel, source, communities)
+            content_hash, rows = _content_hash(duck, source, columns)
+            if served.get((rel.schema, rel.name), (None,))[0] == content_hash:
+                result.skipped.append(rel.key)
+                result.rows[rel.key] = rows
+                continue
+            stage_table = f"s{n}_{rel.name}"[:_PG_NAME_BYTES]
+            _load(pg, duck, rel, source, columns, stage_table, rows, Path(tmp) / f"{n}.csv", grantees)
+            staged.append((rel, stage_table, content_hash, rows))
+            result.published.append(rel.key)
+            result.rows[rel.key] = rows
+    _swap(pg, staged, relations, version, result, lock_timeout_s)
+
+
+def _source(rel: _Relation) -> str:
+    files = ", ".join(_duck_literal(str(p)) for p in rel.files)
+    return f"read_parquet([{files}], union_by_name = true)"
+
+
+def _columns(duck: duckdb.DuckDBPyConnection, rel: _Relation, source: str) -> list[_Column]:
+    relation = duck.sql(f"select * from {source}")
+    columns = []
+    for name, dtype in zip(relation.columns, relation.dtypes, strict=True):
+        if len(name.encode()) > _PG_NAME_BYTES:
+            raise ServingInputError(f"{rel.key}: column {name!r} is longer than PostgreSQL's 63 bytes; "
+                                    "shorten it in the published relation")
+        pg_type, expr = _pg_type(dtype, _duck_ident(name))
+        columns.append(_Column(name, pg_type, expr))
+    if rel.schema == COMMUNITY_SCHEMA:
+        types = {c.name: c.pg_type for c in columns}
+        if types.get("community_code") != "text":
+            raise ServingInputError(f"{rel.key}: needs a text column community_code (row-level security reads it), "
+                                    f"found {types.get('community_code', 'none')}")
+    return columns
+
+
+# DuckDB type id -> PostgreSQL type, for values whose DuckDB CSV text PostgreSQL reads as they are.
+_SCALARS = {
+    "varchar": "text", "boolean": "boolean", "tinyint": "smallint", "smallint": "smallint",
+    "integer": "integer", "bigint": "bigint", "utinyint": "smallint", "usmallint": "integer",
+    "uinteger": "bigint", "ubigint": "numeric", "hugeint": "numeric", "uhugeint": "numeric",
+    "float": "real", "double": "double precision", "date": "date", "time": "time",
+    "time with time zone": "timetz", "timestamp": "timestamp", "timestamp_s": "timestamp",
+    "timestamp_ms": "timestamp", "timestamp_ns": "timestamp", "timestamp with time zone": "timestamptz",
+    "interval": "interval", "uuid": "uuid", "enum": "text", "bignum": "numeric", "varint": "numeric",
+}
+
+
+def _pg_type(dtype: duckdb.typing.DuckDBPyType, expr: str) -> tuple[str, str]:
+    """(PostgreSQL type, DuckDB expression producing its COPY text) for one column."""
+    type_id = dtype.id
+    if str(dtype) == "JSON":
+        return "jsonb", f"{expr}::varchar"
+    if type_id == "decimal":
+        precision, scale = (value for _key, value in dtype.children)
+        return f"numeric({int(precision)},{int(scale)})", expr
+    if type_id == "blob":
+        return "bytea", f"'\\x' || hex({expr})"
+    if type_id in ("list", "array"):
+        element = dict(dtype.children)["child"]
+        element_type = _SCALARS.get(element.id) if str(element) != "JSON" else None
+        if element.id == "decimal":
+            element_type = _pg_type(element, "x")[0]
+        if element_type:
+            # A PostgreSQL array literal: every element double-quoted with \ and " escaped, NULL bare.
+            quoted = ("list_transform({e}, x -> case when x is null then 'NULL' else "
+                      "'\"' || replace(replace(x::varchar, '\\', '\\\\'), '\"', '\\\"') || '\"' end)")
+            return (f"{element_type}[]",
+                    f"'{{' || array_to_string({quoted.format(e=expr)}, ',') || '}}'")
+        return "jsonb", f"to_json({expr})::varchar"
+    if type_id in ("struct", "map", "union"):
+        return "jsonb", f"to_json({expr})::varchar"
+    if type_id in _SCALARS:
+        return _SCALARS[type_id], expr
+    return "text", f"{expr}::varchar"  # bit and whatever DuckDB adds later: served as its text
+
+
+def _check_community_rows(duck: duckdb.DuckDBPyConnection, rel: _Relation, source: str,
+                          communities: Sequence[str]) -> None:
+    """Every row belongs to a known community: a row of an unknown one would be served to no one, silently."""
+    unknown = duck.execute(f"select distinct community_code from {source} "
+                           "where community_code is null or not list_contains(?, community_code) limit 5",
+                           [list(communities)]).fetchall()
+    if unknown:
+        raise ServingInputError(f"{rel.key}: rows of communities {[u[0] for u in unknown]} not in the list of "
+                                f"communities {list(communities)}: add the community or fix the published files")
+
+
+def _content_hash(duck: duckdb.DuckDBPyConnection, source: str, columns: list[_Column]) -> tuple[str, int]:
+    """An order-independent hash of the rows as served (columns, types and values), and the row count.
+
+    Each row's 128-bit MD5 of its JSON is summed in two 64-bit halves: the sum ignores row order and
+    file layout, yet counts duplicate rows (an XOR would cancel them).
+    """
+    row_json = "to_json(struct_pack({}))::varchar".format(
+        ", ".join(f"{_duck_ident(c.name)} := {_duck_ident(c.name)}" for c in columns))
+    rows, upper, lower = duck.execute(f"""
+        with h as (select md5_number({row_json}) as m from {source})
+        select count(*), coalesce(sum((m >> 64)::ubigint::hugeint), 0)::varchar,
+               coalesce(sum((m & 18446744073709551615::uhugeint)::ubigint::hugeint), 0)::varchar
+        from h""").fetchone()  # type: ignore[misc]
+    shape = ";".join(f"{c.name}:{c.pg_type}" for c in columns)
+    digest = hashlib.sha256(f"{LOAD_FORMAT}|{shape}|{rows}|{upper}|{lower}".encode()).hexdigest()
+    return digest, int(rows)
+
+
+def _clear_stage(pg: psycopg.Connection) -> None:
+    """Drop what an interrupted publish left in the stage schema (we hold the publish lock)."""
+    left = [r[0] for r in pg.execute("select tablename from pg_tables where schemaname = %s", [STAGE_SCHEMA])]
+    for table in left:
+        pg.execute(sql.SQL("drop table {}.{}").format(sql.Identifier(STAGE_SCHEMA), sql.Identifier(table)))
+
+
+def _load(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, rel: _Relation, source: str,
+          columns: list[_Column], stage_table: str, rows: int, csv_path: Path, grantees: _Grantees) -> None:
+    """DuckDB writes the rows as CSV; COPY streams them into a new stage table with its grants and policy."""
+    select = ", ".join(f"{c.expr} as {_duck_ident(c.name)}" for c in columns)
+    duck.execute(f"copy (select {select} from {source}) to {_duck_literal(str(csv_path))} "
+                 "(format csv, header false, quote '\"', escape '\"', nullstr '')")
+    table = sql.Identifier(STAGE_SCHEMA, stage_table)
+    definition = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
+                                    for c in columns)
+    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+    with pg.transaction():
+        pg.execute(sql.SQL("create table {} ({})").format(table, definition))
+        with pg.cursor() as cur:
+            # FREEZE: the table is new in this transaction, so its rows are written already frozen.
+            with cur.copy(sql.SQL("copy {} ({}) from stdin (format csv, freeze true)").format(table, names)) as copy, \
+                    open(csv_path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    copy.write(chunk)
+            copied = cur.rowcount
+        if copied != rows:
+            raise ServingError(f"{rel.key}: COPY loaded {copied} rows, DuckDB read {rows} from {list(map(str, rel.files))}")
+        if rel.schema == ANALYST_SCHEMA:
+            pg.execute(sql.SQL("grant select on {} to {}").format(table, sql.Identifier(grantees.analyst)))
+        else:
+            pg.execute(sql.SQL("create index on {} (community_code)").format(table))
+            pg.execute(sql.SQL("alter table {} enable row level security").format(table))
+            pg.execute(sql.SQL("alter table {} force row level security").format(table))
+            pg.execute(sql.SQL("create policy own_community on {} for select to {} "
+                               "using (community_code = (select {}.login_community()))").format(
+                table, sql.Identifier(grantees.community), sql.Identifier(COMMUNITY_SCHEMA)))
+            pg.execute(sql.SQL("grant select on {} to {}").format(table, sql.Identifier(grantees.community)))
+    pg.execute(sql.SQL("analyze {}").format(table))
+    csv_path.unlink()
+
+
+def _swap(pg: psycopg.Connection, staged: list[tuple[_Relation, str, str, int]], relations: list[_Relation],
+          version: str, result: ServingResult, lock_timeout_s: float) -> None:
+    """Move every staged table into place and drop the ones no longer published, in one transaction."""
+    ident = sql.Identifier
+    wanted = {(r.schema, r.name) for r in relations}
+    present = pg.execute("select schemaname, tablename from pg_tables where schemaname = any(%s)",
+                         [[ANALYST_SCHEMA, COMMUNITY_SCHEMA]]).fetchall()
+    stale = sorted((s, t) for s, t in present if (s, t) not in wanted)
+    if not staged and not stale:
+        return
+    try:
+        with pg.transaction():
+            pg.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(f"{int(lock_timeout_s * 1000)}ms")))
+            for rel, stage_table, content_hash, rows in staged:
+                pg.execute(sql.SQL("drop table if exists {}").format(ident(rel.schema, rel.name)))
+                pg.execute(sql.SQL("alter table {} set schema {}").format(ident(STAGE_SCHEMA, stage_table),
+                                                                          ident(rel.schema)))
+                pg.execute(sql.SQL("alter table {} rename to {}").format(ident(rel.schema, stage_table),
+                                                                         ident(rel.name)))
+                pg.execute(sql.SQL("""insert into {}.published values (%s, %s, %s, %s, %s, now())
+                    on conflict (schema_name, relation) do update set version = excluded.version,
+                    content_hash = excluded.content_hash, rows = excluded.rows, published_at = excluded.published_at
+                    """).format(ident(ADMIN_SCHEMA)), [rel.schema, rel.name, version, content_hash, rows])
+            for schema, table in stale:
+                pg.execute(sql.SQL("drop table {}").format(ident(schema, table)))
+                pg.execute(sql.SQL("delete from {}.published where schema_name = %s and relation = %s").format(
+                    ident(ADMIN_SCHEMA)), [schema, table])
+                result.dropped.append(f"{schema}.{table}")
+    except errors.LockNotAvailable as exc:
+        names = [rel.key for rel, *_ in staged] + [f"{s}.{t}" for s, t in stale]
+        raise ServingBusy(f"readers held {names} for more than {lock_timeout_s:g} s, so nothing was swapped; "
+                          "publish again when their queries end, or raise lock_timeout_s") from exc
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+def _conninfo(url: str) -> str:
+    """A libpq URL from a SQLAlchemy one (postgresql+psycopg://... -> postgresql://...)."""
+    return re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql://", url)
+
+
+def _ensure_database(url: str) -> None:
+    """Create the serving database if the server has none by that name (compose's first start)."""
+    info = conninfo_to_dict(_conninfo(url))
+    name = str(info.get("dbname") or "")
+    if not name:
+        raise ServingInputError("the serving URL names no database: add one, e.g. .../onenet_serving")
+    try:
+        psycopg.connect(_conninfo(url)).close()
+        return
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise ServingError(f"cannot reach the serving database: {exc}; start PostgreSQL or fix "
+                               "ONENET_SERVING_URL") from exc
+    with psycopg.connect(make_conninfo(**{**info, "dbname": "postgres"}), autocommit=True) as pg:
+        pg.execute(sql.SQL("create database {} encoding 'UTF8'").format(sql.Identifier(name)))
+
+
+def _duck_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _duck_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
