@@ -64,7 +64,7 @@ def test_an_engineer_may_narrow_to_analyst_or_to_staff_of_a_named_community(acce
     assert (analyst.user, analyst.role, analyst.community) == ("root", "district_analyst", None)
     staff = resolve_principal("community_staff", "花桥社区")
     assert (staff.role, staff.community) == ("community_staff", "花桥社区")
-    with pytest.raises(AccessDenied, match="pass --community"):
+    with pytest.raises(AccessDenied, match="only of a named community: pass --community"):
         resolve_principal("community_staff")
 
 
