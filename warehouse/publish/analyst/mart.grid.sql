@@ -1,0 +1,2 @@
+-- analyst mart.grid: the grid hierarchy (district, streets, communities, area and micro-grids).
+select * from core.grid

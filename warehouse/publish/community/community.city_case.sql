@@ -1,0 +1,18 @@
+-- community community.city_case: the community's city-management cases; no reporter contact.
+-- grain: one row per case.
+select
+    community_code,
+    community_name,
+    case_id,
+    reported_at,
+    category_type,
+    category_name,
+    description,
+    address,
+    reporter_type,
+    source_ticket_id,
+    status_name,
+    deadline,
+    closed_at
+from core.city_case
+where community_code is not null

@@ -1,0 +1,26 @@
+-- community community.health_change: every turn of a resident's health code to yellow or red,
+-- with how to reach them; the ID masked. grain: one row per person and change.
+with periods as (
+    select
+        history.*,
+        lag(history.color) over (partition by history.person_id order by history.period_no) as previous_color
+    from core.health_status_history as history
+)
+select
+    person.community_code,
+    person.community_name,
+    person.person_key,
+    person.name,
+    onenet_mask_id(person.id_number) as id_number,
+    person.phone,
+    periods.color,
+    periods.previous_color,
+    periods.valid_from,
+    person.grid_name,
+    household.address
+from periods
+join core.person as person using (person_id)
+left join core.household as household using (household_id)
+where person.community_code is not null
+  and periods.color in ('yellow', 'red')
+  and periods.previous_color is distinct from periods.color
