@@ -54,12 +54,17 @@ def resolve_principal(role: str | None = None, community: str | None = None) -> 
     """
     user = os_user()
     path = access_file_path()
-    entry = load_access_file(path).get(user)
+    entries, self_owned = _load(path)
+    entry = entries.get(user)
     if entry is None:
         raise AccessDenied(
             f"OS user {user!r} is not in the access file {path}; an administrator adds them with "
             f'a [users.{_toml_key(user)}] table holding role = "{DISTRICT_ANALYST}" (or another role)')
     granted, bound = entry
+    if self_owned and granted != DATA_ENGINEER:
+        # Their own file can only make them what its owner is anyway: its administrator.
+        raise AccessDenied(f"the access file {path} (or its folder) is owned by {user}, who could "
+                           f"widen their own role; an administrator must run `chown root {path}`")
     if role is not None and role not in ROLES:
         raise AccessDenied(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     acting = role or granted
@@ -79,6 +84,11 @@ def resolve_principal(role: str | None = None, community: str | None = None) -> 
 
 def load_access_file(path: Path) -> dict[str, tuple[str, str | None]]:
     """{user: (role, community)} from the access file, after checking only administrators can write it."""
+    return _load(path)[0]
+
+
+def _load(path: Path) -> tuple[dict[str, tuple[str, str | None]], bool]:
+    """The entries, and whether the file or a folder of it is the current (non-root) user's own."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -92,9 +102,9 @@ def load_access_file(path: Path) -> dict[str, tuple[str, str | None]]:
     try:
         # Checked on the open descriptor, so the file checked is the file read. A symlink (e.g. to
         # /etc/onenet/access.toml) is followed; the folders of both the link and its target count.
-        _check_admin_only(path, os.fstat(fd), what="access file")
+        self_owned = _check_admin_only(path, os.fstat(fd), what="access file")
         for folder in {path.absolute().parent, Path(os.path.realpath(path)).parent}:
-            _check_admin_only(folder, os.stat(folder), what="folder of the access file")
+            self_owned |= _check_admin_only(folder, os.stat(folder), what="folder of the access file")
         with os.fdopen(fd, "rb") as f:
             fd = -1
             data = tomllib.load(f)
@@ -103,23 +113,30 @@ def load_access_file(path: Path) -> dict[str, tuple[str, str | None]]:
     finally:
         if fd >= 0:
             os.close(fd)
-    return _entries(path, data)
+    return _entries(path, data), self_owned
 
 
-def _check_admin_only(path: Path, st: os.stat_result, *, what: str) -> None:
-    """Refuse a file or folder that someone other than an administrator could change."""
+def _check_admin_only(path: Path, st: os.stat_result, *, what: str) -> bool:
+    """Refuse a file or folder that someone other than an administrator could change.
+
+    True when it is the current non-root user's own: acceptable only for a data engineer (a
+    one-person setup such as `make demo` run by a developer), which resolve_principal checks.
+    """
     is_dir = stat.S_ISDIR(st.st_mode)
     sticky = is_dir and st.st_mode & stat.S_ISVTX
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky:
         who = "world" if st.st_mode & stat.S_IWOTH else "group"
         raise AccessDenied(f"the {what} {path} is {who}-writable (mode {stat.S_IMODE(st.st_mode):04o}); "
                            f"an administrator must run `chmod go-w {path}`")
-    # Whoever owns it can rewrite who may read what; only root may, except for root itself
-    # (a root process can read anything anyway, so a file it does not own widens nothing).
-    if st.st_uid != 0 and os.geteuid() != 0:
-        owner = _user_name(st.st_uid)
-        raise AccessDenied(f"the {what} {path} is owned by {owner}, not root; an administrator "
-                           f"must run `chown root {path}`")
+    # Whoever owns it can rewrite who may read what, so it must be root's. Root itself may read
+    # anyone's file (a root process can read anything anyway: a file widens nothing for it).
+    euid = os.geteuid()
+    if st.st_uid == 0 or euid == 0:
+        return False
+    if st.st_uid == euid:
+        return True
+    raise AccessDenied(f"the {what} {path} is owned by {_user_name(st.st_uid)}, not root; an "
+                       f"administrator must run `chown root {path}`")
 
 
 def _entries(path: Path, data: dict) -> dict[str, tuple[str, str | None]]:

@@ -192,14 +192,37 @@ def probe_as_nobody(path: Path, *args: str) -> str:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to another OS user needs root")
-def test_a_real_other_os_user_is_mapped_and_cannot_own_the_file(world_readable_dir):
+def test_a_real_other_os_user_is_mapped_and_the_file_must_be_roots(world_readable_dir):
     path = world_readable_dir / "access.toml"
     path.write_text('[users.nobody]\nrole = "district_analyst"\n', encoding="utf-8")
     path.chmod(0o644)
     assert probe_as_nobody(path) == "nobody district_analyst"
     assert "acting as data_engineer would widen" in probe_as_nobody(path, "data_engineer")
-    os.chown(path, 65534, -1)  # nobody could now grant themselves anything
-    assert "owned by nobody, not root" in probe_as_nobody(path)
+    os.chown(path, 1, -1)  # daemon could now grant nobody anything
+    assert "access file" in probe_as_nobody(path) and "owned by daemon, not root" in probe_as_nobody(path)
     os.chown(path, 0, -1)
+    os.chown(world_readable_dir, 1, -1)  # daemon could replace the file
+    assert "folder of the access file" in probe_as_nobody(path)
+    assert "owned by daemon, not root" in probe_as_nobody(path)
+    os.chown(world_readable_dir, 0, -1)
     path.write_text('[users.someone_else]\nrole = "district_analyst"\n', encoding="utf-8")
     assert "OS user 'nobody' is not in the access file" in probe_as_nobody(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another OS user needs root")
+def test_a_users_own_file_serves_a_one_person_setup_only(world_readable_dir):
+    # A developer running `make demo` owns the file the demo wrote: it may make them the data
+    # engineer they already are, and nothing narrower, since they could edit it to widen.
+    path = world_readable_dir / "access.toml"
+    path.write_text('[users.nobody]\nrole = "district_analyst"\n', encoding="utf-8")
+    path.chmod(0o644)
+    os.chown(path, 65534, -1)
+    assert "owned by nobody, who could widen their own role" in probe_as_nobody(path)
+    path.write_text('[users.nobody]\nrole = "data_engineer"\n', encoding="utf-8")
+    assert probe_as_nobody(path) == "nobody data_engineer"
+    assert probe_as_nobody(path, "district_analyst") == "nobody district_analyst"
+    # Their own folder counts the same: they could replace root's file in it.
+    path.write_text('[users.nobody]\nrole = "district_analyst"\n', encoding="utf-8")
+    os.chown(path, 0, -1)
+    os.chown(world_readable_dir, 65534, -1)
+    assert "owned by nobody, who could widen their own role" in probe_as_nobody(path)
