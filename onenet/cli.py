@@ -385,7 +385,10 @@ def audit_verify(log: Path | None) -> None:
     from warehouse.audit_log import log_path, verify
 
     path = log or log_path()
-    result = verify(path)
+    try:
+        result = verify(path)
+    except OSError as exc:
+        raise OnenetError(f"cannot read the access log {path}: {exc.strerror}") from exc
     if not result.ok:
         raise OnenetError(f"access log broken at line {result.first_broken}: {result.reason}")
     if result.records == 0:

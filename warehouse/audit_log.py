@@ -1,8 +1,9 @@
 """The access log: append-only JSON lines outside the warehouse, each record chained to the last by SHA-256.
 
-Like X-Road's message log, every record carries the hash of the one before it (`prev_hash`) and its
-own (`hash`, over the canonical JSON of the record without `hash`), so editing, deleting, inserting
-or reordering a record breaks the chain at that record, and `verify` names it.
+Like X-Road's message log, every record carries the hash of the one before it (`prev_hash`, 64
+zeros for the first) and its own (`hash`: SHA-256 hex of the record without `hash` as UTF-8 JSON
+with sorted keys, no spaces and non-ASCII unescaped, so an auditor can recompute it with any JSON
+tool). Editing, deleting, inserting or reordering a record breaks the chain there; `verify` names it.
 
 What the chain proves: the records up to the last one form one unbroken sequence, unchanged since
 they were written. What it does not: a chain alone cannot see its tail cut off, so a small anchor
@@ -10,6 +11,9 @@ they were written. What it does not: a chain alone cannot see its tail cut off, 
 reports a log that ends before it. Whoever can write the log can also write the anchor, so an
 attacker who rewrites the whole file and the anchor defeats both; a deployment copies the anchor
 elsewhere (the pipeline records `head()` with each run) and passes it to `verify(expect=...)`.
+Nor does the chain prove who wrote a line: `os_user` is what `append` found, but anyone who may
+append could write a well-chained line by hand. Authorship needs a writer the readers cannot
+impersonate (a logging daemon or a setuid helper), which this module is not.
 
 Permissions: the folder is created 2750 (setgid, so files inherit its group) and the log 0660.
 Readers running as several OS users append through that shared group: they may add lines but
