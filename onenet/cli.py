@@ -145,7 +145,9 @@ def simulators_advance(root: Path | None, to_day: int | None, days: int) -> None
 
 @main.command("sync")
 @click.argument("source", type=click.Choice(["hotline", "city_cases", "grid_registry", "health_codes", "all"]))
-@click.option("--full-refresh", is_flag=True, help="Read everything again (rows already landed are skipped).")
+@click.option("--full-refresh", is_flag=True,
+              help="Read everything again and land the difference with raw, deletes included (the registry "
+                   "and the APIs reconcile, see `onenet reconcile`); the cursor restarts from this read.")
 def sync_command(source: str, full_refresh: bool) -> None:
     """Sync a source (or all four) from its system into the warehouse's raw layer."""
     from connectors.common.exceptions import ConnectorError
@@ -159,13 +161,54 @@ def sync_command(source: str, full_refresh: bool) -> None:
             progress.update(task, description=f"sync {name}")
             try:
                 # Summary lines go to stdout (scripts read them); the progress bar stays on stderr.
-                pipeline.sync(name, full_refresh=full_refresh, on_result=lambda r: click.echo(r.summary()))
+                if full_refresh and pipeline.reconcilable(name):
+                    # A full refresh that only appends cannot notice a delete or a revert:
+                    # reconcile (land exactly the difference) and restart the cursor.
+                    pipeline.reconcile(name, reset_cursor=True, on_result=lambda r: click.echo(r.summary()))
+                else:
+                    pipeline.sync(name, full_refresh=full_refresh, on_result=lambda r: click.echo(r.summary()))
             except ConnectorError as exc:
                 failed.append(str(exc))
             progress.advance(task)
     if failed:
         # Each reason names the source; nothing of a failed load was landed and its state did not move.
         raise OnenetError("sync failed: " + " | ".join(failed))
+
+
+@main.command("reconcile")
+@click.argument("source", type=click.Choice(["hotline", "city_cases", "grid_registry", "all"]))
+def reconcile_command(source: str) -> None:
+    """Compare a source's complete current state with raw and land exactly the difference.
+
+    Finds missed, back-dated and silent updates, reverts, hard deletes and phantoms; one line
+    per table by kind, then the totals. Runs are in meta.reconciliations, keys by kind in
+    meta.reconciliation_keys. Validate and merge afterwards as after a sync.
+    """
+    from connectors.common.exceptions import ConnectorError
+    from connectors.common.reconcile import KINDS
+    from onenet import pipeline
+
+    sources = [s for s in pipeline.SOURCES if pipeline.reconcilable(s)] if source == "all" else [source]
+    failed: list[str] = []
+    totals = dict.fromkeys(KINDS, 0)
+
+    def show(r) -> None:  # noqa: ANN001 (a LoadResult)
+        click.echo(r.summary())
+        for kind, n in (r.reconciled or {}).items():
+            totals[kind] += n
+
+    with _progress() as progress:
+        task = progress.add_task("reconcile", total=len(sources))
+        for name in sources:
+            progress.update(task, description=f"reconcile {name}")
+            try:
+                pipeline.reconcile(name, on_result=show)
+            except ConnectorError as exc:
+                failed.append(str(exc))
+            progress.advance(task)
+    click.echo("found: " + ", ".join(f"{k.replace('_', ' ')} {n:,}" for k, n in totals.items()))
+    if failed:
+        raise OnenetError("reconcile failed: " + " | ".join(failed))
 
 
 @main.command("validate")
@@ -247,21 +290,40 @@ def merge_command(full: bool) -> None:
     from connectors.common.exceptions import ConnectorError
     from onenet import pipeline
     from warehouse.merge import MergeError
+    from warehouse.pseudonym import PseudonymKeyError
+    from warehouse.publish import PublishError
 
     try:
         summary = pipeline.merge(full=full)
-    except (ConnectorError, MergeError) as exc:
+    except (ConnectorError, MergeError, PublishError, PseudonymKeyError) as exc:
         raise OnenetError(str(exc)) from exc
     for line in summary.summary_lines():
         click.echo(line)
 
 
 def _principal_options(f):
-    f = click.option("--user", default=None, help="Who is asking [default: $ONENET_USER or $USER].")(f)
     f = click.option("--community", default=None,
-                     help="The community a community_staff user is bound to [default: $ONENET_COMMUNITY].")(f)
+                     help="Act for one community only (narrows what the access file grants; never widens).")(f)
     return click.option("--role", type=click.Choice(["data_engineer", "district_analyst", "community_staff"]),
-                        default=None, help="Acting role [default: $ONENET_ROLE or district_analyst].")(f)
+                        default=None, help="Act in a narrower role than the access file grants you "
+                                           "(an engineer as an analyst, say); never a wider one.")(f)
+
+
+def _principal(role: str | None, community: str | None):
+    """Who is asking: the OS user, mapped by the administrators' access file, narrowed by the options.
+
+    A refusal (unmapped user, a widening option) is recorded in the access log too.
+    """
+    from warehouse import audit_log
+    from warehouse.access import AccessDenied
+    from warehouse.identity import resolve_principal
+
+    try:
+        return resolve_principal(role, community)
+    except AccessDenied as exc:
+        audit_log.append("identify", f"role={role} community={community}", principal=None,
+                         outcome="denied", reason=str(exc))
+        raise OnenetError(str(exc)) from exc
 
 
 def _day_option(f):
@@ -272,48 +334,52 @@ def _day_option(f):
 @main.command("extract")
 @_day_option
 @_principal_options
-def extract_command(day, role: str | None, community: str | None, user: str | None) -> None:
-    """Write the daily Excel extract of one community (--community) or of every community."""
+def extract_command(day, role: str | None, community: str | None) -> None:
+    """Write the daily Excel extract of your community (or, for engineers, of every community)."""
     from onenet import pipeline
-    from warehouse.access import AccessDenied, principal_from_env
+    from warehouse.access import AccessDenied
     from warehouse.extracts.community import ExtractError
+    from warehouse.publish.snapshot import SnapshotError
 
+    who = _principal(role, community)
     try:
-        who = principal_from_env(role, community, user)
         for result in pipeline.extract(day.date(), community=community, who=who):
             click.echo(result.summary())
-    except (AccessDenied, ExtractError) as exc:
+    except (AccessDenied, ExtractError, SnapshotError) as exc:
         raise OnenetError(str(exc)) from exc
 
 
 @main.command("report")
 @click.option("--template", "template", required=True,
-              help="A shipped template name (epidemic_daily, hotline_monthly) or a .toml file.")
+              help="A template name (epidemic_daily, hotline_monthly, or one in $ONENET_TEMPLATES_DIR).")
 @_day_option
 @_principal_options
-def report_command(template: str, day, role: str | None, community: str | None, user: str | None) -> None:
-    """Fill a department's report template from the warehouse for the period containing --date."""
+def report_command(template: str, day, role: str | None, community: str | None) -> None:
+    """Fill a department's report template from your audience's snapshot for the period containing --date."""
     from onenet import pipeline
-    from warehouse.access import AccessDenied, principal_from_env
+    from warehouse.access import AccessDenied
+    from warehouse.publish.snapshot import SnapshotError
     from warehouse.reports import TemplateError
 
+    who = _principal(role, community)
     try:
-        who = principal_from_env(role, community, user)
         click.echo(pipeline.report(template, day.date(), who=who).summary())
-    except (AccessDenied, TemplateError) as exc:
+    except (AccessDenied, TemplateError, SnapshotError) as exc:
         raise OnenetError(str(exc)) from exc
 
 
 @main.command("dashboard")
 @_principal_options
-def dashboard_command(role: str | None, community: str | None, user: str | None) -> None:
+def dashboard_command(role: str | None, community: str | None) -> None:
     """Rebuild the analyst dashboard: one HTML page with charts, readable offline with no server."""
     from onenet import pipeline
-    from warehouse.access import AccessDenied, principal_from_env
+    from warehouse.access import AccessDenied
+    from warehouse.publish.snapshot import SnapshotError
 
+    who = _principal(role, community)
     try:
-        path = pipeline.dashboard(who=principal_from_env(role, community, user))
-    except AccessDenied as exc:
+        path = pipeline.dashboard(who=who)
+    except (AccessDenied, SnapshotError) as exc:
         raise OnenetError(str(exc)) from exc
     click.echo(f"dashboard: {path.as_uri()}")
 
@@ -328,16 +394,18 @@ def dictionary_command() -> None:
 
 @main.command("export")
 @_principal_options
-def export_command(role: str | None, community: str | None, user: str | None) -> None:
-    """Export every mart table to Parquet (personal columns masked for the role; logged)."""
+def export_command(role: str | None, community: str | None) -> None:
+    """Copy your audience's published snapshot (Parquet) into its export folder (logged)."""
     from onenet import pipeline
-    from warehouse.access import AccessDenied, principal_from_env
+    from warehouse.access import AccessDenied
+    from warehouse.publish.snapshot import SnapshotError
 
+    who = _principal(role, community)
     try:
-        folder, counts = pipeline.export_marts(who=principal_from_env(role, community, user))
-    except AccessDenied as exc:
+        folder, counts = pipeline.export_marts(who=who)
+    except (AccessDenied, SnapshotError) as exc:
         raise OnenetError(str(exc)) from exc
-    click.echo(f"marts exported to {folder}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+    click.echo(f"exported to {folder}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
 
 
 @main.command("query")
@@ -347,22 +415,23 @@ def export_command(role: str | None, community: str | None, user: str | None) ->
               help="Write the result to a .csv (UTF-8 with BOM) or .parquet file instead of showing it.")
 @click.option("--limit", type=click.IntRange(1, None), default=50, show_default=True,
               help="Rows shown on screen (files get every row).")
-def query_command(sql: str, role: str | None, community: str | None, user: str | None,
-                  out: Path | None, limit: int) -> None:
-    """Run read-only SQL on the warehouse; personal columns masked for the role; the read is logged."""
+def query_command(sql: str, role: str | None, community: str | None, out: Path | None, limit: int) -> None:
+    """Run read-only SQL on your audience's snapshot (engineers: the warehouse); the read is logged."""
     from rich.table import Table
 
-    from warehouse.access import AccessDenied, principal_from_env
-    from warehouse.query import QueryError, run_query, write_result
+    from onenet import pipeline
+    from warehouse.access import AccessDenied
+    from warehouse.publish.snapshot import SnapshotError
+    from warehouse.query import QueryError, write_result
 
+    who = _principal(role, community)
     try:
-        who = principal_from_env(role, community, user)
-        result = run_query(settings.warehouse_path(), sql, who)
+        result = pipeline.query(sql, who=who)
         if out:
             write_result(result, out)
             click.echo(f"{result.num_rows:,} rows written to {out}")
             return
-    except (AccessDenied, QueryError) as exc:
+    except (AccessDenied, QueryError, SnapshotError) as exc:
         raise OnenetError(str(exc)) from exc
     table = Table(*result.column_names, show_lines=False)
     for row in result.slice(0, limit).to_pylist():

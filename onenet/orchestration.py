@@ -168,6 +168,50 @@ def validate_source(source: str) -> dict[str, Any]:
     }
 
 
+def reconcile_schedule(source: str) -> str | None:
+    """The cron (Beijing time) of `source`'s scheduled reconciliation: RECONCILE_SCHEDULE in its
+    connector's settings.py, read as text — importing the connector would make DAG parsing heavy.
+    None when the connector declares none (no reconciliation DAG for it)."""
+    import ast
+
+    path = Path(__file__).resolve().parent.parent / "connectors" / source / "settings.py"
+    if not path.is_file():
+        return None
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "RECONCILE_SCHEDULE"
+                                                for t in node.targets):
+            value = ast.literal_eval(node.value)
+            return str(value) if value else None
+    return None
+
+
+def reconcile_source(source: str, start: datetime, end: datetime) -> dict[str, Any]:
+    """Reconcile `source` (its complete current state against raw); JSON-able counts for XCom.
+
+    The same dict shape as sync_interval, so validate and publish follow as after a sync.
+    """
+    from connectors.common.exceptions import ConfigurationError, ConnectorError
+    from onenet import pipeline
+
+    log.info("%s: reconciliation for %s", source, interval_label(start, end))
+    try:
+        results = pipeline.reconcile(source, on_result=lambda r: log.info(r.summary()))
+    except ConfigurationError as exc:
+        raise SyncMisconfigured(f"{source}: reconciliation failed: {exc}") from exc
+    except ConnectorError as exc:
+        raise SyncFailed(f"{source}: reconciliation failed: {exc}") from exc
+    found: dict[str, int] = {}
+    for r in results:
+        for kind, n in (r.reconciled or {}).items():
+            found[kind] = found.get(kind, 0) + n
+    return {
+        "source": source, "day": interval_day(start).isoformat(),
+        "data_interval": [start.isoformat(), end.isoformat()],
+        "rows_in": sum(r.rows_in for r in results), "rows_landed": sum(r.rows_landed for r in results),
+        "found": found, "loads": [r.load_id for r in results],
+    }
+
+
 def publication(source: str, synced: dict[str, Any], validated: dict[str, Any]) -> dict[str, Any] | None:
     """The extra of the Asset event for this run, or None if nothing new reached staging (no event)."""
     if not validated["tables"]:
@@ -350,8 +394,16 @@ def run_village_through_airflow(home: Path, *, residents: int = 2000, seed: int 
         stale.unlink(missing_ok=True)
     shutil.rmtree(gx, ignore_errors=True)
     env = {"ONENET_DISTRICT": str(root), "ONENET_WAREHOUSE": str(warehouse), "ONENET_GX_DIR": str(gx),
-           "ONENET_EXPORTS": os.environ.get("ONENET_EXPORTS") or str(home / "exports")}
+           "ONENET_EXPORTS": os.environ.get("ONENET_EXPORTS") or str(home / "exports"),
+           "ONENET_PUBLISHED": os.environ.get("ONENET_PUBLISHED") or str(home / "published"),
+           "ONENET_ACCESS_FILE": os.environ.get("ONENET_ACCESS_FILE") or str(home / "access.toml"),
+           "ONENET_ACCESS_LOG": os.environ.get("ONENET_ACCESS_LOG") or str(home / "audit" / "access-log.jsonl")}
     from onenet.settings import environment
+    from warehouse.identity import os_user, write_default_access_file
+
+    if not Path(env["ONENET_ACCESS_FILE"]).exists():
+        # The demo's one user runs the pipeline: a data engineer (an administrator maps real users).
+        write_default_access_file(Path(env["ONENET_ACCESS_FILE"]), os_user())
 
     with environment(**env):
         echo(f"preparing Airflow in {af_home} (SQLite metadata, pool {POOL})")
@@ -413,11 +465,13 @@ def merge_sources(triggered_by: list[str], *, full: bool = False) -> dict[str, A
 
 
 def extract_for_day(day: date) -> dict[str, Any]:
-    """Write the daily extracts of `day` (a Beijing date) with onenet.pipeline.extract(day)."""
+    """Publish the snapshots again (the sources' freshness moved since the merge), then write the
+    daily extracts of `day` (a Beijing date) from them with onenet.pipeline.extract(day)."""
     from onenet import pipeline
 
-    log.info("daily extract for %s", day.isoformat())
-    return {"day": day.isoformat(), **_report(pipeline.extract(day))}
+    log.info("publish, then the daily extract for %s", day.isoformat())
+    published = pipeline.republish()
+    return {"day": day.isoformat(), "published": published.summary(), **_report(pipeline.extract(day))}
 
 
 REPORT_TEMPLATES = ("epidemic_daily", "hotline_monthly")

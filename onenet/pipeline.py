@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
+import sys
+import time
 from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -16,25 +22,41 @@ from warehouse import db
 
 if TYPE_CHECKING:
     import datetime as dt
-    from pathlib import Path
+
+    import pyarrow as pa
 
     from expectations.runner import ValidationResult
-    from warehouse.access import Principal
+    from warehouse.access import AccessDenied, Principal
     from warehouse.extracts.community import ExtractResult
     from warehouse.merge import MergeSummary
+    from warehouse.publish import PublishResult
     from warehouse.reports import ReportResult
 
 SOURCES = ("hotline", "city_cases", "grid_registry", "health_codes")
 
 
 def _open_warehouse(step: str) -> duckdb.DuckDBPyConnection:
+    """The warehouse for a pipeline step. DuckDB allows one writing process: when another step holds
+    it, wait (a progress line every 10 s) up to settings.lock_timeout(), then fail naming the file."""
     path = settings.warehouse_path()
-    try:
-        return db.connect(path, memory_limit=settings.duckdb_memory_limit())
-    except duckdb.IOException as exc:
-        # DuckDB allows one writing process; say which file is busy instead of a traceback.
-        raise ConnectorError(f"{step}: cannot open the warehouse {path} for writing ({exc}); "
-                             f"another onenet process holds it — wait for it to finish") from exc
+    deadline = time.monotonic() + settings.lock_timeout()
+    next_note = 0.0
+    while True:
+        try:
+            return db.connect(path, memory_limit=settings.duckdb_memory_limit())
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise ConnectorError(f"{step}: cannot open the warehouse {path} ({exc})") from exc
+            waited = settings.lock_timeout() - (deadline - time.monotonic())
+            if time.monotonic() >= deadline:
+                raise ConnectorError(f"{step}: the warehouse {path} was still held by another onenet step "
+                                     f"after {waited:.0f} s; see `onenet` processes or Airflow's running "
+                                     f"tasks, or raise ONENET_LOCK_TIMEOUT") from exc
+            if time.monotonic() >= next_note:
+                print(f"{step}: waiting for the warehouse {path} (another step holds it; {waited:.0f} s "
+                      f"of {settings.lock_timeout():.0f} s)", file=sys.stderr, flush=True)
+                next_note = time.monotonic() + 10
+            time.sleep(0.5)
 
 
 def sync(source: str, *, full_refresh: bool = False,
@@ -47,6 +69,38 @@ def sync(source: str, *, full_refresh: bool = False,
     con = _open_warehouse(source)
     try:
         results: list[LoadResult] = module.sync(con, conn, full_refresh=full_refresh)
+    finally:
+        con.close()
+    for r in results:
+        if on_result:
+            on_result(r)
+    return results
+
+
+def reconcilable(source: str) -> bool:
+    """Whether `source`'s connector can reconcile (exposes `reconcile(con, conn, reset_cursor=...)`).
+
+    The hook for a connector that gains one later (the health-code drop's re-check): define
+    `reconcile` in its package and RECONCILE_SCHEDULE in its settings, and it is picked up here,
+    by `onenet reconcile all` and by dags/onenet_reconcile.py.
+    """
+    return source in SOURCES and hasattr(importlib.import_module(f"connectors.{source}"), "reconcile")
+
+
+def reconcile(source: str, *, reset_cursor: bool = False,
+              on_result: Callable[[LoadResult], None] | None = None) -> list[LoadResult]:
+    """Compare `source`'s complete current state with raw's current state and land the difference
+    (missed, back-dated and silent updates, reverts; tombstones for hard deletes and phantoms);
+    each run is in meta.reconciliations. `reset_cursor` also restarts the incremental cursor from
+    this read (`onenet sync --full-refresh`). Raise ConnectorError if it failed."""
+    if not reconcilable(source):
+        raise ConnectorError(f"{source}: no reconciliation for this source (its connector has no reconcile()); "
+                             f"reconcilable: {', '.join(s for s in SOURCES if reconcilable(s))}")
+    conn = connection(settings.CONN_IDS[source], settings.embedded_uri(source))
+    module = importlib.import_module(f"connectors.{source}")
+    con = _open_warehouse(f"reconcile {source}")
+    try:
+        results: list[LoadResult] = module.reconcile(con, conn, reset_cursor=reset_cursor)
     finally:
         con.close()
     for r in results:
@@ -73,7 +127,7 @@ def validate(source: str, *, on_result: Callable[[ValidationResult], None] | Non
 
 
 def merge(*, full: bool = False) -> MergeSummary:
-    """Resolve everything validation passed into core and marts, in one transaction.
+    """Resolve everything validation passed into core and marts, in one transaction, then publish.
 
     Persons are resolved incrementally when possible; `full` resolves every record again.
     """
@@ -81,59 +135,135 @@ def merge(*, full: bool = False) -> MergeSummary:
 
     con = _open_warehouse("merge")
     try:
-        return run_merge(con, full=full)
+        summary = run_merge(con, full=full)
+        summary.published = publish(con, summary.run_id)
+        return summary
     finally:
         con.close()
+
+
+def publish(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> PublishResult:
+    """Publish every audience's snapshot from the warehouse (files, then the serving database)."""
+    from warehouse import audit_log
+    from warehouse.publish import new_version
+    from warehouse.publish import publish as publish_snapshots
+
+    result = publish_snapshots(con, settings.published_dir(), new_version(run_id))
+    url = settings.serving_url()
+    if url is None:
+        result.serving = "skipped (ONENET_SERVING_URL is not set)"
+    else:
+        result.serving = _publish_serving(url, result.version)
+    audit_log.append("publish", result.version, principal=None, output=settings.published_dir(),
+                     rows=sum(result.analyst_rows.values()), full_values=False, reason=result.summary())
+    return result
+
+
+def republish() -> PublishResult:
+    """Publish every audience's snapshot from the warehouse as it is now (the daily extract run)."""
+    con = _open_warehouse("publish")
+    try:
+        return publish(con)
+    finally:
+        con.close()
+
+
+def _publish_serving(url: str, version: str) -> str:
+    """Load the current snapshots into the PostgreSQL serving database; return a one-line outcome."""
+    from warehouse.publish import serving
+    from warehouse.publish.snapshot import communities, open_snapshot
+
+    root = settings.published_dir()
+    index = communities(root)
+    with open_snapshot(root, "analyst") as analyst:
+        relations = {q: analyst.parquet(q) for q in analyst.relations()}
+        community: dict[str, list[Path]] = {}
+        with ExitStack() as stack:
+            for code in index:
+                snap = stack.enter_context(open_snapshot(root, "community", code))
+                for q in snap.relations():
+                    community.setdefault(q, []).append(snap.parquet(q))
+            done = serving.publish_serving(url, version, relations, community,
+                                           [(code, c["name"]) for code, c in index.items()])
+    return done.summary() if hasattr(done, "summary") else str(done)
+
+
+def _who(who: Principal | None) -> Principal:
+    from warehouse.identity import resolve_principal
+
+    return who or resolve_principal()
+
+
+def _denied(who: Principal | None, action: str, target: str, reason: str) -> AccessDenied:
+    """Record a refused read in the access log and return the error to raise."""
+    from warehouse import audit_log
+    from warehouse.access import AccessDenied
+
+    audit_log.append(action, target, principal=who, outcome="denied", reason=reason)
+    return AccessDenied(reason)
 
 
 def extract(day: dt.date, *, community: str | None = None, who: Principal | None = None) -> list[ExtractResult]:
-    """Write the daily workbook of one community, or of every community the principal may read."""
-    from warehouse.access import COMMUNITY_STAFF, principal_from_env
-    from warehouse.extracts.community import communities, write_extracts
+    """Write the daily workbook of one community, or of every community the principal may read,
+    from the communities' published snapshots (never the warehouse)."""
+    from warehouse.access import COMMUNITY_STAFF, DISTRICT_ANALYST
+    from warehouse.extracts.community import write_extracts
+    from warehouse.publish.snapshot import communities, community_code, open_communities
 
-    who = who or principal_from_env(community=community)
-    con = _open_warehouse("extract")
-    try:
-        if community:
-            names = [community]
-        elif who.role == COMMUNITY_STAFF:
-            names = [who.community or ""]
-        else:
-            names = communities(con)
+    who = _who(who)
+    root = settings.published_dir()
+    target = f"{community or who.community or 'every community'} {day}"
+    if who.role == DISTRICT_ANALYST:
+        raise _denied(who, "extract", target, "community extracts name residents and their phones: they are "
+                      "for community staff; analysts read the district marts (`onenet query`, `onenet report`)")
+    index = communities(root)
+    if who.role == COMMUNITY_STAFF:
+        codes = [community_code(root, who.community or "")]
+    elif community:
+        codes = [community_code(root, community)]
+    else:
+        codes = sorted(index)
+    with open_communities(root, codes) as con:
         # One call for all: each sheet's query runs once for every community, not once per community.
-        return write_extracts(con, names, day, who, settings.exports_dir() / "extracts")
-    finally:
-        con.close()
+        return write_extracts(con, [(c, index[c]["name"]) for c in codes], day, who, settings.exports_dir())
 
 
 def report(template: str | Path, day: dt.date, *, who: Principal | None = None) -> ReportResult:
-    """Fill a report template for the period containing `day`."""
-    from warehouse.access import principal_from_env
+    """Fill a report template for the period containing `day`, from the reader's audience snapshot."""
+    from warehouse.access import COMMUNITY_STAFF
+    from warehouse.publish import community_folder
+    from warehouse.publish.snapshot import community_code, open_snapshot
     from warehouse.reports import load_template, write_report
 
-    who = who or principal_from_env()
+    who = _who(who)
     loaded = load_template(template)
-    con = _open_warehouse("report")
-    try:
-        return write_report(con, loaded, day, who, settings.exports_dir() / "reports")
-    finally:
-        con.close()
+    root = settings.published_dir()
+    if who.role == COMMUNITY_STAFF:
+        code = community_code(root, who.community or "")
+        out = settings.exports_dir() / "community" / community_folder(code) / "reports"
+        with open_snapshot(root, "community", code) as snap:
+            return write_report(snap.con, loaded, day, who, out, only=who.community)
+    with open_snapshot(root, "analyst") as snap:
+        return write_report(snap.con, loaded, day, who, settings.exports_dir() / "analyst" / "reports")
 
 
 def dashboard(*, who: Principal | None = None) -> Path:
-    """Rebuild the analyst dashboard (one static HTML file) from the marts; return its path."""
-    from warehouse.access import log_access, principal_from_env
+    """Rebuild the analyst dashboard (one static HTML file) from the analysts' snapshot; return its path."""
+    from warehouse import audit_log
+    from warehouse.access import COMMUNITY_STAFF
     from warehouse.dashboard.build import build_dashboard
+    from warehouse.outputs import private_umask
+    from warehouse.publish.snapshot import open_snapshot
 
-    who = who or principal_from_env()
-    con = _open_warehouse("dashboard")
-    try:
-        path = build_dashboard(con, settings.exports_dir() / "dashboard" / "index.html")
-        # Aggregates only, but who rebuilt what is worth a line too.
-        log_access(con, who, "dashboard", str(path), 0, full_values=False)
-        return path
-    finally:
-        con.close()
+    who = _who(who)
+    if who.role == COMMUNITY_STAFF:
+        raise _denied(who, "dashboard", "district dashboard", "the dashboard covers the whole district: it is "
+                      "for analysts; community staff read their community's daily extract")
+    with open_snapshot(settings.published_dir(), "analyst") as snap, private_umask():
+        path = build_dashboard(snap.con, settings.exports_dir() / "analyst" / "dashboard" / "index.html")
+    # Aggregates only, but who rebuilt what is worth a line too.
+    audit_log.append("dashboard", snap.version, principal=who, output=path)
+    return path
 
 
 def dictionary() -> Path:
@@ -151,14 +281,62 @@ def dictionary() -> Path:
 
 
 def export_marts(*, who: Principal | None = None) -> tuple[Path, dict[str, int]]:
-    """Export every mart to Parquet, masked for the role; return the folder and rows per table."""
-    from warehouse.access import principal_from_env
-    from warehouse.dictionary import export_parquet
+    """Copy the reader's audience snapshot (Parquet) into its own export folder; return it and rows per
+    relation. Engineers and analysts get the analysts' relations, community staff their community's."""
+    from warehouse import audit_log
+    from warehouse.access import COMMUNITY_STAFF
+    from warehouse.outputs import private_dir, private_umask
+    from warehouse.publish import community_folder
+    from warehouse.publish.snapshot import community_code, open_snapshot
 
-    who = who or principal_from_env()
-    con = _open_warehouse("export")
+    who = _who(who)
+    root = settings.published_dir()
+    if who.role == COMMUNITY_STAFF:
+        code = community_code(root, who.community or "")
+        audience, folder = ("community", code), settings.exports_dir() / "community" / community_folder(code) / "marts"
+    else:
+        audience, folder = ("analyst", None), settings.exports_dir() / "analyst" / "marts"
+    counts: dict[str, int] = {}
+    with open_snapshot(root, *audience) as snap, private_umask():
+        private_dir(folder)
+        for qualified in snap.relations():
+            target = folder / f"{qualified}.parquet"
+            tmp = target.with_suffix(".parquet.part")
+            shutil.copyfile(snap.parquet(qualified), tmp)
+            os.replace(tmp, target)
+            row = snap.con.execute(f"select count(*) from {qualified}").fetchone()
+            counts[qualified] = int(row[0]) if row else 0
+    audit_log.append("export", f"{audience[0]} snapshot {snap.version}", principal=who, output=folder,
+                     rows=sum(counts.values()), full_values=who.role == COMMUNITY_STAFF)
+    return folder, counts
+
+
+def query(sql: str, *, who: Principal | None = None) -> pa.Table:
+    """Run read-only SQL: engineers on the warehouse itself, analysts on their snapshot, community
+    staff on their community's. Nothing restricted is in a snapshot, so any SQL may run there."""
+    from warehouse import audit_log
+    from warehouse.access import COMMUNITY_STAFF, DATA_ENGINEER
+    from warehouse.publish.snapshot import community_code, open_snapshot
+    from warehouse.query import QueryError, readonly_connection, run_sql
+
+    who = _who(who)
+    root = settings.published_dir()
     try:
-        folder = settings.exports_dir() / "marts"
-        return folder, export_parquet(con, folder, who)
-    finally:
-        con.close()
+        if who.role == DATA_ENGINEER:
+            con = readonly_connection(settings.warehouse_path())
+            try:
+                table = run_sql(con, sql)
+            finally:
+                con.close()
+        elif who.role == COMMUNITY_STAFF:
+            with open_snapshot(root, "community", community_code(root, who.community or "")) as snap:
+                table = run_sql(snap.con, sql)
+        else:
+            with open_snapshot(root, "analyst") as snap:
+                table = run_sql(snap.con, sql)
+    except QueryError as exc:
+        audit_log.append("query", sql.strip(), principal=who, outcome="denied", reason=str(exc)[:500])
+        raise
+    audit_log.append("query", sql.strip(), principal=who, rows=table.num_rows,
+                     full_values=who.role != "district_analyst")
+    return table

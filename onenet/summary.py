@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 
 from onenet import settings
+from warehouse import audit_log
 
 
 def pipeline_summary(warehouse: Path, gx_dir: Path | None = None, exports: Path | None = None) -> list[str]:
@@ -42,7 +43,9 @@ def pipeline_summary(warehouse: Path, gx_dir: Path | None = None, exports: Path 
     lines += ["where things are:",
               f"  warehouse   {warehouse}  (try `onenet query \"select * from mart.hotline_rates\"`)",
               f"  Data Docs   {docs.as_uri() if docs.exists() else '(not built)'}",
-              f"  extracts    {exports / 'extracts'}",
-              f"  reports     {exports / 'reports'}",
-              f"  dashboard   {(exports / 'dashboard' / 'index.html').as_uri()}"]
+              f"  published   {settings.published_dir()}  (each audience's read-only snapshots)",
+              f"  extracts    {exports / 'community'}  (one folder per community)",
+              f"  reports     {exports / 'analyst' / 'reports'}",
+              f"  dashboard   {(exports / 'analyst' / 'dashboard' / 'index.html').as_uri()}",
+              f"  access log  {audit_log.log_path()}  (`onenet audit verify`)"]
     return lines

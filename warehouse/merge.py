@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 
@@ -36,6 +37,7 @@ class MergeSummary:
     staging_mode: str = "full"
     resolve_mode: str = "full"
     resolve_note: str = ""
+    published: Any = None  # warehouse.publish.PublishResult, set by the pipeline after the merge commits
 
     @property
     def seconds(self) -> float:
@@ -52,6 +54,8 @@ class MergeSummary:
         lines.append(f"  warnings: {self.warnings:,}")
         lines.append(f"  staging: {self.staging_mode}; persons resolved: {self.resolve_mode} ({self.resolve_note})")
         lines.append("  steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.step_seconds.items()))
+        if self.published is not None:
+            lines.append(f"  {self.published.summary()}")
         return lines
 
 

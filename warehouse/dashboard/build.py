@@ -1,4 +1,5 @@
-"""Build the analyst dashboard from the marts: one self-contained HTML file, aggregates only."""
+"""Build the analyst dashboard from the analysts' published snapshot: one self-contained HTML file,
+aggregates only. It reads `mart.*` of the snapshot (warehouse/publish/analyst), never the warehouse."""
 
 from __future__ import annotations
 
@@ -55,8 +56,8 @@ def _section(title: str, body: str, note: str = "") -> str:
 
 
 def _kpis(con: duckdb.DuckDBPyConnection) -> str:
-    persons, records = _rows(con, "select count(distinct person_id), count(*) from core.person_source")[0]
-    tickets, incidents = _rows(con, "select (select count(*) from core.ticket), (select count(*) from core.incident)")[0]
+    persons, records = _rows(con, "select persons, records from mart.resolution_summary where source is null")[0]
+    tickets, incidents = _rows(con, "select (select count(*) from mart.ticket), (select count(*) from mart.incident)")[0]
     warnings = _rows(con, "select count(*) from mart.warnings where is_current")[0][0]
     items = [("一人一档（合并后人数）", persons), ("四个系统的人员记录", records), ("热线工单", tickets),
              ("事件（工单与案件合并后）", incidents), ("当前预警", warnings)]
@@ -122,8 +123,8 @@ def _heat(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> str:
 
 
 def _dedup(con: duckdb.DuckDBPyConnection) -> str:
-    rows = _rows(con, "select source, count(*), count(distinct person_id) from core.person_source "
-                      "group by source order by source")
+    rows = _rows(con, "select source, records, persons from mart.resolution_summary "
+                      "where source is not null order by source")
     chart = bar_chart("记录数与合并后人数", [SOURCE_NAMES.get(r[0], r[0]) for r in rows],
                       {"记录": [float(r[1]) for r in rows], "合并后人数": [float(r[2]) for r in rows]})
     return _section("去重效果：各系统记录 vs 一人一档", f'<div class="card">{chart}</div>')
@@ -136,7 +137,8 @@ def _quality(con: duckdb.DuckDBPyConnection) -> str:
                       "from mart.source_quality order by source")
     table = "".join(f"<tr><td>{escape(SOURCE_NAMES.get(s, s))}</td><td>{r:,}</td><td>{i:,}</td><td>{m:,}</td>"
                     f"<td>{d:,}</td><td>{(rate or 0):.1%}</td></tr>" for s, r, i, m, d, rate in rows)
-    runs = _rows(con, "select source, sum(rows_in), sum(rows_quarantined) from meta.validation_runs group by 1 order by 1")
+    runs = _rows(con, "select source, sum(rows_in), sum(rows_quarantined) from mart.validation_summary "
+                      "group by 1 order by 1")
     quarantine = "".join(f"<tr><td>{escape(s)}</td><td>{n:,}</td><td>{q:,}</td></tr>" for s, n, q in runs)
     return _section("数据质量", f'<div class="grid"><div class="card">{chart}</div><div class="card"><table>'
                     f'<tr><th>系统</th><th>记录</th><th>身份证无效</th><th>缺电话</th><th>与档案不一致</th>'

@@ -1,7 +1,9 @@
-"""The daily community extract: one workbook per community and day, its own rows only, masked for the role.
+"""The daily community extract: one workbook per community and day, from its published snapshot.
 
-Set-based: each sheet's query runs once for all the communities written (one or all 186), and its
-rows are split by community; a single community is the same path with a list of one.
+It reads the community audience's relations (warehouse/publish/community: the community's rows
+only, phones in full, IDs masked), never the warehouse, so a workbook cannot hold what its
+community may not see. Set-based: each sheet's query runs once for all the communities written
+(one or all 186, their snapshots opened as one connection), and its rows are split by community.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.access import Principal, log_access
+from warehouse import audit_log
+from warehouse.access import Principal
 from warehouse.excel import Column, Sheet, write_workbook
+from warehouse.outputs import private_umask, safe_name
+from warehouse.publish import community_folder
 
 SOURCE_NAMES = {"hotline": "12345热线", "city_cases": "数字城管", "grid_registry": "网格管理系统",
                 "health_codes": "健康码平台"}
@@ -50,14 +55,14 @@ class ExtractData:
     """The rows of every community's extract for one day, fetched set-based; unmasked."""
 
     day: dt.date
-    sheets: dict[str, dict[str, list[tuple]]]  # query name -> community -> rows without the community
+    sheets: dict[str, dict[str, list[tuple]]]  # query name -> community code -> rows without the community
     counts: dict[str, tuple[int, int, int]]  # community -> (residents, special group, tickets still open)
     freshness: list[tuple]
 
 
 def _by_community(con: duckdb.DuckDBPyConnection, name: str, names: list[str],
                   day: dt.date) -> dict[str, list[tuple]]:
-    """Run one query for all `names` and split its rows by the leading community column, keeping their order."""
+    """Run one query for all `names` (community codes) and split its rows by the leading community column."""
     split: dict[str, list[tuple]] = {community: [] for community in names}
     for row in con.execute(_sql(name), {"communities": names, "day": day}).fetchall():
         split[row[0]].append(row[1:])
@@ -71,22 +76,13 @@ def fetch(con: duckdb.DuckDBPyConnection, names: list[str], day: dt.date) -> Ext
                        counts=counts, freshness=con.execute(_sql("freshness"), {"day": day}).fetchall())
 
 
-def communities(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every community of the grid hierarchy, in code order."""
-    return [r[0] for r in con.execute(
-        "select community_name from core.grid where grid_level = 'community' order by grid_code").fetchall()]
-
-
-def build_sheets(data: ExtractData, community: str, who: Principal) -> list[Sheet]:
-    """The sheets of one community's extract; personal columns as the principal may see them."""
+def build_sheets(data: ExtractData, code: str, community: str) -> list[Sheet]:
+    """The sheets of one community's extract (`code`, shown as `community`), as its snapshot holds them."""
     day = data.day
-    rows = {q: data.sheets[q][community] for q in SHEET_QUERIES}
-    tickets = [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], who.phone(r[8]), *r[9:]) for r in rows["tickets"]]
-    cases = rows["cases"]
-    changes = [(r[0], who.id_number(r[1]), who.phone(r[2]), *r[3:]) for r in rows["code_changes"]]
-    roster = [(r[0], r[1], who.id_number(r[2]), who.phone(r[3]), *r[4:]) for r in rows["roster"]]
-    issues = rows["data_issues"]  # values are masked in the mart itself
-    residents, special, still_open = data.counts[community]
+    rows = {q: data.sheets[q][code] for q in SHEET_QUERIES}
+    tickets, cases, changes = rows["tickets"], rows["cases"], rows["code_changes"]
+    roster, issues = rows["roster"], rows["data_issues"]
+    residents, special, still_open = data.counts[code]
     new_tickets = sum(1 for t in tickets if t[1] == "新增")
     overdue = sum(1 for t in tickets if t[-1])
     overview = [
@@ -129,33 +125,29 @@ def build_sheets(data: ExtractData, community: str, who: Principal) -> list[Shee
     ]
 
 
-def write_extracts(con: duckdb.DuckDBPyConnection, names: list[str], day: dt.date, who: Principal,
-                   out_dir: Path) -> list[ExtractResult]:
-    """Write the workbook of each community in `names` (see write_extract); each query runs once for all."""
-    known = set(communities(con))
-    for community in names:  # refuse before anything is read or written
-        who.check_community(community)
-        if community not in known:
-            raise ExtractError(f"no community {community!r} in the grid hierarchy; "
-                               f"run `onenet merge` first or check the name")
-    if not names:
+def write_extracts(con: duckdb.DuckDBPyConnection, communities: list[tuple[str, str]], day: dt.date,
+                   who: Principal, out_dir: Path) -> list[ExtractResult]:
+    """Write the workbook of each (code, name) in `communities` from `con`, the community snapshots
+    opened together (warehouse.publish.snapshot.open_communities); each query runs once for all."""
+    if not communities:
         return []
-    data = fetch(con, names, day)
-    return [_write_one(con, data, community, who, out_dir) for community in names]
+    data = fetch(con, [code for code, _ in communities], day)
+    with private_umask():
+        return [_write_one(data, code, name, who, out_dir) for code, name in communities]
 
 
-def write_extract(con: duckdb.DuckDBPyConnection, community: str, day: dt.date, who: Principal,
-                  out_dir: Path) -> ExtractResult:
-    """Write `<out_dir>/<role>/<day>/<community>_<day>.xlsx` and log the read in meta.access_log."""
-    return write_extracts(con, [community], day, who, out_dir)[0]
+def extract_path(out_dir: Path, code: str, community: str, day: dt.date) -> Path:
+    """`<exports>/community/<folder>/extracts/<day>/<community>_<day>.xlsx`: one folder per community,
+    whoever wrote it (the workbook is the same: it comes from the community's own snapshot)."""
+    name = f"{safe_name(community)}_{day:%Y%m%d}.xlsx"
+    return out_dir / "community" / community_folder(code) / "extracts" / f"{day:%Y%m%d}" / name
 
 
-def _write_one(con: duckdb.DuckDBPyConnection, data: ExtractData, community: str, who: Principal,
-               out_dir: Path) -> ExtractResult:
+def _write_one(data: ExtractData, code: str, community: str, who: Principal, out_dir: Path) -> ExtractResult:
     """Write one community's workbook from the fetched rows and log the read."""
-    day = data.day
-    # One folder per role: the same community reads differently masked for another role.
-    path = out_dir / who.role / f"{day:%Y%m%d}" / f"{community}_{day:%Y%m%d}.xlsx"
-    rows = write_workbook(path, build_sheets(data, community, who), title=f"{community} 社区日报 {day}")
-    log_access(con, who, "extract", str(path), sum(v for k, v in rows.items() if k != "今日概况"))
-    return ExtractResult(community, day, path, rows)
+    path = extract_path(out_dir, code, community, data.day)
+    rows = write_workbook(path, build_sheets(data, code, community), title=f"{community} 社区日报 {data.day}")
+    # Full phones leave in every workbook (staff call their residents); IDs are masked.
+    audit_log.append("extract", f"{community} ({code}) {data.day}", principal=who, output=path,
+                     rows=sum(v for k, v in rows.items() if k != "今日概况"), full_values=True)
+    return ExtractResult(community, data.day, path, rows)

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,8 @@ import duckdb
 from warehouse.publish import community_folder
 
 DATABASES = {"analyst": "snapshot.duckdb", "community": "snapshot.duckdb"}
+# Community relations without a community column: the same rows in every community's snapshot.
+SHARED_RELATIONS = frozenset({"community.freshness"})
 
 
 class SnapshotError(RuntimeError):
@@ -154,3 +156,26 @@ def remove_old_versions(base: Path) -> list[str]:
         finally:
             os.close(fd)
     return removed
+
+
+@contextmanager
+def open_communities(root: Path, codes: list[str]) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Several communities' snapshots as one read-only connection: each relation a view over the
+    union of their Parquet files, so a query runs once for all of them (the daily extract run)."""
+    with ExitStack() as stack:
+        snapshots = [stack.enter_context(open_snapshot(root, "community", code)) for code in codes]
+        con = duckdb.connect()
+        stack.callback(con.close)
+        relations = snapshots[0].relations() if snapshots else []
+        for qualified in relations:
+            files = [str(s.parquet(qualified)) for s in snapshots]
+            schema = qualified.split(".")[0]
+            con.execute(f"create schema if not exists {schema}")
+            # Each file is one community's rows; relations shared by all (freshness) are read once.
+            source = files[:1] if qualified in SHARED_RELATIONS else files
+            con.execute(f"create view {qualified} as select * from read_parquet({source!r})")
+        con.execute("set allowed_directories = ?", [[str(s.path / "parquet") + "/" for s in snapshots]])
+        con.execute("set timezone = 'Asia/Shanghai'")
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
+        yield con

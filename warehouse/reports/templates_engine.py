@@ -1,13 +1,18 @@
 """Load a report template (TOML) and fill it with one set-based query: one row per community or street.
 
 A template names the form (title, department), the unit a row stands for (community or street),
-the period it covers (day or month), the warehouse relation it reads with that relation's date
+the period it covers (day or month), the published relation it reads with that relation's date
 column, and each column as a SQL expression over that relation. See templates/*.toml.
+
+Templates are code, not input: they load only from the shipped folder and from the folder an
+administrator configures ($ONENET_TEMPLATES_DIR), and their SQL runs on the reader's audience
+snapshot, where the warehouse's restricted schemas (core, meta, raw, staging) do not exist.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -18,9 +23,9 @@ import duckdb
 from warehouse.excel import Column
 
 TEMPLATES = Path(__file__).parent / "templates"
-UNITS = {"community": "select distinct community_name as unit, street_name as parent from core.grid "
+UNITS = {"community": "select distinct community_name as unit, street_name as parent from mart.grid "
                       "where grid_level = 'community'",
-         "street": "select distinct street_name as unit, district_name as parent from core.grid "
+         "street": "select distinct street_name as unit, district_name as parent from mart.grid "
                    "where grid_level = 'street'"}
 PERIODS = ("day", "month")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
@@ -61,14 +66,26 @@ class Template:
         return [Column(unit_header), Column(parent_header)] + [Column(c.header, c.kind) for c in self.columns]
 
 
+def template_dirs() -> list[Path]:
+    """Where templates may come from: the shipped folder, then $ONENET_TEMPLATES_DIR (administrators')."""
+    extra = os.environ.get("ONENET_TEMPLATES_DIR")
+    return [TEMPLATES, *([Path(extra).resolve()] if extra else [])]
+
+
 def load_template(path_or_name: str | Path) -> Template:
-    """Read a template from a .toml file, or by name from the shipped templates folder."""
-    path = Path(path_or_name)
-    if not path.suffix:
-        path = TEMPLATES / f"{path_or_name}.toml"
+    """Read a template by name (or file name) from the shipped or the administrators' folder."""
+    folders = template_dirs()
+    given = Path(path_or_name)
+    if given.suffix or given.parent != Path("."):
+        path = given.resolve()
+        if path.parent not in folders:
+            raise TemplateError(f"{given}: templates load only from {' or '.join(str(f) for f in folders)} "
+                                f"(an administrator adds a form there, or sets ONENET_TEMPLATES_DIR)")
+    else:
+        path = next((f / f"{given}.toml" for f in folders if (f / f"{given}.toml").exists()), folders[0] / "x")
     if not path.exists():
-        shipped = ", ".join(sorted(p.stem for p in TEMPLATES.glob("*.toml")))
-        raise TemplateError(f"no template {path_or_name}: give a .toml file or one of: {shipped}")
+        known = ", ".join(sorted({p.stem for f in folders for p in f.glob("*.toml")}))
+        raise TemplateError(f"no template {path_or_name}: one of: {known}")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -152,7 +169,7 @@ def fill(con: duckdb.DuckDBPyConnection, template: Template, on: dt.date,
     try:
         rows = con.execute(fill_sql(template), {"first": first, "last": last, "only": only}).fetchall()
     except duckdb.Error as exc:
-        raise TemplateError(f"{template.path.name if template.path else template.name}: the warehouse "
+        raise TemplateError(f"{template.path.name if template.path else template.name}: the snapshot "
                             f"cannot compute it ({str(exc).splitlines()[0]}); check source, date_column and "
                             f"each column's sql") from exc
     return [r[1:] for r in rows]

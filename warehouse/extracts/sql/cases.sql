@@ -1,11 +1,12 @@
 -- 城管案件: city-management cases of the given communities still open at the end of the day.
--- grain: one row per case; parameters $communities (a list of names), $day.
+-- grain: one row per case; parameters $communities (a list of codes), $day. Reads the community
+-- audience's relations (warehouse/publish/community), never the warehouse.
 with day_end as (
     select (($day + interval 1 day)::timestamp at time zone 'Asia/Shanghai') as at
 ),
 final as (
     select
-        cases.community_name,
+        cases.community_code,
         cases.case_id,
         cases.reported_at,
         cases.category_type,
@@ -17,9 +18,9 @@ final as (
         cases.status_name,
         cases.deadline,
         case when cases.deadline < day_end.at then '已超期' else '' end as overdue
-    from core.city_case as cases, day_end
-    where cases.community_name in (select unnest($communities))
+    from community.city_case as cases, day_end
+    where cases.community_code in (select unnest($communities))
       and cases.reported_at < day_end.at
       and (cases.closed_at is null or cases.closed_at >= day_end.at)
 )
-select * from final order by community_name, reported_at, case_id
+select * from final order by community_code, reported_at, case_id

@@ -1,11 +1,11 @@
 -- 重点人群: special-group residents of the given communities with their latest contact across the silos.
--- grain: one row per person; parameters $communities (a list of names), $day (unused: the roster is the current one).
+-- grain: one row per person; parameters $communities (codes), $day (unused: the roster is the current one).
 select
-    roster.community_name,
+    roster.community_code,
     roster.name,
     roster.group_types_text,
     roster.id_number,
-    coalesce(roster.latest_contact_phone, roster.phone) as phone,
+    roster.phone,
     case roster.latest_contact_source
         when 'grid_registry.residents' then '网格登记'
         when 'grid_registry.grid_workers' then '网格员登记'
@@ -18,7 +18,7 @@ select
     roster.grid_name,
     roster.household_address,
     case roster.code_color when 'green' then '绿码' when 'yellow' then '黄码' when 'red' then '红码' end as code_color
-from mart.special_group_roster as roster
-where roster.community_name in (select unnest($communities)) and $day is not null
+from community.special_group_roster as roster
+where roster.community_code in (select unnest($communities)) and $day is not null
 -- person_key only breaks ties between namesakes of one grid, so the order is stable
-order by roster.community_name, roster.grid_code, roster.name, roster.person_key
+order by roster.community_code, roster.grid_code, roster.name, roster.person_key

@@ -1,14 +1,14 @@
 -- 热线工单: hotline tickets of the given communities that are new on the day or still open at its end.
--- grain: one row per ticket; parameters $communities (a list of names), $day (a Beijing date).
+-- grain: one row per ticket; parameters $communities (a list of codes), $day (a Beijing date).
 with day_end as (
     select (($day + interval 1 day)::timestamp at time zone 'Asia/Shanghai') as at
 ),
 tickets as (
-    select * from core.ticket where community_name in (select unnest($communities))
+    select * from community.ticket where community_code in (select unnest($communities))
 ),
 final as (
     select
-        tickets.community_name,
+        tickets.community_code,
         tickets.ticket_id,
         case when tickets.received_on = $day then '新增' else '未办结' end as kind,
         tickets.received_at,
@@ -33,4 +33,4 @@ final as (
     where tickets.received_at < day_end.at
       and (tickets.received_on = $day or tickets.closed_at is null or tickets.closed_at >= day_end.at)
 )
-select * from final order by community_name, kind desc, received_at, ticket_id
+select * from final order by community_code, kind desc, received_at, ticket_id

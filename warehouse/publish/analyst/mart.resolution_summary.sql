@@ -1,4 +1,5 @@
--- analyst mart.resolution_summary: per silo, how many records became how many golden persons.
+-- analyst mart.resolution_summary: per silo, how many records became how many golden persons;
+-- the row with source null is the whole district (persons counted once across silos).
 select source, count(*) as records, count(distinct person_id) as persons
 from core.person_source
-group by source
+group by grouping sets ((source), ())
