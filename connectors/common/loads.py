@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -55,7 +57,15 @@ class Load:
     Extraction happens before the transaction opens (the source may be slow); landing, the
     meta.loads row and the new state are then committed together, so a crash can neither move
     the state without its rows nor land rows twice.
+
+    A connector reading sources too large for memory calls `land_as_added()` first: each batch is
+    then landed when added, inside the load's one transaction (DuckDB writes large uncommitted
+    appends to the database file, not to memory), and `mark()` / `undo(mark, position_prefix)`
+    take back what was landed since a mark, e.g. a file found unreadable half-way.
     """
+
+    _eager = False  # land each batch when added (land_as_added)
+    _open = False   # the load's transaction is open (eager landing began it)
 
     def __init__(self, con: duckdb.DuckDBPyConnection, entity: Entity, *, full_refresh: bool = False):
         self.con = con
@@ -93,6 +103,8 @@ class Load:
             return
         pos = pa.array([position] * rows.num_rows, pa.string()) if isinstance(position, str) else position
         self._batches.append(rows.append_column("_source_position", pos))
+        if self._eager:
+            self._land_batches()
 
     def quarantine(self, position: str, raw_record: str | None, reason: str, rule: str = "unreadable") -> None:
         """Hold back a record that cannot be read, with where it was and why."""
@@ -109,7 +121,7 @@ class Load:
         state["watermark"], capped = freshness.capped_watermark(state["watermark"])
         if capped:
             self.note(capped)
-        with transaction(self.con):
+        with self._transaction():
             if self._batches:
                 batch = pa.concat_tables(self._batches, promote_options="permissive")
                 landed = land(self.con, self.entity, batch, self.load_id, self._started_at)
@@ -149,7 +161,67 @@ class Load:
         r = self.result
         r.status, r.seconds = "failed", time.perf_counter() - self._started
         r.message = str(exc) or type(exc).__name__
+        if self._open:
+            self._open = False
+            self.con.execute("rollback")
         with transaction(self.con):
             self.con.execute("update meta.loads set finished_at = now(), status = 'failed', message = ? "
                              "where load_id = ?", [r.message, self.load_id])
         return False
+
+    # --- landing as batches are added (sources too large for memory) ---------------------------
+
+    def land_as_added(self) -> None:
+        """Land each batch when it is added instead of at finish(), in the load's one transaction."""
+        if getattr(self, "reconcile", None) is not None:
+            raise ConnectorError(f"{self.entity.source}.{self.entity.name}: a reconciliation compares the whole "
+                                 "state at finish(); it cannot land as it goes")
+        self._eager = True
+
+    def mark(self) -> tuple[int, int, int, int, int]:
+        """Where the load stands: give it to undo() to take back what is landed after it."""
+        r = self.result
+        return r.rows_in, r.rows_landed, r.duplicates_skipped, len(self._quarantine), len(self._batches)
+
+    def undo(self, mark: tuple[int, int, int, int, int], position_prefix: str) -> None:
+        """Take back the rows and quarantined records added since `mark` whose position starts with
+        `position_prefix` (e.g. one file's "<name> line "), and their counts."""
+        rows_in, landed, duplicates, held, batches = mark
+        if self._open:
+            self.con.execute(f"delete from {self.entity.table} where _load_id = ? and starts_with(_source_position, ?)",
+                             [self.load_id, position_prefix])
+        del self._batches[batches:]
+        del self._quarantine[held:]
+        r = self.result
+        r.rows_in, r.rows_landed, r.duplicates_skipped = rows_in, landed, duplicates
+
+    def _land_batches(self) -> None:
+        if not self._open:
+            self.con.execute("begin transaction")
+            self._open = True
+        batch = pa.concat_tables(self._batches, promote_options="permissive")
+        self._batches.clear()
+        landed = land(self.con, self.entity, batch, self.load_id, self._started_at)
+        r = self.result
+        r.rows_in, r.rows_landed = r.rows_in + landed.rows_in, r.rows_landed + landed.landed
+        r.duplicates_skipped += landed.duplicates
+        for name, dtype in landed.new_columns:
+            self.con.execute("insert into meta.schema_changes values (?, ?, ?, ?, 'added', ?, now())",
+                             [self.load_id, self.entity.source, self.entity.name, name, dtype])
+            self.note(f"new source column {name!r} ({dtype}) landed")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        # finish() commits the transaction eager landing opened, or runs in one of its own.
+        if not self._open:
+            with transaction(self.con):
+                yield
+            return
+        try:
+            yield
+        except BaseException:
+            self._open = False
+            self.con.execute("rollback")
+            raise
+        self._open = False
+        self.con.execute("commit")

@@ -1,0 +1,68 @@
+"""A load that lands each batch as it is added: one transaction still, and undo() of one file's rows."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from connectors.common.exceptions import SourceUnavailable
+from connectors.common.landing import Entity
+from connectors.common.loads import Load
+from warehouse import db
+
+ROWS = Entity("demo", "rows", key=("id",), required={"id": pa.string()})
+
+
+@pytest.fixture
+def con(tmp_path):
+    c = db.connect(tmp_path / "w.duckdb")
+    yield c
+    c.close()
+
+
+def rows(*ids: str, v: str = "1") -> pa.Table:
+    return pa.table({"id": list(ids), "v": [v] * len(ids)})
+
+
+def count(con, where: str = "true") -> int:
+    return con.execute(f"select count(*) from raw.demo_rows where {where}").fetchall()[0][0]
+
+
+def test_batches_land_as_added_and_commit_once(con, tmp_path):
+    with Load(con, ROWS) as load:
+        load.land_as_added()
+        load.add(rows("a", "b"), "f1 line 2")
+        assert count(con) == 2  # landed already, inside the load's open transaction
+        load.add(rows("b", "c"), "f2 line 2")  # b is a duplicate of the first batch
+        r = load.finish({}, watermark=None)
+    assert (r.rows_in, r.rows_landed, r.duplicates_skipped) == (4, 3, 1)
+    assert con.execute("select rows_in, rows_landed, status from meta.loads").fetchall() == [(4, 3, "succeeded")]
+
+
+def test_undo_takes_back_one_files_rows_and_counts(con):
+    with Load(con, ROWS) as load:
+        load.land_as_added()
+        load.add(rows("a"), "good.csv line 2")
+        mark = load.mark()
+        load.add(rows("x", "y"), pa.array(["bad.csv line 2", "bad.csv line 3"]))
+        load.quarantine("bad.csv line 4", "x,", "broken")
+        load.undo(mark, "bad.csv line ")
+        load.add(rows("z"), "later.csv line 2")
+        r = load.finish({}, watermark=None)
+    assert (r.rows_in, r.rows_landed, r.rows_quarantined) == (2, 2, 0)
+    assert sorted(i for (i,) in con.execute("select id from raw.demo_rows").fetchall()) == ["a", "z"]
+    assert con.execute("select count(*) from meta.quarantine").fetchall() == [(0,)]
+
+
+def test_a_failure_after_eager_landing_lands_nothing(con):
+    with pytest.raises(SourceUnavailable), Load(con, ROWS) as load:
+        load.land_as_added()
+        load.add(rows("a", "b"), "f line 2")
+        raise SourceUnavailable("demo: gone half-way")
+    assert con.execute("select count(*) from information_schema.tables where table_schema = 'raw'").fetchall() \
+        == [(0,)]
+    assert con.execute("select status, message from meta.loads").fetchall() == [("failed", "demo: gone half-way")]
+    # The connection is usable again: the next load works.
+    with Load(con, ROWS) as load:
+        load.add(rows("a"), "f line 2")
+        assert load.finish({}).rows_landed == 1
