@@ -75,6 +75,7 @@ class Load:
         self.result = LoadResult(entity.source, entity.name, self.load_id)
         self._batches: list[pa.Table] = []
         self._quarantine: list[tuple[str, str | None, str]] = []
+        self._statements: list[tuple[str, list[Any]]] = []  # run by finish(), in its transaction
         self._started = time.perf_counter()
         self._started_at = _now()
         self.state: dict[str, Any] = {} if full_refresh else self._read_state()
@@ -114,6 +115,11 @@ class Load:
     def note(self, text: str) -> None:
         self.result.notes.append(text)
 
+    def execute_on_finish(self, sql: str, params: list[Any]) -> None:
+        """Run a statement of the connector's own bookkeeping (e.g. a file set aside) in finish()'s
+        transaction, so it commits with the load or not at all."""
+        self._statements.append((sql, params))
+
     def finish(self, state: dict[str, Any], watermark: str | None = None) -> LoadResult:
         """Land everything added, record the load and save `state`, all in one transaction."""
         r = self.result
@@ -137,6 +143,8 @@ class Load:
                      for pos, raw, reasons in self._quarantine])
                 r.rows_quarantined = len(self._quarantine)
                 r.rows_in += len(self._quarantine)
+            for sql, params in self._statements:
+                self.con.execute(sql, params)
             r.watermark_after = state["watermark"]
             r.status = "succeeded"
             r.seconds = time.perf_counter() - self._started

@@ -66,3 +66,14 @@ def test_a_failure_after_eager_landing_lands_nothing(con):
     with Load(con, ROWS) as load:
         load.add(rows("a"), "f line 2")
         assert load.finish({}).rows_landed == 1
+
+
+def test_statements_run_on_finish_commit_with_the_load_or_not_at_all(con):
+    con.execute("create table meta.demo_notes (t varchar)")
+    with Load(con, ROWS) as load:
+        load.execute_on_finish("insert into meta.demo_notes values (?)", ["kept"])
+        load.finish({})
+    with pytest.raises(SourceUnavailable), Load(con, ROWS) as load:
+        load.execute_on_finish("insert into meta.demo_notes values (?)", ["lost"])
+        raise SourceUnavailable("demo: gone")
+    assert con.execute("select t from meta.demo_notes").fetchall() == [("kept",)]
