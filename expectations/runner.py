@@ -73,11 +73,15 @@ def _reference(con: duckdb.DuckDBPyConnection, source: str, entity: str, loads: 
     """Which silos' tables exist to check references against; the volume floor from earlier loads."""
     ref = Reference(tables={r[0] for r in con.execute(
         "select table_name from information_schema.tables where table_schema = 'raw'").fetchall()})
+    # A reconciliation lands only the difference (often a handful of rows): it is no delivery,
+    # so it neither sets the volume floor nor is held to it.
     earlier = [r[0] for r in con.execute(
         "select rows_landed from meta.loads where source = ? and entity = ? and status = 'succeeded' "
-        "and rows_landed > 0 and load_id not in (select unnest(?::varchar[])) order by started_at desc limit ?",
-        [source, entity, loads, VOLUME_HISTORY]).fetchall()]
-    if len(earlier) >= VOLUME_MIN_HISTORY:
+        "and rows_landed > 0 and coalesce(kind, 'sync') = 'sync' and load_id not in (select unnest(?::varchar[])) "
+        "order by started_at desc limit ?", [source, entity, loads, VOLUME_HISTORY]).fetchall()]
+    deliveries = con.execute("select count(*) from meta.loads where load_id in (select unnest(?::varchar[])) "
+                             "and coalesce(kind, 'sync') = 'sync'", [loads]).fetchall()[0][0]
+    if len(earlier) >= VOLUME_MIN_HISTORY and deliveries:
         median = sorted(earlier)[len(earlier) // 2]
         ref.min_rows = max(1, int(median * VOLUME_FLOOR))
     return ref
@@ -97,7 +101,30 @@ def _create_batch(con: duckdb.DuckDBPyConnection, raw: str, batch: str, loads: l
         con.execute(f"drop table {batch}")
     # A view cannot take parameters: the load ids (made by connectors) are quoted literals.
     ids = ", ".join("'" + load.replace("'", "''") + "'" for load in loads)
-    con.execute(f"create or replace view {batch} as select rowid as _row_id, * from {raw} where _load_id in ({ids})")
+    # Tombstones (a reconciliation's "the source no longer has this key") carry only the key:
+    # there is nothing in them for a suite to check, so they go on to staging as they are.
+    live = f" and {_NOT_TOMBSTONE}" if _has_tombstones(con, raw) else ""
+    con.execute(f"create or replace view {batch} as select rowid as _row_id, * from {raw} "
+                f"where _load_id in ({ids}){live}")
+
+
+_NOT_TOMBSTONE = "not coalesce(_is_tombstone, false)"
+
+
+def _has_tombstones(con: duckdb.DuckDBPyConnection, raw: str) -> bool:
+    schema, name = raw.split(".", 1)
+    return bool(con.execute("select 1 from information_schema.columns where table_schema = ? and table_name = ? "
+                            "and column_name = '_is_tombstone'", [schema, name]).fetchall())
+
+
+def _pass_tombstones(con: duckdb.DuckDBPyConnection, raw: str, staging: str, loads: list[str], run_id: str) -> int:
+    """Copy the loads' tombstones to staging (inside the run's transaction); return how many."""
+    if not _has_tombstones(con, raw):
+        return 0
+    con.execute(f"alter table {staging} add column if not exists _is_tombstone boolean")
+    return con.execute(f"insert into {staging} by name select *, ? as _validation_run_id from {raw} "
+                       f"where _load_id in (select unnest(?::varchar[])) and _is_tombstone",
+                       [run_id, loads]).fetchall()[0][0]
 
 
 def _ensure_staging(con: duckdb.DuckDBPyConnection, batch: str, staging: str) -> None:
@@ -146,8 +173,11 @@ def validate_entity(con: duckdb.DuckDBPyConnection, context, source: str, entity
     raw, batch, staging = f"raw.{source}_{entity}", f"validation.{source}_{entity}", f"staging.{source}_{entity}"
     _create_batch(con, raw, batch, loads)
     rows_in = con.execute(f"select count(*) from {batch}").fetchall()[0][0]
-    suite = suite_for(source, entity, _reference(con, source, entity, loads))
-    outcome = engine.validate_table(context, con, batch, suite, row_id="_row_id", run_name=run_id)
+    if rows_in == 0:  # tombstones only
+        outcome = engine.ValidationOutcome(success=True, results=[], statistics={}, docs_url=None)
+    else:
+        suite = suite_for(source, entity, _reference(con, source, entity, loads))
+        outcome = engine.validate_table(context, con, batch, suite, row_id="_row_id", run_name=run_id)
     result = ValidationResult(source, entity, run_id, "passed", rows_in=rows_in, docs_url=outcome.docs_url)
 
     blocking = [r for r in outcome.results if not r.success and r.meta.get("severity") == "critical"
@@ -176,6 +206,9 @@ def validate_entity(con: duckdb.DuckDBPyConnection, context, source: str, entity
                 con.execute(f"insert into {staging} by name select * exclude (_row_id), ? as _validation_run_id "
                             f"from {batch} where _row_id not in (select _row_id from _failures "
                             f"where severity = 'critical')", [run_id])
+                tombstones = _pass_tombstones(con, raw, staging, loads, run_id)
+                result.rows_in += tombstones
+                rows_in += tombstones
                 q = con.execute("select count(distinct _row_id) filter (where severity = 'critical'), "
                                 "count(distinct _row_id) filter (where severity <> 'critical') from _failures"
                                 ).fetchall()[0]

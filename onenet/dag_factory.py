@@ -88,6 +88,56 @@ def source_dag(source: str, *, schedule: Any, doc_md: str | None, tags: list[str
     return source_pipeline()
 
 
+def reconcile_dag(source: str, *, doc_md: str | None) -> DAG | None:
+    """Build the DAG `onenet_reconcile_<source>`: reconcile → validate → publish, on the cadence the
+    connector's settings declare (RECONCILE_SCHEDULE, Beijing time); None when it declares none.
+
+    The difference a reconciliation lands goes through the same validation and Asset as a sync,
+    so the merge picks it up.
+    """
+    cron = orch.reconcile_schedule(source)
+    if cron is None:
+        return None
+    asset = source_asset(source)
+
+    @dag(dag_id=f"onenet_reconcile_{source}", schedule=data_interval_timetable(cron), start_date=START_DATE,
+         catchup=False, max_active_runs=1, default_args=DEFAULT_ARGS, doc_md=doc_md,
+         tags=["onenet", "reconcile", source], dagrun_timeout=timedelta(hours=6))
+    def reconcile_pipeline() -> None:
+        @task(pool=orch.POOL, execution_timeout=timedelta(hours=2))
+        def reconcile(data_interval_start: datetime | None = None,
+                      data_interval_end: datetime | None = None) -> dict[str, Any]:
+            """Compare the source's complete current state with raw; land the difference and tombstones."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            assert data_interval_start is not None and data_interval_end is not None
+            try:
+                return orch.reconcile_source(source, data_interval_start, data_interval_end)
+            except orch.SyncMisconfigured as exc:
+                raise AirflowFailException(str(exc)) from exc
+
+        @task(pool=orch.POOL)
+        def validate(reconciled: Any) -> dict[str, Any]:
+            """Great Expectations on what the reconciliation landed (tombstones pass as they are)."""
+            return orch.validate_source(source)
+
+        @task(outlets=[asset], execution_timeout=timedelta(minutes=5))
+        def publish(reconciled: Any, validated: Any, **context: Any) -> dict[str, Any]:
+            """Emit the source's Asset event only if the reconciliation changed staging."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            extra = orch.publication(source, reconciled, validated)
+            if extra is None:
+                raise AirflowSkipException(f"{source}: raw matched the source; no Asset event")
+            context["outlet_events"][asset].extra = extra
+            return extra
+
+        reconciled = reconcile()
+        publish(reconciled, validate(reconciled))
+
+    return reconcile_pipeline()
+
+
 # The day's file: poke every 5 minutes in reschedule mode (no worker slot held between pokes),
 # give up after 20 hours; the sensor does not touch the warehouse, so it takes no pool slot.
 @task.sensor(mode="reschedule", poke_interval=300, timeout=20 * 3600,

@@ -6,18 +6,20 @@ import logging
 
 import duckdb
 
+from connectors.common import config
 from connectors.common.config import Connection
 from connectors.common.http import HttpClient
 from connectors.common.json_pages import JsonPages
 from connectors.common.loads import Load, LoadResult
 from connectors.common.prefetch import prefetch
+from connectors.common.reconcile import Reconciliation
 
 from . import settings
 from .helpers import case_pages, make_client
 
 log = logging.getLogger(__name__)
 
-__all__ = ["sync", "sync_cases"]
+__all__ = ["reconcile", "sync", "sync_cases"]
 
 
 def sync(con: duckdb.DuckDBPyConnection, conn: Connection, *, full_refresh: bool = False,
@@ -49,3 +51,26 @@ def sync_cases(con: duckdb.DuckDBPyConnection, client: HttpClient, *,
         result = load.finish({"cursor": cursor}, watermark=pages.watermark)
     log.info(result.summary())
     return result
+
+
+def reconcile(con: duckdb.DuckDBPyConnection, conn: Connection, *, reset_cursor: bool = False,
+              client: HttpClient | None = None) -> list[LoadResult]:
+    """Follow the whole feed from its start (every case as it is now) and land the difference with
+    raw's current state (connectors.common.reconcile); `reset_cursor` also stores the feed's end
+    cursor (what `sync --full-refresh` does)."""
+    client = client or make_client(conn)
+    spec = Reconciliation(missing_kind=settings.MISSING_KIND,
+                          overlap=config.overlap(conn, settings.OVERLAP, settings.SOURCE))
+    with Load(con, settings.CASES, reconcile=spec) as load:
+        cursor = None
+        pages = JsonPages(settings.CASES, settings.CASE_FIELDS)
+        for position, records, following in prefetch(case_pages(client, None, settings.PAGE_LIMIT)):
+            pages.add(records, position)
+            cursor = following
+        pages.into(load)
+        if reset_cursor:
+            result = load.finish({"cursor": cursor}, watermark=pages.watermark)
+        else:
+            result = load.finish({k: v for k, v in load.state.items() if k != "watermark"})
+    log.info(result.summary())
+    return [result]

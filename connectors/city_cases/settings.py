@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pyarrow as pa
 
 from connectors.common.landing import Entity
@@ -13,6 +15,15 @@ DEFAULT_URI = "http://:dev-city-key@127.0.0.1:18346"
 CASES_PATH = "/api/cases"
 
 PAGE_LIMIT = 500                 # the feed allows 1..1000
+# The feed's cursor resumes exactly after the last case, so incremental reads need no overlap;
+# a reconciliation judges "back-dated" against the watermark minus this (`?overlap=SECONDS`).
+OVERLAP = timedelta(0)
+# Reconciliation (the whole feed compared with raw by key and hash) runs weekly: the feed is a
+# change log ordered by updated_at, so only back-dated or silent edits escape it, and they are
+# rare; Sunday 03:30 Beijing time, after the hotline's.
+RECONCILE_SCHEDULE = "30 3 * * 0"
+# Cases are closed, never deleted: a case raw holds and the feed does not is a phantom.
+MISSING_KIND = "phantom"
 
 TIMEOUT_SECONDS = 30.0           # per request (connect + read)
 MAX_RETRIES = 6                  # 5xx, time-outs, resets, invalid JSON: then the load fails
@@ -40,4 +51,4 @@ REQUIRED = {
     "status": pa.string(), "category_type": pa.string(), "street": pa.string(),
 }
 
-CASES = Entity(SOURCE, "cases", key=("case_id",), required=REQUIRED)
+CASES = Entity(SOURCE, "cases", key=("case_id",), required=REQUIRED, version="updated_at")

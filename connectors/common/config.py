@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .exceptions import ConfigurationError
@@ -80,3 +81,21 @@ def _stored_in_airflow(conn_id: str) -> str | None:
         return str(AirflowConnection.get(conn_id).get_uri())
     except AirflowNotFoundException:
         return None
+
+
+def overlap(conn: Connection, default: timedelta, source: str) -> timedelta:
+    """A cursor's overlap window: the connection's `?overlap=SECONDS` extra, else the source's setting.
+
+    An incremental read starts this far before the saved watermark (inclusive), so a change
+    committed upstream with a slightly older clock is still read; landing skips what is current.
+    """
+    if "overlap" not in conn.extra:
+        return default
+    try:
+        seconds = float(conn.extra["overlap"])
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ConfigurationError(f"{source}: the connection {conn.conn_id} has extra overlap={conn.extra['overlap']!r}; "
+                                 "it must be a number of seconds, 0 or more (e.g. ?overlap=3600)")
+    return timedelta(seconds=seconds)

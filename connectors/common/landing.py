@@ -9,7 +9,9 @@ import pyarrow as pa
 
 from .exceptions import SchemaDrift
 
-LINEAGE = ("_load_id", "_extracted_at", "_record_hash", "_source_position")
+LINEAGE = ("_load_id", "_extracted_at", "_record_hash", "_source_position", "_is_tombstone")
+# The _record_hash of a tombstone: a raw row that only says "the source no longer has this key".
+TOMBSTONE_HASH = "tombstone"
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,9 @@ class Entity:
     name: str
     key: tuple[str, ...]                                  # the source's primary key
     required: dict[str, pa.DataType] = field(default_factory=dict)  # columns that must come, typed
+    # The source's own clock column, if it has one: orders two versions of a key landed by the
+    # same load, and tells a reconciliation how late a change arrived.
+    version: str | None = None
 
     @property
     def table(self) -> str:
@@ -123,31 +128,101 @@ def land(con: duckdb.DuckDBPyConnection, entity: Entity, batch: pa.Table, load_i
         key_cols = ", ".join(_quote(k) for k in entity.key)
         cols = ", ".join(_quote(c) for c in source_cols)
         # Against what raw holds already: nothing to compare with on a first load into an empty table.
+        # A row is skipped only when it equals its key's *current* version (the one of the latest
+        # load), not any earlier one: a value reverted to an earlier version lands again.
         checks = []
+        current = ""
         if existing and con.execute(f"select 1 from {entity.table} limit 1").fetchall():
-            key_match = " and ".join(f"r.{_quote(k)} is not distinct from i.{_quote(k)}" for k in entity.key)
-            checks.append(f"not exists (select 1 from {entity.table} r where {key_match} and r._record_hash = i._h)")
+            current = f", current_versions as ({current_versions_sql(entity, '_incoming')})"
+            key_match = " and ".join(f"c.{_quote(k)} is not distinct from i.{_quote(k)}" for k in entity.key)
+            checks.append(f"not exists (select 1 from current_versions c where {key_match} and c._record_hash = i._h)")
             legacy = con.execute(f"select 1 from {entity.table} where length(_record_hash) = "
                                  f"{LEGACY_HASH_LENGTH} limit 1").fetchall()
             if legacy:
                 # Versions landed with the old md5 hash: compare those by that hash, so a record
                 # delivered again after the change of hash still lands once.
-                checks.append(f"not exists (select 1 from {entity.table} r where {key_match} and "
-                              f"r._record_hash = {legacy_record_hash_sql(source_cols, 'i')})")
+                checks.append(f"not exists (select 1 from current_versions c where {key_match} and "
+                              f"c._record_hash = {legacy_record_hash_sql(source_cols, 'i')})")
         where = ("where " + " and ".join(checks)) if checks else ""
-        landed = con.execute(f"""
-            insert into {entity.table} ({cols}, _load_id, _extracted_at, _record_hash, _source_position)
-            with numbered as (
-                select i.*, {record_hash_number_sql(source_cols, 'i')} as _hn from _incoming i
-            ), hashed as (
-                select *, printf('%016x', _hn) as _h from numbered
-            ), fresh as (
-                select * from hashed i
-                {where}
-                qualify row_number() over (partition by {key_cols}, _hn order by _source_position) = 1
-            )
-            select {cols}, ?::varchar, ?::timestamptz, _h, _source_position from fresh
-        """, [load_id, extracted_at]).fetchall()[0][0]
+        changed = _changed_types(con, existing, source_cols)
+        try:
+            landed = con.execute(f"""
+                insert into {entity.table} ({cols}, _load_id, _extracted_at, _record_hash, _source_position)
+                with numbered as (
+                    select i.*, {record_hash_number_sql(source_cols, 'i')} as _hn from _incoming i
+                ), hashed as (
+                    select *, printf('%016x', _hn) as _h from numbered
+                ){current}, fresh as (
+                    select * from hashed i
+                    {where}
+                    qualify row_number() over (partition by {key_cols}, _hn order by _source_position) = 1
+                )
+                select {cols}, ?::varchar, ?::timestamptz, _h, _source_position from fresh
+            """, [load_id, extracted_at]).fetchall()[0][0]
+        except (duckdb.ConversionException, duckdb.BinderException) as exc:
+            if not changed:
+                raise
+            # One line naming the table, each column and both types, instead of DuckDB's traceback.
+            raise SchemaDrift(f"{entity.table}: " + "; ".join(
+                f"column {c!r} changed type from {was} to {now}" for c, was, now in changed)
+                + " in the source; nothing of this table was landed (the other tables still sync) — "
+                  "cast it back in the source, or migrate the raw column and update the connector") from exc
     finally:
         con.unregister("_incoming")
     return Landed(batch.num_rows, landed, batch.num_rows - landed, new_columns)
+
+
+def _changed_types(con: duckdb.DuckDBPyConnection, existing: dict[str, str],
+                   source_cols: list[str]) -> list[tuple[str, str, str]]:
+    """(column, raw type, incoming type) of the columns that arrive with another type than raw's."""
+    if not existing:
+        return []
+    types = dict(con.execute("select column_name, column_type from (describe _incoming)").fetchall())
+    return [(c, existing[c], types[c]) for c in source_cols
+            if c in existing and c in types and existing[c] != types[c] and types[c] != "NULL"]
+
+
+def current_versions_sql(entity: Entity, keys_from: str | None = None) -> str:
+    """SELECT of each key's current version in raw: key columns, _record_hash, _version,
+    _is_tombstone and _load_seq — the row of the load with the greatest load sequence
+    (meta.loads.load_seq), and within one load the latest by the entity's clock.
+
+    `keys_from` (a relation name) restricts it to the keys that relation holds.
+    """
+    key_cols = ", ".join(f"r.{_quote(k)}" for k in entity.key)
+    version = f"try_cast(r.{_quote(entity.version)} as timestamptz)" if entity.version else "null::timestamptz"
+    where = ""
+    if keys_from:
+        match = " and ".join(f"r.{_quote(k)} is not distinct from x.{_quote(k)}" for k in entity.key)
+        where = f"where exists (select 1 from {keys_from} x where {match})"
+    return f"""
+        select {key_cols}, r._record_hash, {version} as _version,
+               r._record_hash = '{TOMBSTONE_HASH}' as _is_tombstone, l.load_seq as _load_seq
+        from {entity.table} r
+        left join meta.loads l on l.load_id = r._load_id
+        {where}
+        qualify row_number() over (partition by {key_cols}
+                                   order by l.load_seq desc nulls last, {version} desc nulls last,
+                                            r.rowid desc) = 1"""
+
+
+def land_tombstones(con: duckdb.DuckDBPyConnection, entity: Entity, keys_from: str, load_id: str,
+                    extracted_at: str, position: str) -> int:
+    """Land one tombstone per key of relation `keys_from` (key columns only): a raw row holding
+    the key, `_is_tombstone = true`, `_record_hash = 'tombstone'` and no source values.
+
+    Call inside the load's transaction. A key whose current version is a tombstone already is
+    skipped, so a second reconciliation lands nothing.
+    """
+    con.execute(f"alter table {entity.table} add column if not exists _is_tombstone boolean")
+    key_cols = ", ".join(_quote(k) for k in entity.key)
+    match = " and ".join(f"c.{_quote(k)} is not distinct from x.{_quote(k)}" for k in entity.key)
+    return con.execute(f"""
+        insert into {entity.table} ({key_cols}, _load_id, _extracted_at, _record_hash, _source_position,
+                                    _is_tombstone)
+        with current_versions as ({current_versions_sql(entity, keys_from)})
+        select {", ".join(f"x.{_quote(k)}" for k in entity.key)}, ?::varchar, ?::timestamptz,
+               '{TOMBSTONE_HASH}', ?, true
+        from {keys_from} x
+        where not exists (select 1 from current_versions c where {match} and c._is_tombstone)
+    """, [load_id, extracted_at, position]).fetchall()[0][0]

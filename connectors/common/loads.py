@@ -39,8 +39,14 @@ class LoadResult:
     seconds: float = 0.0
     message: str | None = None
     notes: list[str] = field(default_factory=list)
+    # A reconciliation's findings: keys by kind (see connectors.common.reconcile.KINDS).
+    reconciled: dict[str, int] | None = None
 
     def summary(self) -> str:
+        if self.reconciled is not None:
+            kinds = ", ".join(f"{k.replace('_', ' ')} {n:,}" for k, n in self.reconciled.items())
+            return (f"{self.source}.{self.entity}: reconciled, {self.status}; {kinds}; landed {self.rows_landed:,} "
+                    f"(tombstones included), {self.seconds:.1f} s" + (f" — {self.message}" if self.message else ""))
         return (f"{self.source}.{self.entity}: {self.status}; in {self.rows_in:,}, landed {self.rows_landed:,}, "
                 f"duplicates skipped {self.duplicates_skipped:,}, quarantined {self.rows_quarantined:,}, "
                 f"watermark {self.watermark_after or '-'}, {self.seconds:.1f} s"
@@ -67,10 +73,14 @@ class Load:
     _eager = False  # land each batch when added (land_as_added)
     _open = False   # the load's transaction is open (eager landing began it)
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, entity: Entity, *, full_refresh: bool = False):
+    def __init__(self, con: duckdb.DuckDBPyConnection, entity: Entity, *, full_refresh: bool = False,
+                 reconcile: Any = None):
         self.con = con
         self.entity = entity
         self.full_refresh = full_refresh
+        # A connectors.common.reconcile.Reconciliation: the rows added are the source's complete
+        # current state, and finish() lands their difference with raw's current state.
+        self.reconcile = reconcile
         self.load_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{entity.source}-{entity.name}-{uuid.uuid4().hex[:8]}"
         self.result = LoadResult(entity.source, entity.name, self.load_id)
         self._batches: list[pa.Table] = []
@@ -92,10 +102,14 @@ class Load:
             self.con.execute("update meta.loads set status = 'interrupted', message = 'the process ended before "
                              "this load finished; nothing of it was landed' where source = ? and entity = ? "
                              "and status = 'running'", [self.entity.source, self.entity.name])
+            # The load sequence orders versions (see migrations/011_load_sequence.sql). One process
+            # writes the warehouse at a time, so max + 1 inside this transaction is monotonic.
             self.con.execute("insert into meta.loads (load_id, source, entity, started_at, status, watermark_before, "
-                             "full_refresh) values (?, ?, ?, ?, 'running', ?, ?)",
+                             "full_refresh, load_seq, kind) values (?, ?, ?, ?, 'running', ?, ?, "
+                             "(select coalesce(max(load_seq), 0) + 1 from meta.loads), ?)",
                              [self.load_id, self.entity.source, self.entity.name, self._started_at,
-                              self.result.watermark_before, self.full_refresh])
+                              self.result.watermark_before, self.full_refresh,
+                              "reconcile" if self.reconcile is not None else "sync"])
         return self
 
     def add(self, rows: pa.Table, position: str | pa.Array) -> None:
@@ -128,14 +142,20 @@ class Load:
         if capped:
             self.note(capped)
         with self._transaction():
-            if self._batches:
-                batch = pa.concat_tables(self._batches, promote_options="permissive")
+            batch = pa.concat_tables(self._batches, promote_options="permissive") if self._batches else None
+            if self.reconcile is not None:
+                # Classify the difference before landing it: landing changes raw's current state.
+                self.reconcile.compare(self, batch)
+            if batch is not None:
                 landed = land(self.con, self.entity, batch, self.load_id, self._started_at)
                 r.rows_in, r.rows_landed, r.duplicates_skipped = landed.rows_in, landed.landed, landed.duplicates
                 for name, dtype in landed.new_columns:
                     self.con.execute("insert into meta.schema_changes values (?, ?, ?, ?, 'added', ?, now())",
                                      [self.load_id, self.entity.source, self.entity.name, name, dtype])
                     self.note(f"new source column {name!r} ({dtype}) landed")
+            if self.reconcile is not None:
+                tombstones = self.reconcile.land_missing(self)
+                r.rows_in, r.rows_landed = r.rows_in + tombstones, r.rows_landed + tombstones
             if self._quarantine:
                 self.con.executemany(
                     "insert into meta.quarantine values (?, ?, ?, 'extract', ?, ?, ?, now())",
@@ -159,6 +179,8 @@ class Load:
                 "insert or replace into meta.source_state values (?, ?, ?, ?, now())",
                 [self.entity.source, self.entity.name, json.dumps(state, ensure_ascii=False, default=str),
                  self.load_id])
+            if self.reconcile is not None:
+                self.reconcile.record(self)
         return r
 
     def __exit__(self, exc_type, exc, tb) -> Literal[False]:  # never swallows: callers may rely on that
@@ -175,6 +197,8 @@ class Load:
         with transaction(self.con):
             self.con.execute("update meta.loads set finished_at = now(), status = 'failed', message = ? "
                              "where load_id = ?", [r.message, self.load_id])
+            if self.reconcile is not None:
+                self.reconcile.record_failure(self)
         return False
 
     # --- landing as batches are added (sources too large for memory) ---------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pyarrow as pa
 
 from connectors.common.landing import Entity
@@ -12,6 +14,15 @@ SOURCE = "grid_registry"
 TABLES = ("grids", "households", "residents", "special_groups", "grid_workers")
 
 CURSOR = "updated_at"       # every table has it, indexed together with the primary key
+# An incremental read starts at the saved updated_at minus this, inclusive: rows committed after
+# the last sync with an equal or slightly older updated_at (a long transaction stamps its rows
+# when it starts) are read again. Connection extra `?overlap=SECONDS` overrides it.
+OVERLAP = timedelta(minutes=5)
+# Reconciliation (a full keyset read of (key, updated_at, hash) against raw) runs nightly: hard
+# deletes and back-dated edits leave no trace a cursor can follow, and a registry night is quiet.
+RECONCILE_SCHEDULE = "30 1 * * *"     # 01:30 Beijing time, after the 00:00 sync
+# A key the registry no longer holds was deleted outright (the registry can delete rows).
+MISSING_KIND = "hard_delete"
 BATCH_SIZE = 50_000         # rows per keyset page (and per fetch of a first load's scan)
 # A first (or full-refresh) load reads each table in one unordered scan instead of keyset pages:
 # no position to resume from, and no index walk (on SQLite the ordered walk costs twice the scan).
@@ -46,7 +57,7 @@ REQUIRED: dict[str, dict[str, pa.DataType]] = {
 }
 
 ENTITIES: dict[str, Entity] = {
-    name: Entity(SOURCE, name, key=KEYS[name], required=REQUIRED[name]) for name in TABLES
+    name: Entity(SOURCE, name, key=KEYS[name], required=REQUIRED[name], version=CURSOR) for name in TABLES
 }
 
 # Connection extras passed on to the driver as URL query parameters. Anything else in an Airflow

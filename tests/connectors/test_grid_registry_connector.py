@@ -215,8 +215,14 @@ def test_a_full_sync_lands_every_row_once_and_a_second_lands_nothing(village, co
     positions = con.execute("select count(*) filter (where _source_position = 'special_groups pk=' || resident_id "
                             "|| ',' || group_type), count(*) from raw.grid_registry_special_groups").fetchone()
     assert positions[0] == positions[1] > 0
-    again = grid_registry.sync(con, sqlite_conn(village))
-    assert [(r.status, r.rows_in, r.rows_landed) for r in again] == [("succeeded", 0, 0)] * len(settings.TABLES)
+    again = by_table(grid_registry.sync(con, sqlite_conn(village)))
+    # The second sync re-reads, inclusively, the rows within the overlap before the saved
+    # updated_at (the source's clock is not trusted) and lands none of them.
+    for name, r in again.items():
+        rows = source_rows(url, name)
+        newest = max(rows["updated_at"].to_pylist())
+        within = sum(1 for at in rows["updated_at"].to_pylist() if at >= newest - settings.OVERLAP)
+        assert (r.status, r.rows_in, r.duplicates_skipped, r.rows_landed) == ("succeeded", within, within, 0), name
     assert_mirrors(con, url)
 
 
@@ -231,8 +237,9 @@ def test_after_advance_only_the_changed_residents_land_then_full_refresh_adds_no
     assert changed and deleted, "the village's days 1-5 should move, add and soft-delete residents"
 
     results = by_table(grid_registry.sync(con, sqlite_conn(root)))
-    assert results["residents"].rows_landed == results["residents"].rows_in == len(changed)
-    assert all(r.rows_in == 0 for name, r in results.items() if name != "residents")
+    assert results["residents"].rows_landed == len(changed)
+    assert results["residents"].rows_in == len(changed) + results["residents"].duplicates_skipped
+    assert all(r.rows_landed == 0 for name, r in results.items() if name != "residents")
     new_versions = con.execute("select resident_id, updated_at from raw.grid_registry_residents where _load_id = ?",
                                [results["residents"].load_id]).to_arrow_table()
     assert set(zip(new_versions["resident_id"].to_pylist(), new_versions["updated_at"].to_pylist(),
@@ -298,7 +305,7 @@ def test_a_first_load_scan_keeps_odd_sqlite_values_and_resumes_by_keyset(root, c
     assert con.execute("select count(*) from raw.grid_registry_grid_workers where name = '12345'").fetchone() == (1,)
     assert con.execute("select sum(weight) from raw.grid_registry_special_groups").fetchone()[0] is not None
     # The scan saved the greatest (updated_at, key): the next sync reads nothing new.
-    assert [r.rows_in for r in grid_registry.sync(con, sqlite_conn(root))] == [0] * len(settings.TABLES)
+    assert [r.rows_landed for r in grid_registry.sync(con, sqlite_conn(root))] == [0] * len(settings.TABLES)
 
 
 def test_a_missing_required_column_fails_its_table_and_lands_nothing_of_it(root, con):
@@ -415,7 +422,7 @@ def test_a_server_registry_syncs_incrementally(server, request, root, con, state
     assert all(r.status == "succeeded" for r in first)
     assert_mirrors(con, url)
     assert not any("OFFSET" in s.upper() for s in statements)
-    assert [r.rows_in for r in grid_registry.sync(con, conn)] == [0] * len(settings.TABLES)
+    assert [r.rows_landed for r in grid_registry.sync(con, conn)] == [0] * len(settings.TABLES)
 
     before = source_rows(url, "residents")
     registry.advance(root, 5)
@@ -424,7 +431,7 @@ def test_a_server_registry_syncs_incrementally(server, request, root, con, state
     changed = changed_rows(before, after)
     results = by_table(grid_registry.sync(con, conn))
     assert results["residents"].rows_landed == len(changed) > 0
-    assert all(r.rows_in == 0 for name, r in results.items() if name != "residents")
+    assert all(r.rows_landed == 0 for name, r in results.items() if name != "residents")
     assert landed(con, "residents", latest=True).to_pylist() == after.to_pylist()
     # The same instants as the SQLite file: naive UTC and timestamptz land alike.
     assert landed(con, "residents", latest=True).to_pylist() == source_rows(database.sqlite_url(root),

@@ -302,8 +302,13 @@ def test_latest_version_wins_and_deleted_residents_stay(built_private):
     ticket = one(built, "select ticket_id from staging.stg_hotline__tickets order by ticket_id limit 1")
     resident = one(built, "select resident_id from staging.stg_grid_registry__residents order by resident_id limit 1")
     with db.transaction(built):
-        # a later load with a newer version, and an even later load replaying an older one; each
-        # validated by a new validation run, as validation tags every row it appends
+        # a later load with a newer version, and an even later load with an older updated_at (a
+        # back-dated change, or a revert a reconciliation landed); each validated by a new
+        # validation run, as validation tags every row it appends. Loads are ordered by load_seq.
+        built.execute("""
+            insert into meta.loads (load_id, source, entity, started_at, status, load_seq)
+            select name, 'test', 'test', now(), 'succeeded', (select max(load_seq) from meta.loads) + seq
+            from (values ('zz-newer', 1), ('zzz-replayed', 2), ('zz-deleted', 3)) as t(name, seq)""")
         built.execute("""
             insert into staging.hotline_tickets
             select * replace (
@@ -324,10 +329,33 @@ def test_latest_version_wins_and_deleted_residents_stay(built_private):
                               'run-deleted' as _validation_run_id)
             from staging.grid_registry_residents where resident_id = $1""", [resident])
         build_staging(built)
-    assert one(built, f"select status_name from staging.stg_hotline__tickets where ticket_id = '{ticket}'") == "已关闭(新)"
+    # the latest load wins, whatever the source's clock says
+    assert one(built, f"select status_name from staging.stg_hotline__tickets where ticket_id = '{ticket}'") == "旧"
     assert one(built, f"select count(*) from staging.stg_hotline__tickets where ticket_id = '{ticket}'") == 1
     deleted = built.execute(f"""
         select p.is_deleted, r._load_id from staging.stg_person_records p
         join staging.stg_grid_registry__residents r on r.resident_id = p.record_key
         where p.record_uid = 'grid_registry.residents:{resident}'""").fetchone()
     assert deleted == (True, "zz-deleted")
+
+
+def test_a_tombstone_removes_a_ticket_and_marks_a_resident_hard_deleted(built_private):
+    built = built_private
+    ticket = one(built, "select ticket_id from staging.stg_hotline__tickets order by ticket_id limit 1 offset 1")
+    resident = one(built, "select resident_id from staging.stg_grid_registry__residents "
+                          "where not is_deleted order by resident_id limit 1 offset 1")
+    with db.transaction(built):
+        built.execute("insert into meta.loads (load_id, source, entity, started_at, status, load_seq, kind) "
+                      "select 'zz-tomb', 'test', 'test', now(), 'succeeded', max(load_seq) + 1, 'reconcile' "
+                      "from meta.loads")
+        for table, key, value in (("hotline_tickets", "ticket_id", ticket),
+                                  ("grid_registry_residents", "resident_id", resident)):
+            built.execute(f"alter table staging.{table} add column if not exists _is_tombstone boolean")
+            built.execute(f"insert into staging.{table} ({key}, _load_id, _extracted_at, _record_hash, "
+                          "_source_position, _validation_run_id, _is_tombstone) "
+                          "values ($1, 'zz-tomb', now(), 'tombstone', 'test', 'run-tomb', true)", [value])
+        build_staging(built)
+    assert one(built, f"select count(*) from staging.stg_hotline__tickets where ticket_id = '{ticket}'") == 0
+    row = built.execute("select is_deleted, is_hard_deleted, deleted_at is not null, name is not null "
+                        "from staging.stg_grid_registry__residents where resident_id = $1", [resident]).fetchall()
+    assert row == [(True, True, True, True)]  # the last real version's values, marked deleted

@@ -30,15 +30,31 @@ addresses as (
 
 ),
 
-latest as (
+load_order as (
 
-    select *
+    select load_id, load_seq from meta.loads
+
+),
+
+versions as (
+
+    -- the latest version is the one of the latest load (meta.loads.load_seq), whatever the
+    -- source's clock says; a tombstone (the source no longer has the key) removes the key
+    select cases.*
     from cases
+    left join load_order on load_order.load_id = cases._load_id
     qualify row_number() over (
         partition by case_id
-        order by try_cast(updated_at as timestamptz) desc nulls last, _extracted_at desc,
-            _load_id desc, _record_hash desc
+        order by load_order.load_seq desc nulls last,
+            try_cast(updated_at as timestamptz) desc nulls last, _extracted_at desc,
+            cases._load_id desc, _record_hash desc
     ) = 1
+
+),
+
+latest as (
+
+    select * from versions where not coalesce(_is_tombstone, false)
 
 ),
 

@@ -12,14 +12,30 @@ grids as (
 
 ),
 
-latest as (
+load_order as (
 
-    select *
+    select load_id, load_seq from meta.loads
+
+),
+
+versions as (
+
+    -- the latest version is the one of the latest load (meta.loads.load_seq), whatever the
+    -- source's clock says; a tombstone (the source no longer has the key) removes the key
+    select grids.*
     from grids
+    left join load_order on load_order.load_id = grids._load_id
     qualify row_number() over (
         partition by grid_code
-        order by updated_at desc nulls last, _extracted_at desc, _load_id desc, _record_hash desc
+        order by load_order.load_seq desc nulls last,
+            updated_at desc nulls last, _extracted_at desc, grids._load_id desc, _record_hash desc
     ) = 1
+
+),
+
+latest as (
+
+    select * from versions where not coalesce(_is_tombstone, false)
 
 ),
 

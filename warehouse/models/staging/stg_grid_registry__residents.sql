@@ -1,6 +1,8 @@
 -- staging.stg_grid_registry__residents: registry residents, latest version, typed and standardised.
 -- grain: one row per resident record; key resident_id. Soft-deleted residents are kept
--- (is_deleted, deleted_at): consumers filter them.
+-- (is_deleted, deleted_at): consumers filter them. A resident the registry deleted outright (a
+-- reconciliation's tombstone is their latest version) is kept the same way: is_deleted, with
+-- is_hard_deleted and deleted_at = when the tombstone landed.
 create or replace table staging.stg_grid_registry__residents as
 
 with
@@ -29,14 +31,39 @@ phones as (
 
 ),
 
+load_order as (
+
+    select load_id, load_seq from meta.loads
+
+),
+
+versions as (
+
+    -- versions in order: the latest load first (meta.loads.load_seq), whatever the source's clock says
+    select
+        residents.*,
+        row_number() over recent as version_rank,
+        first_value(coalesce(residents._is_tombstone, false)) over recent as is_tombstoned,
+        first_value(residents._extracted_at) over recent as tombstoned_at
+    from residents
+    left join load_order on load_order.load_id = residents._load_id
+    window recent as (
+        partition by resident_id
+        order by load_order.load_seq desc nulls last,
+            updated_at desc nulls last, _extracted_at desc,
+            residents._load_id desc, _record_hash desc
+    )
+
+),
+
 latest as (
 
+    -- the latest real version; a hard-deleted resident (a tombstone is the latest) keeps the
+    -- values of their last version and is marked deleted, like a soft delete
     select *
-    from residents
-    qualify row_number() over (
-        partition by resident_id
-        order by updated_at desc nulls last, _extracted_at desc, _load_id desc, _record_hash desc
-    ) = 1
+    from versions
+    where not coalesce(_is_tombstone, false)
+    qualify row_number() over (partition by resident_id order by version_rank) = 1
 
 ),
 
@@ -54,8 +81,9 @@ typed as (
         residence_type,
         cast(moved_in_on as date) as moved_in_on,
         updated_at,
-        coalesce(cast(is_deleted as boolean), false) as is_deleted,
-        deleted_at,
+        coalesce(cast(is_deleted as boolean), false) or is_tombstoned as is_deleted,
+        case when is_tombstoned then coalesce(deleted_at, tombstoned_at) else deleted_at end as deleted_at,
+        is_tombstoned as is_hard_deleted,
         _load_id,
         _extracted_at,
         _source_position,

@@ -31,14 +31,30 @@ phones as (
 
 ),
 
-latest as (
+load_order as (
 
-    select *
+    select load_id, load_seq from meta.loads
+
+),
+
+versions as (
+
+    -- the latest version is the one of the latest load (meta.loads.load_seq), whatever the
+    -- source's clock says; a tombstone (the source no longer has the key) removes the key
+    select exports.*
     from exports
+    left join load_order on load_order.load_id = exports._load_id
     qualify row_number() over (
         partition by cast(export_date as date), cast(record_no as integer)
-        order by _extracted_at desc, _load_id desc, file_name desc, _record_hash desc
+        order by load_order.load_seq desc nulls last,
+            _extracted_at desc, exports._load_id desc, file_name desc, _record_hash desc
     ) = 1
+
+),
+
+latest as (
+
+    select * from versions where not coalesce(_is_tombstone, false)
 
 ),
 

@@ -1,0 +1,219 @@
+"""Reconciliation: the source's complete current state against raw's current state, by key and hash.
+
+A connector reads everything the source holds now (a keyset or unordered scan, a full page-through)
+into a Load made with `reconcile=Reconciliation(...)`. Inside the load's transaction, before
+landing, every key is classified (KINDS); landing then adds exactly the rows that differ from
+their key's current version, and a tombstone for each key the source no longer has. The run,
+its counts by kind and the keys by kind go to meta.reconciliations / meta.reconciliation_keys.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from .exceptions import ConnectorError
+from .landing import (
+    LEGACY_HASH_LENGTH,
+    LINEAGE,
+    Entity,
+    _quote,
+    current_versions_sql,
+    land_tombstones,
+    legacy_record_hash_sql,
+    record_hash_sql,
+)
+
+if TYPE_CHECKING:
+    from .loads import Load
+
+# What a reconciliation can find, in the order summaries list them.
+KINDS = ("missed_update", "back_dated", "silent_change", "revert", "hard_delete", "phantom")
+# A run that would tombstone more than this share of raw's keys is refused: an empty or wrong
+# source (another district, a truncated table) must not wipe raw. Override per run if meant.
+MAX_DELETE_SHARE = 0.5
+MIN_KEYS_FOR_GUARD = 20
+
+
+@dataclass
+class Reconciliation:
+    """How to compare one entity: the cursor's overlap, and what a key missing from the source is.
+
+    `missing_kind` is 'hard_delete' for a source that can delete rows (the registry) and
+    'phantom' for one whose contract never deletes (hotline work orders, city cases are closed,
+    not removed): there, a key raw holds and the source does not was never the source's.
+    """
+
+    missing_kind: str = "hard_delete"
+    overlap: timedelta = timedelta(0)
+    max_delete_share: float = MAX_DELETE_SHARE
+    reconciliation_id: str = ""
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    source_keys: int = 0
+    raw_keys: int = 0
+    watermark: str | None = None
+    skip_missing: str | None = None   # why no tombstones are landed this run, if so
+
+    def __post_init__(self) -> None:
+        if self.missing_kind not in ("hard_delete", "phantom"):
+            raise ValueError(f"missing_kind must be hard_delete or phantom, not {self.missing_kind!r}")
+
+    # -- inside Load.finish's transaction -----------------------------------------------------
+
+    def compare(self, load: Load, batch: pa.Table | None) -> None:
+        """Classify every key of the source snapshot `batch` (and of raw) into _rc_found / _rc_missing."""
+        con, entity = load.con, load.entity
+        self.reconciliation_id = self.reconciliation_id or f"{load.load_id}-rc-{uuid.uuid4().hex[:6]}"
+        self.watermark = load.state.get("watermark")
+        keys = ", ".join(_quote(k) for k in entity.key)
+        raw_exists = bool(con.execute("select 1 from information_schema.tables where table_schema = 'raw' "
+                                      "and table_name = ?", [f"{entity.source}_{entity.name}"]).fetchall())
+        if batch is None:
+            if not raw_exists:
+                con.execute("create or replace temp table _rc_found as select null::varchar as kind limit 0")
+                con.execute("create or replace temp table _rc_missing as select null::varchar as kind limit 0")
+                return
+            batch = con.execute(f"select {keys}, null::varchar as _source_position from {entity.table} "
+                                "limit 0").to_arrow_table()
+        # As landing does: all-null columns are text, the hash covers the source columns only.
+        batch = batch.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
+                                      for f in batch.schema]))
+        source_cols = [c for c in batch.column_names if c not in LINEAGE]
+        version = (f"try_cast({_quote(entity.version)} as timestamptz)"
+                   if entity.version and entity.version in batch.column_names else "null::timestamptz")
+        legacy = raw_exists and bool(con.execute(
+            f"select 1 from {entity.table} where length(_record_hash) = {LEGACY_HASH_LENGTH} limit 1").fetchall())
+        con.register("_rc_batch", batch)
+        try:
+            con.execute(f"""
+                create or replace temp table _rc_source as
+                select {keys}, {record_hash_sql(source_cols) if source_cols else "''"} as _h,
+                       {legacy_record_hash_sql(source_cols) if legacy and source_cols else 'null::varchar'} as _lh,
+                       {version} as _v
+                from _rc_batch
+                qualify row_number() over (partition by {keys} order by {version} desc nulls last) = 1
+            """)
+        finally:
+            con.unregister("_rc_batch")
+        if raw_exists:
+            con.execute(f"create or replace temp table _rc_raw as {current_versions_sql(entity)}")
+        else:
+            con.execute(f"create or replace temp table _rc_raw as select {keys}, null::varchar as _record_hash, "
+                        "null::timestamptz as _version, false as _is_tombstone, null::bigint as _load_seq "
+                        "from _rc_source limit 0")
+        match_sr = " and ".join(f"r.{_quote(k)} is not distinct from s.{_quote(k)}" for k in entity.key)
+        match_sh = " and ".join(f"h.{_quote(k)} is not distinct from s.{_quote(k)}" for k in entity.key)
+        s_keys = ", ".join(f"s.{_quote(k)}" for k in entity.key)
+        history = (f"exists (select 1 from {entity.table} h where {match_sh} and h._record_hash in (s._h, s._lh))"
+                   if raw_exists else "false")
+        reach = "(try_cast(? as timestamptz) - to_microseconds(?::bigint))"
+        con.execute(f"""
+            create or replace temp table _rc_found as
+            with compared as (
+                select {s_keys}, s._v as source_updated_at, r._version as raw_updated_at,
+                       case
+                           when r._record_hash is null or r._is_tombstone then
+                               case when {history} then 'revert'
+                                    when s._v < {reach} then 'back_dated'
+                                    else 'missed_update' end
+                           when r._record_hash in (s._h, s._lh) then null
+                           when {history} then 'revert'
+                           when s._v is not distinct from r._version then 'silent_change'
+                           when s._v < r._version or s._v < {reach} then 'back_dated'
+                           else 'missed_update'
+                       end as kind
+                from _rc_source s
+                left join _rc_raw r on {match_sr}
+            )
+            select * from compared where kind is not null
+        """, [self.watermark, _micros(self.overlap)] * 2)
+        con.execute(f"""
+            create or replace temp table _rc_missing as
+            select {", ".join(f"r.{_quote(k)}" for k in entity.key)}, r._version as raw_updated_at
+            from _rc_raw r
+            where not r._is_tombstone
+              and not exists (select 1 from _rc_source s where {match_sr})
+        """)
+        self.source_keys = _one(con, "select count(*) from _rc_source")
+        self.raw_keys = _one(con, "select count(*) from _rc_raw where not _is_tombstone")
+        for kind, n in con.execute("select kind, count(*) from _rc_found group by kind").fetchall():
+            self.counts[kind] = n
+        missing = _one(con, "select count(*) from _rc_missing")
+        if load._quarantine and missing:
+            # A record the source holds but we could not read is absent from the snapshot too:
+            # a tombstone would delete it. Land none this run; the next one decides.
+            self.skip_missing = (f"{missing:,} key(s) absent from the source not tombstoned this run: "
+                                 f"{len(load._quarantine):,} record(s) could not be read")
+            con.execute("delete from _rc_missing")
+            missing = 0
+        if (self.raw_keys >= MIN_KEYS_FOR_GUARD and missing > self.max_delete_share * self.raw_keys):
+            raise ConnectorError(
+                f"{entity.source}.{entity.name}: reconciliation refused — {missing:,} of {self.raw_keys:,} keys "
+                f"({missing / self.raw_keys:.0%}) are absent from the source, above the guard of "
+                f"{self.max_delete_share:.0%}; is the connection pointing at the right database? "
+                "Nothing was landed; if the deletions are real, re-run with a higher max_delete_share")
+        self.counts[self.missing_kind] = missing
+
+    def land_missing(self, load: Load) -> int:
+        """Tombstones for the keys the source no longer has (raw's current version becomes one)."""
+        if not _one(load.con, "select count(*) from _rc_missing"):
+            return 0
+        where = ("absent from the source at reconciliation " + self.reconciliation_id)
+        return land_tombstones(load.con, load.entity, "_rc_missing", load.load_id, load._started_at, where)
+
+    def record(self, load: Load) -> None:
+        """The run and its keys by kind, in the load's transaction; the counts onto the load's result."""
+        con, entity = load.con, load.entity
+        if self.skip_missing:
+            load.note(self.skip_missing)
+            con.execute("update meta.loads set message = ? where load_id = ?",
+                        ["; ".join(load.result.notes), load.load_id])
+            load.result.message = "; ".join(load.result.notes)
+        record_key = "concat_ws(',', " + ", ".join(f"cast({_quote(k)} as varchar)" for k in entity.key) + ")"
+        behind = "case when try_cast(? as timestamptz) > {t} then epoch(try_cast(? as timestamptz)) - epoch({t}) end"
+        con.execute(f"""
+            insert into meta.reconciliation_keys
+            select ?, ?, ?, {record_key}, kind, source_updated_at, raw_updated_at, try_cast(? as timestamptz),
+                   {behind.format(t='source_updated_at')}, now()
+            from _rc_found
+        """, [self.reconciliation_id, entity.source, entity.name, self.watermark,
+              self.watermark, self.watermark])
+        con.execute(f"""
+            insert into meta.reconciliation_keys
+            select ?, ?, ?, {record_key}, ?, null, raw_updated_at, try_cast(? as timestamptz), null, now()
+            from _rc_missing
+        """, [self.reconciliation_id, entity.source, entity.name, self.missing_kind, self.watermark])
+        c = self.counts
+        con.execute(
+            "insert or replace into meta.reconciliations values (?, ?, ?, ?, ?, now(), 'succeeded', ?, ?, "
+            "?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [self.reconciliation_id, entity.source, entity.name, load.load_id, self.started_at,
+             self.source_keys, self.raw_keys, *(c[k] for k in KINDS), self.watermark,
+             self.overlap.total_seconds(), load.result.message])
+        load.result.reconciled = dict(c)
+
+    def record_failure(self, load: Load) -> None:
+        """A failed run: its row says why; nothing of it was landed."""
+        self.reconciliation_id = self.reconciliation_id or f"{load.load_id}-rc-{uuid.uuid4().hex[:6]}"
+        load.con.execute(
+            "insert or replace into meta.reconciliations (reconciliation_id, source, entity, load_id, started_at, "
+            "finished_at, status, watermark, overlap_seconds, message) values (?, ?, ?, ?, ?, now(), 'failed', ?, ?, ?)",
+            [self.reconciliation_id, load.entity.source, load.entity.name, load.load_id, self.started_at,
+             load.state.get("watermark"), self.overlap.total_seconds(), load.result.message])
+
+
+def _one(con, sql: str) -> int:  # noqa: ANN001
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _micros(delta: timedelta) -> int:
+    return int(delta.total_seconds() * 1_000_000)
+
+
+__all__ = ["KINDS", "Entity", "Reconciliation"]
