@@ -159,7 +159,14 @@ def _check(con: duckdb.DuckDBPyConnection, table: str, relation: Relation, rules
         raise PublishError(f"{relation.audience} {relation.qualified}: policy forbids the columns "
                            f"{', '.join(sorted(forbidden))}; remove them from {relation.audience}/"
                            f"{relation.qualified}.sql")
-    text = [c for c, t in columns if t == "VARCHAR" or t == "VARCHAR[]"]
+    pseudonyms = [c for c, _ in columns if c in rules.get("pseudonym_columns", [])]
+    for c in pseudonyms:
+        row = con.execute(f"select count(*) from {table} where \"{c}\" is not null "
+                          f"and not regexp_full_match(\"{c}\", '[0-9a-f]{{64}}')").fetchone()
+        if row and row[0]:
+            raise PublishError(f"{relation.audience} {relation.qualified}: {row[0]:,} values of {c} are not "
+                               f"HMAC pseudonyms; use onenet_pseudonym() in {relation.audience}/{relation.qualified}.sql")
+    text = [c for c, t in columns if (t == "VARCHAR" or t == "VARCHAR[]") and c not in pseudonyms]
     if rules.get("scan_values") and text:
         # One pass over the relation for every text column: any value shaped like an ID or a mobile.
         probes = ", ".join(

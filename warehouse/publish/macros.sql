@@ -36,3 +36,14 @@ create or replace temp macro onenet_age(birth, as_of) as
 
 create or replace temp macro onenet_age_band(birth, as_of) as
     cast(onenet_age(birth, as_of) // 5 * 5 as varchar) || '-' || cast(onenet_age(birth, as_of) // 5 * 5 + 4 as varchar);
+
+-- Free text for community staff: phones stay (they call back), but an ID number written into the
+-- text is masked like the ID column (first 6 + last 4), full-width digits included.
+create or replace temp macro onenet_mask_ids_in_text(t) as
+    regexp_replace(
+        regexp_replace(
+            translate(t, '０１２３４５６７８９Ｘｘ', '0123456789Xx'),
+            '([1-9][0-9]{5})[ -]?((18|19|20)[0-9]{2}[ -]?[0-9]{2}[ -]?[0-9]{2})[ -]?([0-9]{3}[0-9Xx])',
+            '\1********\4', 'g'),
+        -- old 15-digit numbers: 6-digit division, YYMMDD, 3-digit sequence
+        '(^|[^0-9])([1-9][0-9]{5})[0-9]{5}([0-9]{4})($|[^0-9])', '\1\2*****\3\4', 'g');

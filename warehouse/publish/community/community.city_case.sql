@@ -7,7 +7,7 @@ select
     reported_at,
     category_type,
     category_name,
-    description,
+    onenet_mask_ids_in_text(description) as description,
     address,
     reporter_type,
     source_ticket_id,

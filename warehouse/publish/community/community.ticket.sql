@@ -8,7 +8,7 @@ select
     received_on,
     category,
     urgency,
-    content,
+    onenet_mask_ids_in_text(content) as content,
     address,
     caller_name,
     caller_phone,
