@@ -171,7 +171,7 @@ def republish() -> PublishResult:
 def _publish_serving(url: str, version: str) -> str:
     """Load the current snapshots into the PostgreSQL serving database; return a one-line outcome."""
     from warehouse.publish import serving
-    from warehouse.publish.snapshot import communities, open_snapshot
+    from warehouse.publish.snapshot import SHARED_RELATIONS, communities, open_snapshot
 
     root = settings.published_dir()
     index = communities(root)
@@ -182,10 +182,12 @@ def _publish_serving(url: str, version: str) -> str:
             for code in index:
                 snap = stack.enter_context(open_snapshot(root, "community", code))
                 for q in snap.relations():
-                    community.setdefault(q, []).append(snap.parquet(q))
+                    if q not in SHARED_RELATIONS:  # the same for every community: nothing to secure by row
+                        community.setdefault(q, []).append(snap.parquet(q))
             done = serving.publish_serving(url, version, relations, community,
                                            [(code, c["name"]) for code, c in index.items()])
-    return done.summary() if hasattr(done, "summary") else str(done)
+    return (f"{len(done.published)} relations loaded, {len(done.skipped)} unchanged, {len(done.dropped)} dropped, "
+            f"{sum(done.rows.values()):,} rows served, {done.seconds:.1f} s")
 
 
 def _who(who: Principal | None) -> Principal:
