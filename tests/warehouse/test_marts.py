@@ -131,3 +131,36 @@ def test_warning_fires_on_a_surge_only():
 
 def test_no_warning_without_surge(con):
     assert con.execute("select count(*) from mart.warnings").fetchone() == (0,)
+
+
+def test_clock_problems_a_reconciliation_found_go_back_to_the_silo():
+    con = duckdb.connect()
+    build_contract_fixture(con)
+    # What two reconciliations wrote: GD01 changed with an updated_at two hours behind the cursor
+    # (found twice: the latest finding counts), a household edited without its updated_at moving.
+    con.execute("""
+        insert into meta.reconciliation_keys values
+        ('rc1', 'hotline', 'tickets', 'GD01', 'back_dated', '2026-11-03 08:00:00+08', '2026-11-02 08:00:00+08',
+         '2026-11-03 10:00:00+08', 9000, '2026-11-04 03:00:00+08'),
+        ('rc2', 'hotline', 'tickets', 'GD01', 'back_dated', '2026-11-03 08:00:00+08', '2026-11-02 08:00:00+08',
+         '2026-11-03 10:00:00+08', 7200, '2026-11-05 03:00:00+08'),
+        ('rc2', 'grid_registry', 'households', 'H1', 'silent_change', '2026-01-01 00:00:00+08',
+         '2026-01-01 00:00:00+08', '2026-11-05 00:00:00+08', 26956800, '2026-11-05 03:00:00+08'),
+        ('rc2', 'grid_registry', 'residents', 'R9', 'hard_delete', null, '2026-01-01 00:00:00+08',
+         '2026-11-05 00:00:00+08', null, '2026-11-05 03:00:00+08')""")
+    build_core(con)
+    build_marts(con)
+    issues = con.execute("select source, record_key, field, issue, source_value, seconds_behind_watermark, seen_on "
+                         "from mart.source_quality_issues where field = 'updated_at' order by source").fetchall()
+    assert issues == [
+        ("grid_registry.households", "H1", "updated_at", "silent_change", "2026-01-01 00:00:00", 26956800.0,
+         date(2026, 11, 5)),
+        ("hotline.tickets", "GD01", "updated_at", "back_dated_change", "2026-11-03 08:00:00", 7200.0,
+         date(2026, 11, 5)),
+    ]
+    rows = dict((r[0], r[1:]) for r in con.execute(
+        "select source, records, back_dated_changes, silent_changes, max_hours_behind_watermark "
+        "from mart.source_quality").fetchall())
+    assert rows["hotline.tickets"] == (6, 1, 0, 2.0)
+    assert rows["grid_registry.households"] == (0, 0, 1, 7488.0)  # a table without persons gets a row
+    assert rows["health_codes.exports"][1:] == (0, 0, None)

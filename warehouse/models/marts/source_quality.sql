@@ -8,6 +8,11 @@
 --   missing_phones       records without a usable phone number
 --   disagreeing_records  records whose valid ID, name or birth date differs from their golden person
 --   *_disagreements      the same per field
+--   back_dated_changes   records a reconciliation found changed behind the cursor (the silo's clock)
+--   silent_changes       records a reconciliation found changed without updated_at moving
+--   max_hours_behind_watermark  how far behind the watermark the latest of those changes arrived
+-- A table a reconciliation found clock problems in has a row even without person records
+-- (e.g. grid_registry.households); its person counts are 0.
 create or replace table mart.source_quality as
 
 with
@@ -60,24 +65,50 @@ issue_counts as (
 
 ),
 
+clock_counts as (
+
+    select
+        source,
+        count(*) filter (where issue = 'back_dated_change') as back_dated_changes,
+        count(*) filter (where issue = 'silent_change') as silent_changes,
+        max(seconds_behind_watermark) / 3600 as max_hours_behind_watermark
+    from issues
+    where issue in ('back_dated_change', 'silent_change')
+    group by source
+
+),
+
+sources as (
+
+    select source from record_counts
+    union
+    select source from clock_counts
+
+),
+
 final as (
 
     select
-        record_counts.source,
-        record_counts.records,
-        record_counts.persons,
-        record_counts.with_id,
-        record_counts.invalid_ids,
-        record_counts.masked_ids,
-        record_counts.missing_phones,
+        sources.source,
+        coalesce(record_counts.records, 0) as records,
+        coalesce(record_counts.persons, 0) as persons,
+        coalesce(record_counts.with_id, 0) as with_id,
+        coalesce(record_counts.invalid_ids, 0) as invalid_ids,
+        coalesce(record_counts.masked_ids, 0) as masked_ids,
+        coalesce(record_counts.missing_phones, 0) as missing_phones,
         coalesce(issue_counts.disagreeing_records, 0) as disagreeing_records,
         coalesce(issue_counts.id_disagreements, 0) as id_disagreements,
         coalesce(issue_counts.name_disagreements, 0) as name_disagreements,
         coalesce(issue_counts.birth_date_disagreements, 0) as birth_date_disagreements,
-        record_counts.invalid_ids / record_counts.records as invalid_id_rate,
-        coalesce(issue_counts.disagreeing_records, 0) / record_counts.records as disagreement_rate
-    from record_counts
-    left join issue_counts on issue_counts.source = record_counts.source
+        record_counts.invalid_ids / nullif(record_counts.records, 0) as invalid_id_rate,
+        coalesce(issue_counts.disagreeing_records, 0) / nullif(record_counts.records, 0) as disagreement_rate,
+        coalesce(clock_counts.back_dated_changes, 0) as back_dated_changes,
+        coalesce(clock_counts.silent_changes, 0) as silent_changes,
+        clock_counts.max_hours_behind_watermark
+    from sources
+    left join record_counts on record_counts.source = sources.source
+    left join issue_counts on issue_counts.source = sources.source
+    left join clock_counts on clock_counts.source = sources.source
 
 )
 

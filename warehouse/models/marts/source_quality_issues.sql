@@ -3,6 +3,11 @@
 -- Issues:
 --   invalid_id             an ID number that is present, not masked, and not a valid GB 11643 number
 --   disagrees_with_golden  the record's valid ID, name or birth date differs from its golden person
+--   back_dated_change      a reconciliation found the record changed with an updated_at behind the
+--                          cursor (older than the watermark minus the overlap): the silo's clock
+--   silent_change          a reconciliation found the record changed without its updated_at moving
+-- (the clock issues cover every table a reconciliation compares, persons or not; field updated_at,
+-- source_value = the record's updated_at, seconds_behind_watermark = how late it arrived)
 -- Values are masked here already (ID: first 6 + last 4; name: surname + *; birth date: year), so
 -- the list can go to a silo's owner as it is; person_key says which golden person is meant.
 create or replace table mart.source_quality_issues as
@@ -12,6 +17,16 @@ with
 person_records as (
 
     select * from staging.stg_person_records
+
+),
+
+clock_findings as (
+
+    -- the latest finding per record and kind, from every reconciliation (meta.reconciliation_keys)
+    select *
+    from meta.reconciliation_keys
+    where kind in ('back_dated', 'silent_change')
+    qualify row_number() over (partition by source, entity, record_key, kind order by found_at desc) = 1
 
 ),
 
@@ -95,6 +110,36 @@ issues as (
 
 ),
 
+clock_issues as (
+
+    select
+        clock_findings.source || '.' || clock_findings.entity as source,
+        clock_findings.record_key,
+        persons.person_key,
+        persons.grid_code,
+        persons.community_name,
+        clock_findings.found_at as seen_at,
+        'updated_at' as field,
+        case clock_findings.kind when 'back_dated' then 'back_dated_change' else 'silent_change' end as issue,
+        strftime(timezone('Asia/Shanghai', clock_findings.source_updated_at), '%Y-%m-%d %H:%M:%S') as source_value,
+        cast(null as varchar) as golden_value,
+        clock_findings.seconds_behind_watermark
+    from clock_findings
+    left join person_source
+        on person_source.record_uid = clock_findings.source || '.' || clock_findings.entity || ':'
+            || clock_findings.record_key
+    left join persons on persons.person_id = person_source.person_id
+
+),
+
+all_issues as (
+
+    select *, cast(null as double) as seconds_behind_watermark from issues
+    union all by name
+    select * from clock_issues
+
+),
+
 final as (
 
     select
@@ -108,8 +153,9 @@ final as (
         grid_code,
         community_name,
         seen_at,
-        cast(timezone('Asia/Shanghai', seen_at) as date) as seen_on
-    from issues
+        cast(timezone('Asia/Shanghai', seen_at) as date) as seen_on,
+        seconds_behind_watermark
+    from all_issues
 
 )
 

@@ -153,13 +153,3 @@ create table if not exists staging.hotline_tickets (
     "_source_position" VARCHAR,
     "_validation_run_id" VARCHAR
 );
-
--- A reconciliation's tombstones (issue #14) carry _is_tombstone; tables built before it lack it.
-alter table staging.city_cases_cases add column if not exists _is_tombstone boolean;
-alter table staging.grid_registry_grid_workers add column if not exists _is_tombstone boolean;
-alter table staging.grid_registry_grids add column if not exists _is_tombstone boolean;
-alter table staging.grid_registry_households add column if not exists _is_tombstone boolean;
-alter table staging.grid_registry_residents add column if not exists _is_tombstone boolean;
-alter table staging.grid_registry_special_groups add column if not exists _is_tombstone boolean;
-alter table staging.health_codes_exports add column if not exists _is_tombstone boolean;
-alter table staging.hotline_tickets add column if not exists _is_tombstone boolean;

@@ -45,7 +45,7 @@ versions as (
 
 latest as (
 
-    select * from versions where not coalesce(_is_tombstone, false)
+    select * from versions where _record_hash <> 'tombstone'
 
 ),
 

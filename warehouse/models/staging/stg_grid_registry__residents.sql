@@ -43,7 +43,7 @@ versions as (
     select
         residents.*,
         row_number() over recent as version_rank,
-        first_value(coalesce(residents._is_tombstone, false)) over recent as is_tombstoned,
+        first_value(residents._record_hash = 'tombstone') over recent as is_tombstoned,
         first_value(residents._extracted_at) over recent as tombstoned_at
     from residents
     left join load_order on load_order.load_id = residents._load_id
@@ -62,7 +62,7 @@ latest as (
     -- values of their last version and is marked deleted, like a soft delete
     select *
     from versions
-    where not coalesce(_is_tombstone, false)
+    where _record_hash <> 'tombstone'
     qualify row_number() over (partition by resident_id order by version_rank) = 1
 
 ),
