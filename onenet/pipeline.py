@@ -293,13 +293,15 @@ def export_marts(*, who: Principal | None = None) -> tuple[Path, dict[str, int]]
 
     who = _who(who)
     root = settings.published_dir()
+    code: str | None = None
     if who.role == COMMUNITY_STAFF:
         code = community_code(root, who.community or "")
-        audience, folder = ("community", code), settings.exports_dir() / "community" / community_folder(code) / "marts"
+        folder = settings.exports_dir() / "community" / community_folder(code) / "marts"
     else:
-        audience, folder = ("analyst", None), settings.exports_dir() / "analyst" / "marts"
+        folder = settings.exports_dir() / "analyst" / "marts"
+    audience = "community" if code else "analyst"
     counts: dict[str, int] = {}
-    with open_snapshot(root, *audience) as snap, private_umask():
+    with open_snapshot(root, audience, code) as snap, private_umask():
         private_dir(folder)
         for qualified in snap.relations():
             target = folder / f"{qualified}.parquet"
@@ -308,7 +310,7 @@ def export_marts(*, who: Principal | None = None) -> tuple[Path, dict[str, int]]
             os.replace(tmp, target)
             row = snap.con.execute(f"select count(*) from {qualified}").fetchone()
             counts[qualified] = int(row[0]) if row else 0
-    audit_log.append("export", f"{audience[0]} snapshot {snap.version}", principal=who, output=folder,
+    audit_log.append("export", f"{audience} snapshot {snap.version}", principal=who, output=folder,
                      rows=sum(counts.values()), full_values=who.role == COMMUNITY_STAFF)
     return folder, counts
 

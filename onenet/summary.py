@@ -41,9 +41,10 @@ def pipeline_summary(warehouse: Path, gx_dir: Path | None = None, exports: Path 
     exports = exports or settings.exports_dir()
     docs = (gx_dir or settings.gx_dir()) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     lines += ["where things are:",
-              f"  warehouse   {warehouse}  (try `onenet query \"select * from mart.hotline_rates\"`)",
+              f"  warehouse   {warehouse}",
               f"  Data Docs   {docs.as_uri() if docs.exists() else '(not built)'}",
-              f"  published   {settings.published_dir()}  (each audience's read-only snapshots)",
+              f"  published   {settings.published_dir()}  (try `onenet query --role district_analyst "
+              f"\"select * from mart.hotline_rates\"`)",
               f"  extracts    {exports / 'community'}  (one folder per community)",
               f"  reports     {exports / 'analyst' / 'reports'}",
               f"  dashboard   {(exports / 'analyst' / 'dashboard' / 'index.html').as_uri()}",

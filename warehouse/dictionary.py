@@ -7,8 +7,6 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.access import Principal
-
 DICTIONARY = Path(__file__).parent / "models" / "marts" / "_dictionary.toml"
 
 
@@ -46,22 +44,3 @@ def render_markdown(con: duckdb.DuckDBPyConnection) -> str:
             lines.append(f"| {column} | {dtype} | {entry.get('columns', {}).get(column, '（未描述）')} |")
         lines.append("")
     return "\n".join(lines)
-
-
-def export_parquet(con: duckdb.DuckDBPyConnection, folder: Path, who: Principal) -> dict[str, int]:
-    """Write every mart table to <folder>/<table>.parquet, masked for `who`; log it; return rows per table."""
-    import pyarrow.parquet as pq
-
-    from warehouse.access import log_access
-    from warehouse.query import mask_table
-
-    folder.mkdir(parents=True, exist_ok=True)
-    counts, full = {}, False
-    for (table,) in con.execute("select table_name from duckdb_tables() where schema_name = 'mart' "
-                                "order by table_name").fetchall():
-        data, unmasked = mask_table(con.execute(f"select * from mart.{table}").to_arrow_table(), who)
-        full = full or unmasked
-        pq.write_table(data, folder / f"{table}.parquet", compression="zstd")
-        counts[table] = data.num_rows
-    log_access(con, who, "export", str(folder), sum(counts.values()), full_values=full)
-    return counts
