@@ -4,16 +4,18 @@
 Runs every day at 07:00 Asia/Shanghai (a timezone-aware cron; the run's logical date is that
 07:00), after the night's merges, and writes the extracts of the **previous Beijing day**.
 
-- **extract** (pool `onenet_duckdb`, it logs personal-data reads in the warehouse):
-  `onenet.pipeline.extract(day)` — one workbook per community plus the district's overview; it
-  states which source is stale and since when. Publishes the Asset `file://onenet/exports/daily`.
+- **extract** (pool `onenet_duckdb`: it publishes every audience's snapshot again from the
+  warehouse, so the sources' freshness is today's): then `onenet.pipeline.extract(day)` writes one
+  workbook per community from the community snapshots; it states which source is stale and since
+  when. Publishes the Asset `file://onenet/exports/daily`.
+- **reports** (pool `onenet_duckdb` like every task of the project, though it reads only the
+  analysts' snapshot): fills every shipped report template (the community epidemic-prevention
+  daily, the street hotline monthly).
+- **dashboard** (pool `onenet_duckdb`, for the data dictionary, which reads the warehouse's
+  schema): rebuilds the analysts' static dashboard from their snapshot.
 
-- **reports** (pool `onenet_duckdb`): fills every shipped report template (the community
-  epidemic-prevention daily, the street hotline monthly) for the same day.
-- **dashboard** (pool `onenet_duckdb`): rebuilds the analysts' static dashboard and the data
-  dictionary of the marts.
-
-A re-run or backfill of a past day rewrites that day's files from the warehouse as it is now.
+The tasks run as the Airflow worker's OS user, which the access file maps to `data_engineer`.
+A re-run or backfill of a past day rewrites that day's files from the snapshots as they are now.
 """
 
 from datetime import datetime, timedelta
