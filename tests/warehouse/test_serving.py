@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import os
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -445,3 +448,36 @@ def test_serving_url_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("ONENET_SERVING_URL", "postgresql://postgres@127.0.0.1:5432/onenet_serving")
     assert serving.serving_url() == "postgresql://postgres@127.0.0.1:5432/onenet_serving"
     assert os.environ["ONENET_SERVING_URL"].endswith("onenet_serving")
+
+
+def test_other_duckdb_types_arrive_as_their_postgres_types(serving_db, inputs, published, role_prefix, tmp_path):
+    con = duckdb.connect()
+    zoo = _write(con, """
+        select 1::tinyint as tiny, 2::utinyint as utiny, 3::uinteger as uint, 18446744073709551615::ubigint as ubig,
+               1.5::float as real_number,
+               'ab'::blob as bytes, '5f3c7b2e-9d1a-4c3b-8e2f-1a2b3c4d5e6f'::uuid as id, interval 1 day + interval 90 minute as span,
+               time '08:30:00' as at_time, map {'甲': 1} as counts, [[1, 2], [3]] as nested, [1.25, null]::decimal(4, 2)[] as amounts,
+               '{"k": [1, "二"]}'::json as doc, 'x'::enum('x', 'y') as choice, [date '2026-11-01'] as days,
+               [timestamptz '2026-11-01 08:00:00+08'] as instants, [true, null] as flags
+        """, tmp_path / "ref.type_zoo.parquet")
+    try:
+        result = publish_serving(serving_db, "v2", {**inputs["analyst"], "ref.type_zoo": zoo}, inputs["community"],
+                                 COMMUNITIES, role_prefix=role_prefix)
+        assert result.published == ["analyst.type_zoo"]
+        with _admin(serving_db) as pg:
+            types = dict(pg.execute("select column_name, format_type(atttypid, atttypmod) from information_schema.columns "
+                                    "join pg_attribute on attrelid = 'analyst.type_zoo'::regclass and attname = column_name "
+                                    "where table_schema = 'analyst' and table_name = 'type_zoo'").fetchall())
+            row = pg.execute("select * from analyst.type_zoo").fetchone()
+    finally:
+        assert publish_serving(serving_db, "v1", **inputs, role_prefix=role_prefix).dropped == ["analyst.type_zoo"]
+    assert types == {"tiny": "smallint", "utiny": "smallint", "uint": "bigint", "ubig": "numeric",
+                     "real_number": "real", "bytes": "bytea", "id": "uuid", "span": "interval",
+                     "at_time": "time without time zone", "counts": "jsonb", "nested": "jsonb",
+                     "amounts": "numeric(4,2)[]", "doc": "jsonb", "choice": "text", "days": "date[]",
+                     "instants": "timestamp with time zone[]", "flags": "boolean[]"}
+    assert row == (1, 2, 3, 18446744073709551615, 1.5, b"ab",
+                   uuid.UUID("5f3c7b2e-9d1a-4c3b-8e2f-1a2b3c4d5e6f"), datetime.timedelta(days=1, minutes=90),
+                   datetime.time(8, 30), {"甲": 1}, [[1, 2], [3]], [decimal.Decimal("1.25"), None],
+                   {"k": [1, "二"]}, "x", [datetime.date(2026, 11, 1)],
+                   [datetime.datetime(2026, 11, 1, 0, 0, tzinfo=datetime.UTC)], [True, None])

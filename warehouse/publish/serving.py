@@ -10,9 +10,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import duckdb
 import psycopg
+from duckdb.sqltypes import DuckDBPyType
 from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -334,18 +336,18 @@ _SCALARS = {
 }
 
 
-def _pg_type(dtype: duckdb.typing.DuckDBPyType, expr: str) -> tuple[str, str]:
+def _pg_type(dtype: DuckDBPyType, expr: str) -> tuple[str, str]:
     """(PostgreSQL type, DuckDB expression producing its COPY text) for one column."""
     type_id = dtype.id
     if str(dtype) == "JSON":
         return "jsonb", f"{expr}::varchar"
     if type_id == "decimal":
-        precision, scale = (value for _key, value in dtype.children)
-        return f"numeric({int(precision)},{int(scale)})", expr
+        precision, scale = (cast(int, value) for _key, value in dtype.children)
+        return f"numeric({precision},{scale})", expr
     if type_id == "blob":
         return "bytea", f"'\\x' || hex({expr})"
     if type_id in ("list", "array"):
-        element = dict(dtype.children)["child"]
+        element = cast(DuckDBPyType, dict(dtype.children)["child"])
         element_type = _SCALARS.get(element.id) if str(element) != "JSON" else None
         if element.id == "decimal":
             element_type = _pg_type(element, "x")[0]
@@ -518,7 +520,7 @@ def _ensure_database(url: str) -> None:
         if "does not exist" not in str(exc):
             raise ServingError(f"cannot reach the serving database: {exc}; start PostgreSQL or fix "
                                "ONENET_SERVING_URL") from exc
-    with psycopg.connect(make_conninfo(**{**info, "dbname": "postgres"}), autocommit=True) as pg:
+    with psycopg.connect(make_conninfo(_conninfo(url), dbname="postgres"), autocommit=True) as pg:
         pg.execute(sql.SQL("create database {} encoding 'UTF8'").format(sql.Identifier(name)))
 
 
