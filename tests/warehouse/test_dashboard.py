@@ -1,41 +1,83 @@
-"""The analyst dashboard on the merged town: self-contained, rendered in headless Chromium, charts drawn."""
+"""The analyst dashboard on the merged town, built from the analysts' published snapshot: self-contained,
+no personal data, rendered in headless Chromium with its charts drawn, refused to community staff."""
 
 from __future__ import annotations
 
 import re
 import shutil
+import stat
 import subprocess
 
 import pytest
 from PIL import Image
 
-from warehouse import db
-from warehouse.dashboard.build import build_dashboard
+from onenet import pipeline
+from tests.warehouse.conftest import Town
+from tests.warehouse.village import copy_warehouse
+from warehouse import audit_log
+from warehouse.access import AccessDenied, Principal
+from warehouse.identity import os_user
 
 
 @pytest.fixture(scope="module")
-def page(merged_town, tmp_path_factory):
-    con = db.connect(merged_town[1], read_only=True)
-    try:
-        return build_dashboard(con, tmp_path_factory.mktemp("dash") / "index.html")
-    finally:
-        con.close()
+def town(merged_town, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dash")
+    town = Town(copy_warehouse(merged_town[1], folder / "town.duckdb"), folder / "published", folder / "exports",
+                folder / "audit" / "access-log.jsonl")
+    with pytest.MonkeyPatch.context() as mp:
+        for var, value in (("ONENET_WAREHOUSE", town.warehouse), ("ONENET_PUBLISHED", town.published),
+                           ("ONENET_EXPORTS", town.exports), ("ONENET_ACCESS_LOG", town.log)):
+            mp.setenv(var, str(value))
+        mp.delenv("ONENET_SERVING_URL", raising=False)
+        town.publish()
+        yield town
 
 
-def test_the_page_needs_nothing_from_outside_and_holds_no_personal_data(page, merged_town):
+@pytest.fixture(scope="module")
+def page(town):
+    with pytest.MonkeyPatch.context() as mp:
+        for var, value in (("ONENET_PUBLISHED", town.published), ("ONENET_EXPORTS", town.exports),
+                           ("ONENET_ACCESS_LOG", town.log)):
+            mp.setenv(var, str(value))
+        return pipeline.dashboard(who=Principal(os_user(), "district_analyst"))
+
+
+def test_the_page_is_the_analysts_own_and_logged(page, town):
+    assert page == town.exports / "analyst" / "dashboard" / "index.html"
+    assert stat.S_IMODE(page.stat().st_mode) == 0o640
+    assert stat.S_IMODE(page.parent.stat().st_mode) == 0o750
+    last = audit_log.tail(1, town.log)[0]
+    assert (last["action"], last["role"], last["output"], last["outcome"]) == (
+        "dashboard", "district_analyst", str(page), "allowed")
+
+
+def test_the_page_needs_nothing_from_outside_and_holds_no_personal_data(page, town):
     html = page.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert "@import" not in html and "<script" not in html
     assert html.count("<svg") >= 5 and '<table class="heat"' in html
-    con = db.connect(merged_town[1], read_only=True)
-    try:
-        ids = [r[0] for r in con.execute("select id_number from core.person where id_number is not null limit 200").fetchall()]
-        phones = [r[0] for r in con.execute("select phone from core.person where phone is not null limit 200").fetchall()]
-        persons = con.execute("select count(distinct person_id) from core.person_source").fetchone()[0]
-    finally:
-        con.close()
+    ids = [r[0] for r in town.oracle("select id_number from core.person where id_number is not null limit 200")]
+    phones = [r[0] for r in town.oracle("select phone from core.person where phone is not null limit 200")]
+    names = [r[0] for r in town.oracle("select name from core.person where length(name) >= 3 limit 200")]
+    assert ids and phones and names
     assert not any(i in html for i in ids) and not any(p in html for p in phones)
-    assert f"{persons:,}" in html  # the de-duplication figure is the warehouse's own
+    assert not any(n in html for n in names)
+    persons, records = town.oracle("select count(distinct person_id), count(*) from core.person_source")[0]
+    tickets = town.oracle("select count(*) from core.ticket")[0][0]
+    # The de-duplication and ticket figures, read from the snapshot, are the warehouse's own.
+    assert f"{persons:,}" in html and f"{records:,}" in html and f"{tickets:,}" in html
+
+
+def test_community_staff_get_no_dashboard(town, monkeypatch):
+    for var, value in (("ONENET_PUBLISHED", town.published), ("ONENET_EXPORTS", town.exports / "staff"),
+                       ("ONENET_ACCESS_LOG", town.log)):
+        monkeypatch.setenv(var, str(value))
+    staff = Principal(os_user(), "community_staff", community=town.communities()[0][1])
+    with pytest.raises(AccessDenied, match="analysts"):
+        pipeline.dashboard(who=staff)
+    assert not (town.exports / "staff").exists()
+    last = audit_log.tail(1, town.log)[0]
+    assert (last["action"], last["role"], last["outcome"]) == ("dashboard", "community_staff", "denied")
 
 
 def test_rendered_in_chromium_without_console_errors_and_with_charts_drawn(page, tmp_path):

@@ -1,29 +1,39 @@
-"""Daily community extracts on a merged two-community town: own rows only, masking per role, safe cells."""
+"""Daily community extracts on a merged two-community town, written from the published community
+snapshots: own rows only, full phones and masked IDs, safe cells, private files, every workbook logged.
+The warehouse is read only as the tests' oracle."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
 import shutil
+import stat
 import subprocess
 
 import openpyxl
 import pytest
 
-from warehouse import db
+from onenet import pipeline
+from warehouse import audit_log, db
 from warehouse.access import AccessDenied, Principal
-from warehouse.extracts.community import ExtractError, communities, write_extract, write_extracts
+from warehouse.extracts.community import extract_path, write_extracts
+from warehouse.identity import os_user
+from warehouse.publish import ID_SHAPED
+from warehouse.publish.snapshot import SnapshotError, open_communities
 
 DAY = dt.date(2026, 11, 20)
+SHEETS = ["今日概况", "热线工单", "城管案件", "健康码变化", "重点人群", "数据待核"]
 MASKED_ID = re.compile(r"^\d{6}\*+[\dX]{4}$")
 MASKED_PHONE = re.compile(r"^\d{3}\*+\d{4}$")
+FULL_ID = re.compile(ID_SHAPED)
 
 
-@pytest.fixture
-def con(town_warehouse):
-    con = db.connect(town_warehouse)
-    yield con
-    con.close()
+def _staff(name: str) -> Principal:
+    return Principal(os_user(), "community_staff", community=name)
+
+
+def _engineer() -> Principal:
+    return Principal(os_user(), "data_engineer")
 
 
 def _sheet(path, name):
@@ -33,66 +43,115 @@ def _sheet(path, name):
     return rows[0], rows[1:]
 
 
-def test_an_extract_holds_its_own_community_and_nothing_of_the_other(con, tmp_path):
-    mine, other = communities(con)[:2]
-    staff = Principal("wang", "community_staff", community=mine)
-    path = write_extract(con, mine, DAY, staff, tmp_path).path
+def _cells(path):
+    """Every cell of every sheet: sheet name, coordinate, value, number format and quote prefix."""
+    return [(ws.title, c.coordinate, c.value, c.number_format, c.quotePrefix)
+            for ws in openpyxl.load_workbook(path).worksheets for row in ws.iter_rows() for c in row]
+
+
+def _extracts(town) -> list:
+    return [r for r in audit_log.tail(1000, town.log) if r["action"] == "extract"]
+
+
+def test_an_extract_holds_its_own_community_and_nothing_of_the_other(published_town):
+    town = published_town
+    (mine_code, mine), (other_code, other) = town.communities()[:2]
+    [result] = pipeline.extract(DAY, who=_staff(mine))
+    path = result.path
+    assert path == extract_path(town.exports, mine_code, mine, DAY)
+    assert path == town.exports / "community" / mine_code / "extracts" / f"{DAY:%Y%m%d}" / f"{mine}_{DAY:%Y%m%d}.xlsx"
+    assert openpyxl.load_workbook(path).sheetnames == SHEETS
     _, tickets = _sheet(path, "热线工单")
     ids = {r[0] for r in tickets}
-    owners = dict(con.execute("select ticket_id, community_name from core.ticket").fetchall())
-    assert ids and all(owners[t] == mine for t in ids)
-    expected = {r[0] for r in con.execute(
-        "select ticket_id from core.ticket where community_name = ? and received_on = ?", [mine, DAY]).fetchall()}
-    assert expected <= ids  # every new ticket of the day is there
+    owners = dict(town.oracle("select ticket_id, community_code from core.ticket"))
+    assert ids and all(owners[t] == mine_code for t in ids)
+    expected = {r[0] for r in town.oracle(
+        "select ticket_id from core.ticket where community_code = ? and received_on = ?", [mine_code, DAY])}
+    assert expected and expected <= ids  # every new ticket of the day is there
     _, roster = _sheet(path, "重点人群")
-    other_names = {r[0] for r in con.execute(
-        "select name from mart.special_group_roster where community_name = ?", [other]).fetchall()}
-    mine_names = {r[0] for r in con.execute(
-        "select name from mart.special_group_roster where community_name = ?", [mine]).fetchall()}
+    other_names = {r[0] for r in town.oracle(
+        "select name from mart.special_group_roster where community_code = ?", [other_code])}
+    mine_names = {r[0] for r in town.oracle(
+        "select name from mart.special_group_roster where community_code = ?", [mine_code])}
     assert {r[0] for r in roster} == mine_names
-    assert len(roster) == con.execute(
-        "select count(*) from mart.special_group_roster where community_name = ?", [mine]).fetchone()[0]
+    assert len(roster) == town.oracle(
+        "select count(*) from mart.special_group_roster where community_code = ?", [mine_code])[0][0]
     _, cases = _sheet(path, "城管案件")
-    case_owner = dict(con.execute("select case_id, community_name from core.city_case").fetchall())
-    assert all(case_owner[r[0]] == mine for r in cases)
+    case_owner = dict(town.oracle("select case_id, community_code from core.city_case"))
+    assert all(case_owner[r[0]] == mine_code for r in cases)
     assert other_names - mine_names  # the other community has people this extract must not show
+    assert not (town.exports / "community" / other_code).exists()
+    # Private files in one folder per community: 0640, folders 0750.
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    for folder in (path.parent, path.parent.parent, town.exports / "community" / mine_code):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o750, folder
 
 
-def test_masking_per_role(con, tmp_path):
-    mine = communities(con)[0]
-    staff = write_extract(con, mine, DAY, Principal("wang", "community_staff", community=mine), tmp_path).path
-    analyst = write_extract(con, mine, DAY, Principal("li", "district_analyst"), tmp_path).path
-    engineer = write_extract(con, mine, DAY, Principal("zhang", "data_engineer"), tmp_path).path
-    assert len({staff, analyst, engineer}) == 3  # one folder per role
-    _, s_roster = _sheet(staff, "重点人群")
-    _, a_roster = _sheet(analyst, "重点人群")
-    _, e_roster = _sheet(engineer, "重点人群")
-    assert all(MASKED_ID.match(r[2]) for r in s_roster if r[2])
-    assert all(r[3] is None or not MASKED_PHONE.match(r[3]) for r in s_roster)  # staff call their residents
-    assert all(MASKED_PHONE.match(r[3]) for r in a_roster if r[3])
-    assert any(r[2] and not MASKED_ID.match(r[2]) for r in e_roster)
+def test_staff_and_engineers_get_full_phones_and_masked_ids_analysts_get_nothing(published_town):
+    town = published_town
+    code, mine = town.communities()[0]
+    staff = pipeline.extract(DAY, who=_staff(mine))[0].path
+    staff_cells = _cells(staff)
+    _, roster = _sheet(staff, "重点人群")
+    assert roster and all(MASKED_ID.match(r[2]) for r in roster if r[2])
+    assert any(r[2] for r in roster)
+    # Staff call their residents: the freshest phone of any silo, in full.
+    phones = dict(town.oracle("select name || '|' || grid_name, coalesce(latest_contact_phone, phone) "
+                              "from mart.special_group_roster where community_code = ?", [code]))
+    assert any(r[3] for r in roster) and all(r[3] is None or not MASKED_PHONE.match(r[3]) for r in roster)
+    assert {r[3] for r in roster if r[3]} == {p for p in phones.values() if p}
+    _, changes = _sheet(staff, "健康码变化")
+    assert all(MASKED_ID.match(r[1]) for r in changes if r[1])
+    # No full ID number anywhere in the workbook, and no birth date next to a masked ID.
+    assert not [c for c in staff_cells if isinstance(c[2], str) and FULL_ID.search(c[2])]
+    for sheet in SHEETS[1:]:
+        assert not any("出生" in str(h) for h in _sheet(staff, sheet)[0]), sheet
+    # An engineer writing the same community's extract gets the same workbook in the same place:
+    # it comes from the community's snapshot, not from what the engineer could read.
+    engineer = pipeline.extract(DAY, community=code, who=_engineer())[0].path
+    assert engineer == staff and _cells(engineer) == staff_cells
+    # Analysts do not get community extracts at all; the refusal is logged and nothing is written.
+    shutil.rmtree(town.exports)
+    with pytest.raises(AccessDenied, match="community staff"):
+        pipeline.extract(DAY, who=Principal(os_user(), "district_analyst"))
+    assert not town.exports.exists()
+    denied = audit_log.tail(1, town.log)[0]
+    assert (denied["action"], denied["role"], denied["outcome"], denied["output"]) == (
+        "extract", "district_analyst", "denied", None)
 
 
-def test_staff_cannot_read_another_community_and_reads_are_logged(con, tmp_path):
-    mine, other = communities(con)[:2]
-    staff = Principal("wang", "community_staff", community=mine)
-    with pytest.raises(AccessDenied, match=other):
-        write_extract(con, other, DAY, staff, tmp_path)
-    with pytest.raises(ExtractError, match="no community"):
-        write_extract(con, "不存在社区", DAY, Principal("zhang", "data_engineer"), tmp_path)
-    result = write_extract(con, mine, DAY, staff, tmp_path)
-    logged = con.execute("select user_name, role, community, action, target, row_count from meta.access_log").fetchall()
-    assert logged == [("wang", "community_staff", mine, "extract", str(result.path),
-                       sum(v for k, v in result.rows.items() if k != "今日概况"))]
+def test_staff_read_only_their_community_and_every_workbook_is_logged(published_town):
+    town = published_town
+    (mine_code, mine), (other_code, other) = town.communities()[:2]
+    # Naming another community does not widen what staff read: they get their own extract only.
+    results = pipeline.extract(DAY, community=other, who=_staff(mine))
+    assert [(r.community, r.path.parent.parent.parent.name) for r in results] == [(mine, mine_code)]
+    assert not (town.exports / "community" / other_code).exists()
+    with pytest.raises(SnapshotError, match="不存在社区"):
+        pipeline.extract(DAY, community="不存在社区", who=_engineer())
+    [logged] = _extracts(town)
+    result = results[0]
+    assert {k: logged[k] for k in ("os_user", "role", "community", "action", "target", "output", "rows",
+                                   "full_values", "outcome")} == {
+        "os_user": os_user(), "role": "community_staff", "community": mine, "action": "extract",
+        "target": f"{mine} ({mine_code}) {DAY}", "output": str(result.path),
+        "rows": sum(v for k, v in result.rows.items() if k != "今日概况"), "full_values": True,
+        "outcome": "allowed"}
+    assert audit_log.verify(town.log).ok
 
 
-def test_no_cell_starts_a_formula_from_source_text(con, tmp_path):
-    mine = communities(con)[0]
-    ticket = con.execute("select ticket_id from core.ticket where community_name = ? and received_on = ? limit 1",
-                         [mine, DAY]).fetchone()[0]
-    con.execute("update core.ticket set content = '=HYPERLINK(\"http://evil.example\",\"点我\")', "
-                "caller_name = '@SUM(1+1)' where ticket_id = ?", [ticket])
-    path = write_extract(con, mine, DAY, Principal("wang", "community_staff", community=mine), tmp_path).path
+def test_no_cell_starts_a_formula_from_source_text(town):
+    code, mine = town.communities()[0]
+    ticket = town.oracle("select ticket_id from core.ticket where community_code = ? and received_on = ? limit 1",
+                         [code, DAY])[0][0]
+    con = db.connect(town.warehouse)
+    try:
+        con.execute("update core.ticket set content = '=HYPERLINK(\"http://evil.example\",\"点我\")', "
+                    "caller_name = '@SUM(1+1)' where ticket_id = ?", [ticket])
+    finally:
+        con.close()
+    town.publish()
+    path = pipeline.extract(DAY, who=_staff(mine))[0].path
     wb = openpyxl.load_workbook(path)
     for ws in wb.worksheets:
         for row in ws.iter_rows():
@@ -105,43 +164,56 @@ def test_no_cell_starts_a_formula_from_source_text(con, tmp_path):
     assert hostile[5].startswith("=HYPERLINK") and hostile[7] == "@SUM(1+1)"
 
 
-def test_the_workbook_opens_in_libreoffice_with_the_expected_figures(con, tmp_path):
-    mine = communities(con)[0]
-    path = write_extract(con, mine, DAY, Principal("wang", "community_staff", community=mine), tmp_path).path
+def test_the_workbook_opens_in_libreoffice_with_the_warehouses_figures(published_town, tmp_path):
+    town = published_town
+    code, mine = town.communities()[0]
+    path = pipeline.extract(DAY, who=_staff(mine))[0].path
     soffice = shutil.which("soffice")
     assert soffice, "LibreOffice is missing: run `make system-deps`"
     subprocess.run([soffice, f"-env:UserInstallation=file://{tmp_path}/lo", "--headless", "--convert-to",
                     "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,-1",
                     "--outdir", str(tmp_path / "csv"), str(path)], check=True, capture_output=True, timeout=180)
     overview = next((tmp_path / "csv").glob("*今日概况*.csv")).read_text(encoding="utf-8")
-    new_today = con.execute("select count(*) from core.ticket where community_name = ? and received_on = ?",
-                            [mine, DAY]).fetchone()[0]
-    residents = con.execute("select count(*) from core.person where community_name = ? and is_resident",
-                            [mine]).fetchone()[0]
+    new_today = town.oracle("select count(*) from core.ticket where community_code = ? and received_on = ?",
+                            [code, DAY])[0][0]
+    residents, special = town.oracle("select count(*) filter (where is_resident), "
+                                     "count(*) filter (where is_resident and is_special_group) "
+                                     "from core.person where community_code = ?", [code])[0]
+    assert new_today and residents
     assert f"今日新增热线工单,{new_today}," in overview
     assert f"常住人口（去重后）,{residents}," in overview
+    assert f"重点人群,{special}," in overview
     tickets_csv = next((tmp_path / "csv").glob("*热线工单*.csv")).read_text(encoding="utf-8")
     assert tickets_csv.count("\n") - 1 == openpyxl.load_workbook(path)["热线工单"].max_row - 1
 
 
-def _cells(path):
-    """Every cell of every sheet: sheet name, coordinate, value, number format and quote prefix."""
-    return [(ws.title, c.coordinate, c.value, c.number_format, c.quotePrefix)
-            for ws in openpyxl.load_workbook(path).worksheets for row in ws.iter_rows() for c in row]
-
-
-@pytest.mark.parametrize("role", ["district_analyst", "data_engineer"])
-def test_all_communities_at_once_equal_each_written_alone(con, tmp_path, role):
-    names = communities(con)
-    who = Principal("li", role)
-    together = write_extracts(con, names, DAY, who, tmp_path / "together")
-    alone = [write_extract(con, name, DAY, who, tmp_path / "alone") for name in names]
-    assert [r.community for r in together] == names
+def test_all_communities_at_once_equal_each_written_alone(published_town, monkeypatch, tmp_path):
+    town = published_town
+    communities = town.communities()
+    assert len(communities) >= 2
+    together = pipeline.extract(DAY, who=_engineer())
+    monkeypatch.setenv("ONENET_EXPORTS", str(tmp_path / "alone"))
+    alone = [pipeline.extract(DAY, community=code, who=_engineer())[0] for code, _ in communities]
+    assert [r.community for r in together] == [name for _, name in communities]
     for one, other in zip(together, alone, strict=True):
         assert one.rows == other.rows and one.path.parent.name == f"{DAY:%Y%m%d}"
-        assert one.path.relative_to(tmp_path / "together") == other.path.relative_to(tmp_path / "alone")
+        assert one.path.relative_to(town.exports) == other.path.relative_to(tmp_path / "alone")
         assert all(one.rows[s] for s in ("热线工单", "重点人群"))  # the comparison is not of empty sheets
         assert _cells(one.path) == _cells(other.path)
-    logged = con.execute("select target, row_count from meta.access_log").fetchall()
+    logged = [(r["output"], r["rows"]) for r in _extracts(town)]
     assert sorted(logged) == sorted((str(r.path), sum(v for k, v in r.rows.items() if k != "今日概况"))
-                                    for r in together + alone)  # one row per workbook
+                                    for r in together + alone)  # one record per workbook
+
+
+def test_write_extracts_reads_only_the_snapshots_it_is_given(published_town, tmp_path):
+    town = published_town
+    (mine_code, mine), (other_code, _) = town.communities()[:2]
+    with open_communities(town.published, [mine_code]) as con:
+        # The connection holds the community's relations only: nothing of the warehouse exists there.
+        with pytest.raises(Exception, match="core"):
+            con.execute("select count(*) from core.person").fetchall()
+        tickets = con.execute("select count(*), count(distinct community_code) from community.ticket").fetchone()
+        [result] = write_extracts(con, [(mine_code, mine)], DAY, _staff(mine), tmp_path)
+    assert tickets == (town.oracle("select count(*) from core.ticket where community_code = ?", [mine_code])[0][0], 1)
+    assert result.path == extract_path(tmp_path, mine_code, mine, DAY) and result.rows["热线工单"] > 0
+    assert not (tmp_path / "community" / other_code).exists()
