@@ -288,10 +288,13 @@ def test_every_audience_statement_reaches_the_server_log(serving_db, published, 
                 pg.execute("set log_statement = 'none'")  # a login cannot switch its logging off
             pg.execute(f"select '{marker}' as marker")
         markers[role] = marker
+    with _admin(PG_ADMIN) as pg:
+        prefix = pg.execute("show log_line_prefix").fetchone()[0]
+    assert "%u" in prefix, f"log_line_prefix {prefix!r} does not name the user: a logged statement says not who ran it"
     for role, marker in markers.items():
         lines = _logged(log, start, marker)
         assert lines, f"{role}'s statement with {marker} is not in {log}"
-        assert any("statement:" in line for line in lines)
+        assert any("statement:" in line and f"{role}@" in line for line in lines), lines
     with _admin(serving_db) as pg:
         settings = dict(pg.execute("select r.rolname, s.setconfig from pg_db_role_setting s "
                                    "join pg_roles r on r.oid = s.setrole where starts_with(r.rolname, %s)",
@@ -481,3 +484,35 @@ def test_other_duckdb_types_arrive_as_their_postgres_types(serving_db, inputs, p
                    datetime.time(8, 30), {"甲": 1}, [[1, 2], [3]], [decimal.Decimal("1.25"), None],
                    {"k": [1, "二"]}, "x", [datetime.date(2026, 11, 1)],
                    [datetime.datetime(2026, 11, 1, 0, 0, tzinfo=datetime.UTC)], [True, None])
+
+
+def test_two_publishers_at_once_take_turns(serving_db, inputs, published, role_prefix, tmp_path):
+    con = duckdb.connect()
+    versions = {"a": _write(con, _fill(HOTLINE_RATES, rows=30_000), tmp_path / "a.parquet"),
+                "b": _write(con, _fill(HOTLINE_RATES, rows=40_000), tmp_path / "b.parquet")}
+    results: dict[str, serving.ServingResult] = {}
+    failures: list[BaseException] = []
+
+    def publish(name: str) -> None:
+        try:
+            results[name] = publish_serving(serving_db, name, {**inputs["analyst"], "mart.hotline_rates": versions[name]},
+                                            inputs["community"], COMMUNITIES, role_prefix=role_prefix)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=publish, args=(name,)) for name in versions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert failures == []
+        assert all(r.published == ["analyst.hotline_rates"] for r in results.values())
+        with _admin(serving_db) as pg:
+            served = _count(pg, "analyst", "hotline_rates")
+            version = pg.execute("select version from serving_admin.published "
+                                 "where relation = 'hotline_rates'").fetchone()[0]
+            assert pg.execute("select count(*) from pg_tables where schemaname = 'serving_stage'").fetchone()[0] == 0
+        assert served == {"a": 30_000, "b": 40_000}[version]  # the last one to swap, whole
+    finally:
+        publish_serving(serving_db, "v1", **inputs, role_prefix=role_prefix)

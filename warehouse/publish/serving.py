@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -29,6 +30,7 @@ _LOCK_KEY = 0x6F6E656E6574  # "onenet"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CODE = re.compile(r"^[A-Za-z0-9_]+$")
 _PG_NAME_BYTES = 63
+log = logging.getLogger(__name__)
 
 
 class ServingError(RuntimeError):
@@ -213,7 +215,11 @@ def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
                                              [[*roles, group]])}
         for role in [*roles, group]:
             if role not in existing:
-                pg.execute(sql.SQL("create role {}").format(ident(role)))
+                try:
+                    with pg.transaction():  # roles are cluster-wide: another database's publish may create it first
+                        pg.execute(sql.SQL("create role {}").format(ident(role)))
+                except errors.DuplicateObject:
+                    pass
             login = sql.SQL("nologin" if role == group else "login")
             # Re-asserted on every publish: an audience role never bypasses grants or row-level security.
             pg.execute(sql.SQL("alter role {} {} inherit nosuperuser nocreatedb nocreaterole noreplication "
@@ -265,6 +271,12 @@ def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
                  "analyst_schema": ident(ANALYST_SCHEMA), "community_schema": ident(COMMUNITY_SCHEMA)}
         for statement in statements:
             pg.execute(sql.SQL(statement).format(**names))
+        prefix, destination = (pg.execute(f"show {name}").fetchone()[0]  # type: ignore[index]
+                               for name in ("log_line_prefix", "log_destination"))
+        if "%u" not in prefix and not {"csvlog", "jsonlog"} & set(destination.split(",")):
+            log.warning("the server logs every statement of the audience roles, but its log_line_prefix %r "
+                        "does not name the user: add %%u (e.g. '%%m [%%p] %%q%%u@%%d ') so each line says who "
+                        "read what", prefix)
         by_code = {what: role for role, what in roles.items() if what != ANALYST_SCHEMA}
         with pg.cursor() as cur:
             cur.executemany(sql.SQL("insert into {}.community_login values (%s, %s, %s)").format(ident(ADMIN_SCHEMA)),
