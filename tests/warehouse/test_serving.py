@@ -436,6 +436,10 @@ def test_inputs_that_cannot_be_served_are_refused_by_name(serving_db, inputs, ro
     clash = {**inputs["analyst"], "mart.division_codes": inputs["analyst"]["ref.division_codes"]}
     with pytest.raises(ServingInputError, match="ref.division_codes.*mart.division_codes|mart.division_codes.*ref"):
         publish_serving(serving_db, "v9", clash, {}, COMMUNITIES, role_prefix=role_prefix)
+    with pytest.raises(ServingInputError, match="community.ticket"):
+        publish_serving(serving_db, "v9", {}, {"ticket": inputs["community"]["ticket"],
+                                               "core.ticket": inputs["community"]["ticket"]}, COMMUNITIES,
+                        role_prefix=role_prefix)
     con = duckdb.connect()
     stray = _write(con, _fill(TICKET, code="999999999999", name="外社区", rows=3), tmp_path / "ticket.stray.parquet")
     with pytest.raises(ServingInputError, match="999999999999"):

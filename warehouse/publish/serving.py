@@ -163,20 +163,20 @@ def publish_serving(url: str, version: str, analyst: Mapping[str, Path], communi
 
 def _relations(analyst: Mapping[str, Path], community: Mapping[str, Sequence[Path]]) -> list[_Relation]:
     out: list[_Relation] = []
-    seen: dict[str, str] = {}
-    for key, path in sorted(analyst.items()):
-        name = key.rsplit(".", 1)[-1]
-        if name in seen:
-            raise ServingInputError(f"analyst relations {seen[name]!r} and {key!r} would both be served as "
-                                    f"analyst.{name}: rename one of them in warehouse/publish/")
-        seen[name] = key
-        out.append(_Relation(ANALYST_SCHEMA, _table_name(key, name), (Path(path),)))
-    for key, paths in sorted(community.items()):
-        files = tuple(Path(p) for p in paths)
+    inputs: list[tuple[str, str, tuple[Path, ...]]] = [(ANALYST_SCHEMA, key, (Path(path),))
+                                                       for key, path in sorted(analyst.items())]
+    inputs += [(COMMUNITY_SCHEMA, key, tuple(Path(p) for p in paths)) for key, paths in sorted(community.items())]
+    seen: dict[tuple[str, str], str] = {}
+    for schema, key, files in inputs:
+        name = _table_name(key, key.rsplit(".", 1)[-1])
+        if (schema, name) in seen:
+            raise ServingInputError(f"{schema} relations {seen[schema, name]!r} and {key!r} would both be served as "
+                                    f"{schema}.{name}: rename one of them in warehouse/publish/")
+        seen[schema, name] = key
         if not files:
             raise ServingInputError(f"community relation {key!r} has no files: publish at least one community's "
                                     "file (it may hold zero rows) so its columns are known")
-        out.append(_Relation(COMMUNITY_SCHEMA, _table_name(key, key.rsplit(".", 1)[-1]), files))
+        out.append(_Relation(schema, name, files))
     for rel in out:
         for path in rel.files:
             if not path.is_file():
