@@ -520,3 +520,16 @@ def test_two_publishers_at_once_take_turns(serving_db, inputs, published, role_p
         assert served == {"a": 30_000, "b": 40_000}[version]  # the last one to swap, whole
     finally:
         publish_serving(serving_db, "v1", **inputs, role_prefix=role_prefix)
+
+
+def test_a_missing_serving_database_is_created(inputs, role_prefix):
+    name = f"onenet_serving_{secrets.token_hex(6)}"
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"  # as a SQLAlchemy URL, the way settings give it
+    try:
+        result = publish_serving(url, "v1", inputs["analyst"], {}, COMMUNITIES, role_prefix=role_prefix)
+        assert sorted(result.published) == ["analyst.division_codes", "analyst.hotline_rates"]
+        with _login(make_conninfo(PG_ADMIN, dbname=name), f"{role_prefix}analyst") as analyst:
+            assert _count(analyst, "analyst", "division_codes") == 50
+    finally:
+        with _admin(PG_ADMIN) as pg:
+            pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
