@@ -408,9 +408,12 @@ def test_a_reader_holding_a_table_makes_publishing_wait_then_give_up_cleanly(ser
     with _login(serving_db, f"{role_prefix}analyst") as reader:
         with reader.transaction():
             before = _count(reader, "analyst", "hotline_rates")  # holds its lock until the transaction ends
+            started = time.monotonic()
             with pytest.raises(ServingBusy, match="analyst.hotline_rates"):
                 publish_serving(serving_db, "v2", {**inputs["analyst"], "mart.hotline_rates": changed},
-                                inputs["community"], COMMUNITIES, role_prefix=role_prefix, lock_timeout_s=0.5)
+                                inputs["community"], COMMUNITIES, role_prefix=role_prefix, lock_timeout_s=0.3,
+                                lock_attempts=3)
+            assert time.monotonic() - started >= 3 * 0.3 + 2 * 0.3  # it waited, let readers run, tried again
         assert _count(reader, "analyst", "hotline_rates") == before
     with _admin(serving_db) as pg:
         assert pg.execute("select count(*) from pg_tables where schemaname = 'serving_stage'").fetchone()[0] >= 1
@@ -533,3 +536,20 @@ def test_a_missing_serving_database_is_created(inputs, role_prefix):
     finally:
         with _admin(PG_ADMIN) as pg:
             pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+
+def test_a_reader_that_finishes_soon_only_delays_the_swap(serving_db, inputs, published, role_prefix, tmp_path):
+    con = duckdb.connect()
+    changed = _write(con, _fill(HOTLINE_RATES, rows=10), tmp_path / "mart.hotline_rates.parquet")
+    reader = _login(serving_db, f"{role_prefix}analyst")
+    reader.execute("begin")
+    _count(reader, "analyst", "hotline_rates")
+    threading.Timer(1.0, reader.close).start()  # the reader's transaction ends during the second attempt
+    try:
+        result = publish_serving(serving_db, "v2", {**inputs["analyst"], "mart.hotline_rates": changed},
+                                 inputs["community"], COMMUNITIES, role_prefix=role_prefix, lock_timeout_s=0.5,
+                                 lock_attempts=5)
+        assert result.published == ["analyst.hotline_rates"] and result.rows["analyst.hotline_rates"] == 10
+    finally:
+        publish_serving(serving_db, "v1", **inputs, role_prefix=role_prefix)

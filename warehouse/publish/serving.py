@@ -115,7 +115,8 @@ def audience_roles(communities: Sequence[tuple[str, str]], role_prefix: str = "o
 
 def publish_serving(url: str, version: str, analyst: Mapping[str, Path], community: Mapping[str, Sequence[Path]],
                     communities: Sequence[tuple[str, str]], *, role_prefix: str = "onenet_",
-                    passwords: Mapping[str, str] | None = None, lock_timeout_s: float = 60.0) -> ServingResult:
+                    passwords: Mapping[str, str] | None = None, lock_timeout_s: float = 5.0,
+                    lock_attempts: int = 12) -> ServingResult:
     """Serve the published relations from PostgreSQL at `url` (an administrative login).
 
     `analyst` maps a relation (`mart.hotline_rates`, or a bare name) to its Parquet file; it becomes
@@ -125,7 +126,9 @@ def publish_serving(url: str, version: str, analyst: Mapping[str, Path], communi
     role's password is set only from `passwords` (default: the ONENET_SERVING_PASSWORD_<ROLE>
     environment variables). A relation whose content hash equals the served one is skipped; the
     changed ones are loaded aside and swapped in one transaction, so a reader sees the old or the
-    new version of every relation, never a half. Relations no longer published are dropped.
+    new version of every relation, never a half. Relations no longer published are dropped. The swap
+    waits at most `lock_timeout_s` for readers' queries, `lock_attempts` times, then raises
+    ServingBusy and leaves the served version as it was.
     """
     started = time.monotonic()
     relations = _relations(analyst, community)
@@ -150,7 +153,7 @@ def publish_serving(url: str, version: str, analyst: Mapping[str, Path], communi
             try:
                 _prepare(pg, roles, group, communities, passwords)
                 _publish(pg, duck, relations, version, _Grantees(f"{role_prefix}analyst".lower(), group), result,
-                         lock_timeout_s)
+                         lock_timeout_s, lock_attempts)
             finally:
                 pg.execute("select pg_advisory_unlock(%s)", [_LOCK_KEY])
     finally:
@@ -286,7 +289,7 @@ def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
 # --- loading ------------------------------------------------------------------------------------
 
 def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations: list[_Relation], version: str,
-             grantees: _Grantees, result: ServingResult, lock_timeout_s: float) -> None:
+             grantees: _Grantees, result: ServingResult, lock_timeout_s: float, lock_attempts: int) -> None:
     served = {(r[0], r[1]): (r[2], r[3]) for r in pg.execute(sql.SQL(
         "select p.schema_name, p.relation, p.content_hash, p.rows from {}.published p "
         "where to_regclass(quote_ident(p.schema_name) || '.' || quote_ident(p.relation)) is not null"
@@ -311,7 +314,7 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
         staged.append((rel, stage_table, content_hash, rows))
         result.published.append(rel.key)
         result.rows[rel.key] = rows
-    _swap(pg, staged, relations, version, result, lock_timeout_s)
+    _swap(pg, staged, relations, version, result, lock_timeout_s, lock_attempts)
 
 
 def _source(rel: _Relation) -> str:
@@ -479,7 +482,7 @@ def _stream(duck: duckdb.DuckDBPyConnection, query: str, pg: psycopg.Connection,
 
 
 def _swap(pg: psycopg.Connection, staged: list[tuple[_Relation, str, str, int]], relations: list[_Relation],
-          version: str, result: ServingResult, lock_timeout_s: float) -> None:
+          version: str, result: ServingResult, lock_timeout_s: float, lock_attempts: int) -> None:
     """Move every staged table into place and drop the ones no longer published, in one transaction."""
     ident = sql.Identifier
     wanted = {(r.schema, r.name) for r in relations}
@@ -488,28 +491,38 @@ def _swap(pg: psycopg.Connection, staged: list[tuple[_Relation, str, str, int]],
     stale = sorted((s, t) for s, t in present if (s, t) not in wanted)
     if not staged and not stale:
         return
-    try:
-        with pg.transaction():
-            pg.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(f"{int(lock_timeout_s * 1000)}ms")))
-            for rel, stage_table, content_hash, rows in staged:
-                pg.execute(sql.SQL("drop table if exists {}").format(ident(rel.schema, rel.name)))
-                pg.execute(sql.SQL("alter table {} set schema {}").format(ident(STAGE_SCHEMA, stage_table),
-                                                                          ident(rel.schema)))
-                pg.execute(sql.SQL("alter table {} rename to {}").format(ident(rel.schema, stage_table),
-                                                                         ident(rel.name)))
-                pg.execute(sql.SQL("""insert into {}.published values (%s, %s, %s, %s, %s, now())
-                    on conflict (schema_name, relation) do update set version = excluded.version,
-                    content_hash = excluded.content_hash, rows = excluded.rows, published_at = excluded.published_at
-                    """).format(ident(ADMIN_SCHEMA)), [rel.schema, rel.name, version, content_hash, rows])
-            for schema, table in stale:
-                pg.execute(sql.SQL("drop table {}").format(ident(schema, table)))
-                pg.execute(sql.SQL("delete from {}.published where schema_name = %s and relation = %s").format(
-                    ident(ADMIN_SCHEMA)), [schema, table])
-                result.dropped.append(f"{schema}.{table}")
-    except errors.LockNotAvailable as exc:
-        names = [rel.key for rel, *_ in staged] + [f"{s}.{t}" for s, t in stale]
-        raise ServingBusy(f"readers held {names} for more than {lock_timeout_s:g} s, so nothing was swapped; "
-                          "publish again when their queries end, or raise lock_timeout_s") from exc
+    names = [rel.key for rel, *_ in staged] + [f"{s}.{t}" for s, t in stale]
+    for attempt in range(1, lock_attempts + 1):
+        try:
+            with pg.transaction():
+                # A waiting DROP queues new readers behind it: wait briefly, and between attempts let them run.
+                pg.execute(sql.SQL("set local lock_timeout = {}").format(
+                    sql.Literal(f"{int(lock_timeout_s * 1000)}ms")))
+                for rel, stage_table, content_hash, rows in staged:
+                    pg.execute(sql.SQL("drop table if exists {}").format(ident(rel.schema, rel.name)))
+                    pg.execute(sql.SQL("alter table {} set schema {}").format(ident(STAGE_SCHEMA, stage_table),
+                                                                              ident(rel.schema)))
+                    pg.execute(sql.SQL("alter table {} rename to {}").format(ident(rel.schema, stage_table),
+                                                                             ident(rel.name)))
+                    pg.execute(sql.SQL("""insert into {}.published values (%s, %s, %s, %s, %s, now())
+                        on conflict (schema_name, relation) do update set version = excluded.version,
+                        content_hash = excluded.content_hash, rows = excluded.rows,
+                        published_at = excluded.published_at""").format(ident(ADMIN_SCHEMA)),
+                        [rel.schema, rel.name, version, content_hash, rows])
+                for schema, table in stale:
+                    pg.execute(sql.SQL("drop table {}").format(ident(schema, table)))
+                    pg.execute(sql.SQL("delete from {}.published where schema_name = %s and relation = %s").format(
+                        ident(ADMIN_SCHEMA)), [schema, table])
+            break
+        except errors.LockNotAvailable as exc:
+            if attempt == lock_attempts:
+                raise ServingBusy(f"readers held {names} for more than {lock_timeout_s:g} s at each of "
+                                  f"{lock_attempts} attempts, so nothing was swapped; publish again when their "
+                                  "queries end, or raise lock_timeout_s / lock_attempts") from exc
+            log.warning("serving database: readers hold %s; swap attempt %d of %d in %g s", names, attempt + 1,
+                        lock_attempts, lock_timeout_s)
+            time.sleep(lock_timeout_s)
+    result.dropped.extend(f"{s}.{t}" for s, t in stale)
 
 
 # --- small helpers ------------------------------------------------------------------------------
