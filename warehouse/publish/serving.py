@@ -233,6 +233,9 @@ def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
             # Every statement of an audience login reaches the server log; only a superuser can turn it off.
             pg.execute(sql.SQL("alter role {} set log_statement = 'all'").format(ident(role)))
             pg.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(ident(role)))
+            # Tools list and query the audience's own tables by bare name (select * from hotline_rates).
+            pg.execute(sql.SQL("alter role {} set search_path = {}").format(
+                ident(role), ident(ANALYST_SCHEMA if what == ANALYST_SCHEMA else COMMUNITY_SCHEMA)))
             if role in passwords:
                 # Hashed here (SCRAM), so the clear password is never in a statement or the server log.
                 verifier = pg.pgconn.encrypt_password(passwords[role].encode(), role.encode(), b"scram-sha-256")
