@@ -430,3 +430,46 @@ def test_the_manifest_says_what_each_version_holds(town):
     manifest = json.loads((root / "analyst" / "current" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["audience"] == "analyst" and "mart.ticket" in manifest["relations"]
     assert manifest["relations"]["mart.ticket"]["rows"] > 0
+
+
+def test_a_publish_killed_half_way_leaves_nothing_a_reader_sees_and_the_next_one_cleans_up(town, tmp_path):
+    warehouse = copy_warehouse(town[1], tmp_path / "w.duckdb")
+    root = tmp_path / "published"
+    code = town[4][0]
+    script = f"""
+import os, signal
+from pathlib import Path
+import warehouse.publish as p
+from warehouse import db
+real = p._write_views
+def killed(version_dir, rels):
+    os.kill(os.getpid(), signal.SIGKILL)  # after the analyst snapshot, inside the first community
+p._write_views = killed
+con = db.connect({str(warehouse)!r})
+p.publish(con, Path({str(root)!r}), p.new_version("killed"))
+"""
+    con = db.connect(warehouse)
+    try:
+        publish(con, root, new_version("before"))
+        con.execute("delete from core.ticket where ticket_id = (select min(ticket_id) from core.ticket "
+                    "where community_code = ?)", [code])
+    finally:
+        con.close()
+    with open_snapshot(root, "community", code) as snap:
+        before = snap.version
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == -9, done.stderr
+    with open_snapshot(root, "community", code) as snap:  # still the complete earlier version
+        assert snap.version == before and snap.con.execute("select count(*) from community.ticket").fetchone()[0]
+    assert list(root.glob("community/*/versions/*killed*")) or list(root.glob("community/.staging-*"))
+    con = db.connect(warehouse)
+    try:
+        publish(con, root, new_version("after"))
+    finally:
+        con.close()
+    # The analysts' snapshot was complete before the kill and stays current (nothing changed since);
+    # the community's half-made version and the staging folder are gone.
+    assert not list(root.glob("community/**/*killed*")) and not list(root.glob("community/.staging-*"))
+    assert not list(root.glob("**/.*.tmp"))
+    with open_snapshot(root, "community", code) as snap:
+        assert snap.version.endswith("after")

@@ -124,6 +124,7 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, version: str) -> Publish
     _prepare(con)
     with private_umask():
         root.mkdir(parents=True, exist_ok=True, mode=0o750)
+        _remove_leftovers(root)
         started = time.perf_counter()
         _publish_analyst(con, root / "analyst", version, result)
         result.seconds["analyst"] = time.perf_counter() - started
@@ -142,6 +143,14 @@ def _remove_unheld(root: Path) -> None:
     for folder in (root / "community").iterdir():
         if folder.is_dir() and not folder.name.startswith("."):
             remove_old_versions(folder)
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Half-written versions of a publish that was killed: publishing holds the warehouse's write
+    lock, so no other publish is writing them; readers never see them (they follow `current`)."""
+    for pattern in ("analyst/versions/.*.tmp", "community/.staging-*", "community/*/versions/.*.tmp"):
+        for path in root.glob(pattern):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _prepare(con: duckdb.DuckDBPyConnection) -> None:
