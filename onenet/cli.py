@@ -185,7 +185,7 @@ def reconcile_command(source: str) -> None:
     meta.reconciliation_keys. Validate and merge afterwards as after a sync.
     """
     from connectors.common.exceptions import ConnectorError
-    from connectors.common.reconcile import KINDS
+    from connectors.common.reconcile import KINDS, LABELS
     from onenet import pipeline
 
     sources = [s for s in pipeline.SOURCES if pipeline.reconcilable(s)] if source == "all" else [source]
@@ -206,7 +206,7 @@ def reconcile_command(source: str) -> None:
             except ConnectorError as exc:
                 failed.append(str(exc))
             progress.advance(task)
-    click.echo("found: " + ", ".join(f"{k.replace('_', ' ')} {n:,}" for k, n in totals.items()))
+    click.echo("found: " + ", ".join(f"{LABELS[k]} {n:,}" for k, n in totals.items()))
     if failed:
         raise OnenetError("reconcile failed: " + " | ".join(failed))
 

@@ -44,7 +44,9 @@ class LoadResult:
 
     def summary(self) -> str:
         if self.reconciled is not None:
-            kinds = ", ".join(f"{k.replace('_', ' ')} {n:,}" for k, n in self.reconciled.items())
+            from .reconcile import LABELS
+
+            kinds = ", ".join(f"{LABELS.get(k, k)} {n:,}" for k, n in self.reconciled.items())
             return (f"{self.source}.{self.entity}: reconciled, {self.status}; {kinds}; landed {self.rows_landed:,} "
                     f"(tombstones included), {self.seconds:.1f} s" + (f" — {self.message}" if self.message else ""))
         return (f"{self.source}.{self.entity}: {self.status}; in {self.rows_in:,}, landed {self.rows_landed:,}, "
@@ -144,8 +146,9 @@ class Load:
         with self._transaction():
             batch = pa.concat_tables(self._batches, promote_options="permissive") if self._batches else None
             if self.reconcile is not None:
-                # Classify the difference before landing it: landing changes raw's current state.
-                self.reconcile.compare(self, batch)
+                # Classify the difference before landing it (landing changes raw's current state);
+                # only the rows of keys found different are landed, the rest count as duplicates.
+                batch = self.reconcile.compare(self, batch)
             if batch is not None:
                 landed = land(self.con, self.entity, batch, self.load_id, self._started_at)
                 r.rows_in, r.rows_landed, r.duplicates_skipped = landed.rows_in, landed.landed, landed.duplicates
@@ -153,6 +156,9 @@ class Load:
                     self.con.execute("insert into meta.schema_changes values (?, ?, ?, ?, 'added', ?, now())",
                                      [self.load_id, self.entity.source, self.entity.name, name, dtype])
                     self.note(f"new source column {name!r} ({dtype}) landed")
+            if self.reconcile is not None:
+                r.rows_in = self.reconcile.snapshot_rows
+                r.duplicates_skipped = r.rows_in - r.rows_landed
             if self.reconcile is not None:
                 tombstones = self.reconcile.land_missing(self)
                 r.rows_in, r.rows_landed = r.rows_in + tombstones, r.rows_landed + tombstones

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 # What a reconciliation can find, in the order summaries list them.
 KINDS = ("missed_update", "back_dated", "silent_change", "revert", "hard_delete", "phantom")
+LABELS = {"missed_update": "missed update", "back_dated": "back-dated", "silent_change": "silent change",
+          "revert": "revert", "hard_delete": "hard delete", "phantom": "phantom"}
 # A run that would tombstone more than this share of raw's keys is refused: an empty or wrong
 # source (another district, a truncated table) must not wipe raw. Override per run if meant.
 MAX_DELETE_SHARE = 0.5
@@ -58,6 +60,7 @@ class Reconciliation:
     raw_keys: int = 0
     watermark: str | None = None
     skip_missing: str | None = None   # why no tombstones are landed this run, if so
+    snapshot_rows: int = 0             # rows the source delivered
 
     def __post_init__(self) -> None:
         if self.missing_kind not in ("hard_delete", "phantom"):
@@ -65,8 +68,9 @@ class Reconciliation:
 
     # -- inside Load.finish's transaction -----------------------------------------------------
 
-    def compare(self, load: Load, batch: pa.Table | None) -> None:
-        """Classify every key of the source snapshot `batch` (and of raw) into _rc_found / _rc_missing."""
+    def compare(self, load: Load, batch: pa.Table | None) -> pa.Table | None:
+        """Classify every key of the source snapshot `batch` (and of raw) into _rc_found / _rc_missing;
+        return the rows of `batch` to land: those of the keys found different (None: none)."""
         con, entity = load.con, load.entity
         self.reconciliation_id = self.reconciliation_id or f"{load.load_id}-rc-{uuid.uuid4().hex[:6]}"
         self.watermark = load.state.get("watermark")
@@ -77,7 +81,7 @@ class Reconciliation:
             if not raw_exists:
                 con.execute("create or replace temp table _rc_found as select null::varchar as kind limit 0")
                 con.execute("create or replace temp table _rc_missing as select null::varchar as kind limit 0")
-                return
+                return None
             batch = con.execute(f"select {keys}, null::varchar as _source_position from {entity.table} "
                                 "limit 0").to_arrow_table()
         # As landing does: all-null columns are text, the hash covers the source columns only.
@@ -98,8 +102,20 @@ class Reconciliation:
                 from _rc_batch
                 qualify row_number() over (partition by {keys} order by {version} desc nulls last) = 1
             """)
+            self._classify(load, raw_exists)
+            # Only the rows of the keys found different go on to landing (which checks them
+            # against the current version once more): the unchanged millions are not hashed twice.
+            match_fb = " and ".join(f"f.{_quote(k)} is not distinct from b.{_quote(k)}" for k in entity.key)
+            changed = con.execute(f"select b.* from _rc_batch b where exists (select 1 from _rc_found f "
+                                  f"where {match_fb})").to_arrow_table()
         finally:
             con.unregister("_rc_batch")
+        self.snapshot_rows = batch.num_rows
+        return changed if changed.num_rows else None
+
+    def _classify(self, load: Load, raw_exists: bool) -> None:
+        con, entity = load.con, load.entity
+        keys = ", ".join(_quote(k) for k in entity.key)
         if raw_exists:
             con.execute(f"create or replace temp table _rc_raw as {current_versions_sql(entity)}")
         else:
@@ -216,4 +232,4 @@ def _micros(delta: timedelta) -> int:
     return int(delta.total_seconds() * 1_000_000)
 
 
-__all__ = ["KINDS", "Entity", "Reconciliation"]
+__all__ = ["KINDS", "LABELS", "Entity", "Reconciliation"]

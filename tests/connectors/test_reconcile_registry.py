@@ -200,3 +200,60 @@ def test_a_column_whose_type_changed_fails_its_table_alone(root, con):
     assert loads["residents"] == "failed"
     assert {loads[t] for t in ("grids", "households", "special_groups", "grid_workers")} == {"succeeded"}
     assert con.execute("select count(*) from raw.grid_registry_households where room = '999'").fetchone()[0] > 0
+
+
+def test_the_overlap_comes_from_the_connection_or_the_settings():
+    from connectors.common.config import overlap
+    from connectors.common.exceptions import ConfigurationError
+
+    default = timedelta(minutes=5)
+    assert overlap(parse_uri(CONN_ID, "sqlite:////x.sqlite?overlap=120"), default, "grid_registry") == \
+        timedelta(seconds=120)
+    assert overlap(parse_uri(CONN_ID, "sqlite:////x.sqlite"), default, "grid_registry") == default
+    for bad in ("-1", "soon", "nan"):
+        with pytest.raises(ConfigurationError, match=rf"extra overlap='{bad}'; it must be a number of seconds"):
+            overlap(parse_uri(CONN_ID, f"sqlite:////x.sqlite?overlap={bad}"), default, "grid_registry")
+
+
+@pytest.mark.parametrize("seconds", [0, 86400])
+def test_the_registry_cursor_reads_the_saved_instant_again_and_the_overlap_before_it(root, con, seconds):
+    conn = parse_uri(CONN_ID, f"sqlite:///{registry_file(root)}?overlap={seconds}")
+    grid_registry.sync(con, conn)
+    state = _state(con, "residents")
+    watermark = datetime.fromisoformat(state["updated_at"])
+    with sqlite3.connect(registry_file(root)) as lite:
+        lower = lite.execute("select resident_id from residents where resident_id < ? order by resident_id limit 2",
+                             [state["key"][0]]).fetchall()
+        # equal to the saved instant, below the saved key; and an hour behind it
+        lite.execute("update residents set phone = '13900000008', updated_at = ? where resident_id = ?",
+                     [_ts(watermark), lower[0][0]])
+        lite.execute("update residents set phone = '13900000009', updated_at = ? where resident_id = ?",
+                     [_ts(watermark - timedelta(hours=1)), lower[1][0]])
+    landed = {r.entity: r.rows_landed for r in grid_registry.sync(con, conn)}
+    assert landed["residents"] == (1 if seconds == 0 else 2)
+    assert _state(con, "residents") == state  # the position never moves backwards
+
+
+def test_onenet_reconcile_prints_each_table_and_the_totals_by_kind(root, tmp_path):
+    from click.testing import CliRunner
+
+    from onenet.cli import main
+    from onenet.settings import environment
+
+    env = {"AIRFLOW_CONN_ONENET_GRID_REGISTRY": f"sqlite:///{registry_file(root)}",
+           "ONENET_WAREHOUSE": str(tmp_path / "cli.duckdb")}
+    with environment(**env):
+        assert CliRunner().invoke(main, ["sync", "grid_registry"]).exit_code == 0
+        with sqlite3.connect(registry_file(root)) as lite:
+            lite.execute("delete from grid_workers where rowid = 1")
+        out = CliRunner().invoke(main, ["reconcile", "grid_registry"])
+        assert out.exit_code == 0, out.output
+        lines = out.output.strip().splitlines()
+        assert any(line.startswith("grid_registry.grid_workers: reconciled, succeeded; missed update 0, "
+                                   "back-dated 0, silent change 0, revert 0, hard delete 1, phantom 0; landed 1")
+                   for line in lines), out.output
+        assert lines[-1] == ("found: missed update 0, back-dated 0, silent change 0, revert 0, hard delete 1, "
+                             "phantom 0")
+        # --full-refresh reconciles too: nothing left to land
+        again = CliRunner().invoke(main, ["sync", "grid_registry", "--full-refresh"])
+        assert again.exit_code == 0 and "hard delete 0" in again.output

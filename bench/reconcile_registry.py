@@ -1,0 +1,127 @@
+"""Benchmark: the registry's reconciliation vs a plain full read of the same tables, at district scale.
+
+    .venv/bin/python bench/generate_district.py --out /tmp/district          # ~90 s, 700 MB
+    .venv/bin/python bench/reconcile_registry.py --district /tmp/district [--pairs 3] [--url URL]
+
+Side A, reconcile: `connectors.grid_registry.reconcile` — every table read in one unordered scan
+(the connector's own), hashed in DuckDB and compared key by key with raw's current version, the
+difference (here none) landed and the run recorded, against a warehouse the district was synced
+into once. Side B, full read: the same scans only, every page turned into Arrow and dropped.
+The sides alternate A B A B … each in a fresh process (no warm caches in Python), so a drift of
+the machine hits both. Prints each run, the median of each side, the ratio of medians and the
+range of per-pair ratios. Target (issue #14): reconciliation within 1.5x of the full read.
+`--url` points at a PostgreSQL/MariaDB copy (registry.load_into) instead of the SQLite file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _conn(district: Path, url: str | None):
+    from connectors.common.config import parse_uri
+
+    if url:
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+        scheme = "postgres" if u.get_backend_name() == "postgresql" else "mysql"
+        return parse_uri("onenet_grid_registry", u.set(drivername=scheme, query={}).render_as_string(
+            hide_password=False))
+    return parse_uri("onenet_grid_registry", f"sqlite:///{(district / 'grid_registry' / 'registry.sqlite').resolve()}")
+
+
+def _side(side: str, district: Path, warehouse: Path, url: str | None) -> dict:
+    """One timed run of one side, in this process."""
+    from connectors import grid_registry
+    from connectors.grid_registry import helpers, settings
+    from warehouse import db
+
+    conn = _conn(district, url)
+    if side == "read":
+        began = time.perf_counter()
+        engine = helpers.open_engine(helpers.sqlalchemy_url(conn))
+        rows = 0
+        try:
+            with helpers.connect(engine, "bench") as source:
+                for name in settings.TABLES:
+                    table = helpers.reflect(source, name)
+                    for page in helpers.scan(source, table, settings.KEYS[name], settings.BATCH_SIZE):
+                        rows += page.rows.num_rows
+        finally:
+            engine.dispose()
+        return {"side": side, "seconds": time.perf_counter() - began, "rows": rows}
+    con = db.connect(warehouse)
+    try:
+        began = time.perf_counter()
+        results = grid_registry.reconcile(con, conn)
+        seconds = time.perf_counter() - began
+    finally:
+        con.close()
+    found = {}
+    for r in results:
+        for kind, n in r.reconciled.items():
+            found[kind] = found.get(kind, 0) + n
+    return {"side": side, "seconds": seconds, "rows": sum(r.rows_in for r in results),
+            "landed": sum(r.rows_landed for r in results), "found": found}
+
+
+def _prepare(district: Path, warehouse: Path, url: str | None) -> float:
+    """Sync the district's registry into a fresh warehouse once: what the reconciliation compares with."""
+    from connectors import grid_registry
+    from warehouse import db
+
+    con = db.connect(warehouse)
+    try:
+        began = time.perf_counter()
+        grid_registry.sync(con, _conn(district, url))
+        return time.perf_counter() - began
+    finally:
+        con.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--district", type=Path, required=True, help="a district from bench/generate_district.py")
+    parser.add_argument("--pairs", type=int, default=3, help="A B pairs (at least 3)")
+    parser.add_argument("--url", default=None, help="a PostgreSQL/MariaDB copy of the registry instead of SQLite")
+    parser.add_argument("--warehouse", type=Path, default=None, help="keep the synced warehouse here")
+    parser.add_argument("--side", choices=["reconcile", "read"], help=argparse.SUPPRESS)  # one run, in a child
+    args = parser.parse_args()
+    warehouse = args.warehouse or Path(tempfile.mkdtemp(prefix="onenet-reconcile-")) / "warehouse.duckdb"
+    if args.side:
+        print(json.dumps(_side(args.side, args.district, warehouse, args.url)))
+        return
+    if args.pairs < 3:
+        parser.error("--pairs must be at least 3")
+    if not warehouse.exists():
+        print(f"first sync of the registry into {warehouse}: {_prepare(args.district, warehouse, args.url):.1f} s")
+    runs: dict[str, list[float]] = {"reconcile": [], "read": []}
+    for pair in range(1, args.pairs + 1):
+        for side in ("reconcile", "read"):
+            command = [sys.executable, __file__, "--district", str(args.district), "--warehouse", str(warehouse),
+                       "--side", side] + (["--url", args.url] if args.url else [])
+            out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            runs[side].append(result["seconds"])
+            extra = (f", landed {result['landed']:,}, found {result['found']}" if side == "reconcile" else "")
+            print(f"pair {pair} {side:<9} {result['seconds']:7.2f} s  ({result['rows']:,} rows{extra})", flush=True)
+    a, b = statistics.median(runs["reconcile"]), statistics.median(runs["read"])
+    ratios = [x / y for x, y in zip(runs["reconcile"], runs["read"], strict=True)]
+    print(f"median reconcile {a:.2f} s, median full read {b:.2f} s, ratio of medians {a / b:.2f}x "
+          f"(per-pair ratios {min(ratios):.2f}x-{max(ratios):.2f}x; target <= 1.5x: "
+          f"{'met' if a / b <= 1.5 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    main()
