@@ -114,6 +114,31 @@ def test_namesakes_with_different_birth_dates_stay_apart(con):
     assert _person_of(con, "namesake:2") == _person_of(con, "namesake:3")
 
 
+def test_thin_records_do_not_merge_on_a_phone_alone(con):
+    # A person with a valid ID and a phone no one else in the village has (a strong, rare value) ...
+    person = {"source": "thin", "name_std": "上官婉儿", "name_pinyin": "shang guan wan er", "surname": "上官",
+              "sex": "女", "birth_date": "1985-07-07", "id_std": "420102198507070046", "id_prefix6": "420102",
+              "id_suffix4": "0046", "phone_std": "13977776666", "community": "thin村", "is_deleted": False}
+    nameless = {"source": "thin", "phone_std": "13977776666", "is_deleted": False}
+    _plant(con, [person | {"record_uid": "thin:A", "record_key": "A"},
+                 person | {"record_uid": "thin:B", "record_key": "B"},
+                 # ... a record with the phone and nothing else: a missing name is no evidence
+                 nameless | {"record_uid": "thin:C", "record_key": "C"},
+                 # ... the phone and a masked ID that matches: two fields agree
+                 nameless | {"record_uid": "thin:D", "record_key": "D", "id_prefix6": "420102", "id_suffix4": "0046"},
+                 # ... the phone and the name: two fields agree
+                 nameless | {"record_uid": "thin:E", "record_key": "E", "name_std": "上官婉儿",
+                             "name_pinyin": "shang guan wan er", "surname": "上官"}])
+    result = _run(con)
+    assert _person_of(con, "thin:C") != _person_of(con, "thin:A")
+    assert _person_of(con, "thin:D") == _person_of(con, "thin:A") == _person_of(con, "thin:E")
+    # The phone alone scores far above the threshold: what keeps C apart is the evidence rule.
+    weights = result.parameters["comparisons"]["phone"]["exact"]["weight"]
+    assert weights > 10
+    row = con.execute("select link_rule from core.person_source where record_uid = 'thin:C'").fetchone()
+    assert row == ("singleton",)
+
+
 def test_rerun_is_identical(con):
     _run(con, "run-1")
     first = con.execute(CHECKSUM).fetchone()

@@ -103,3 +103,27 @@ def test_configuration_errors_name_the_field():
             {"name": "x", "levels": [{"label": "exact", "condition": "l.a = r.a", "tf_column": "nope"}]}]})
     with pytest.raises(ResolverConfigError, match="anchor_column"):
         ResolverConfig.from_dict(CONTACTS | {"anchor_column": "vat"})
+    with pytest.raises(ResolverConfigError, match="min_evidence"):
+        ResolverConfig.from_dict(CONTACTS | {"min_evidence": 2})  # no level carries evidence: nothing could link
+    with pytest.raises(ResolverConfigError, match="evidence must be >= 0"):
+        ResolverConfig.from_dict(CONTACTS | {"comparisons": [
+            {"name": "x", "levels": [{"label": "exact", "condition": "l.a = r.a", "evidence": -1}]}]})
+
+
+def test_min_evidence_is_configuration(con):
+    """The same contacts with min_evidence 2 on e-mail and phone: a contact without an e-mail no longer links."""
+    comparisons = [dict(c) for c in CONTACTS["comparisons"]]
+    for c in comparisons:
+        c["levels"] = [lv | {"evidence": 1} for lv in c["levels"]] if c["name"] in ("email", "phone") else c["levels"]
+    strict = ResolverConfig.from_dict(CONTACTS | {"comparisons": comparisons, "min_evidence": 2})
+    loose = ResolverConfig.from_dict(CONTACTS | {"comparisons": comparisons, "min_evidence": 0})
+    with db.transaction(con):
+        resolve(con, loose)
+    loose_links = con.execute("select count(*) from crm.contact_entity where link_rule like 'score %'").fetchone()[0]
+    with db.transaction(con):
+        resolve(con, strict)
+    reasons = [r[0] for r in con.execute(
+        "select link_rule from crm.contact_entity where link_rule like 'score %'").fetchall()]
+    assert len(reasons) < loose_links
+    # every link that is left agrees on both e-mail and phone; a missing e-mail is no evidence
+    assert reasons and all("email exact" in r and "phone exact" in r for r in reasons), reasons[:5]

@@ -19,11 +19,15 @@ class Level:
 
     `tf_column` turns on the term-frequency adjustment at this level: the pair's u probability is
     replaced by the frequency of its value in that column, so a common name counts for less.
+    `evidence`: how many independent identifying fields a pair at this level agrees on (a name
+    that matches: 1; a valid ID that matches: 2, enough alone), counted against
+    `ResolverConfig.min_evidence`. A missing value (the null condition) is never evidence.
     """
 
     label: str
     condition: str
     tf_column: str | None = None
+    evidence: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class ResolverConfig:
       different values never merge, not even through records without a value.
     - `exclusive_columns`: SQL expressions over one record; a cluster holds at most one non-null value.
     - `threshold`: minimum match probability of a link.
+    - `min_evidence`: a pair links only when the `evidence` of the levels it meets adds up to at
+      least this (e.g. 2: two agreeing identifying fields, or one worth 2 such as a valid ID), so a
+      thin record never links on one strong field alone however high its score; 0 turns it off.
     """
 
     name: str
@@ -79,6 +86,7 @@ class ResolverConfig:
     anchor_rule: str = "same anchor value"
     exclusive_columns: tuple[str, ...] = ()
     threshold: float = 0.99
+    min_evidence: int = 0
     output_table: str = "core.person_source"
     id_prefix: str = "P"
     id_digits: int = 9
@@ -121,6 +129,17 @@ class ResolverConfig:
                 if lv.tf_column is not None and lv.tf_column not in cols:
                     raise ResolverConfigError(
                         f"comparison {c.name!r} level {lv.label!r}: tf_column {lv.tf_column!r} must be one of columns")
+        for c in self.comparisons:
+            for lv in c.levels:
+                if lv.evidence < 0:
+                    raise ResolverConfigError(f"comparison {c.name!r} level {lv.label!r}: evidence must be >= 0")
+        if self.min_evidence < 0:
+            raise ResolverConfigError(f"min_evidence {self.min_evidence}: give 0 (off) or more")
+        if self.min_evidence and sum(max((lv.evidence for lv in c.levels), default=0)
+                                     for c in self.comparisons) < self.min_evidence:
+            raise ResolverConfigError(
+                f"min_evidence {self.min_evidence}: no pair could link; give levels an evidence "
+                f"(e.g. name exact: 1, phone exact: 1, a valid ID: 2)")
         if not 0.5 <= self.threshold < 1:
             raise ResolverConfigError(f"threshold {self.threshold}: a match probability in [0.5, 1)")
         if not self.id_prefix.isalpha() or not 4 <= self.id_digits <= 18:
@@ -150,7 +169,7 @@ class ResolverConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ResolverConfig:
         """Build a configuration from plain data (a parsed YAML/JSON document).
 
-        Comparisons are `{name, null_condition?, else_label?, levels: [{label, condition, tf_column?}]}`;
+        Comparisons are `{name, null_condition?, else_label?, levels: [{label, condition, tf_column?, evidence?}]}`;
         list fields may be lists; unknown keys are an error, so a typo never passes silently.
         """
         known = set(cls.__dataclass_fields__)
@@ -164,7 +183,8 @@ class ResolverConfig:
                            else_label=c.get("else_label", "different"),
                            veto_levels=tuple(c.get("veto_levels", ())),
                            levels=tuple(Level(label=lv["label"], condition=lv["condition"],
-                                              tf_column=lv.get("tf_column")) for lv in c["levels"]))
+                                              tf_column=lv.get("tf_column"), evidence=lv.get("evidence", 0))
+                                        for lv in c["levels"]))
                 for c in data["comparisons"])
         except (KeyError, TypeError) as exc:
             raise ResolverConfigError(f"comparisons: each needs name and levels with label and condition ({exc})") from exc

@@ -30,10 +30,22 @@ def veto_sql(cfg: ResolverConfig) -> str:
     return " or ".join(f"coalesce(({v}), false)" for v in cfg.vetoes)
 
 
+def evidence_sql(cfg: ResolverConfig) -> str:
+    """The pair's evidence: the sum of its levels' `evidence` (on g_ columns; -1, no value, counts 0)."""
+    terms = []
+    for c in cfg.comparisons:
+        whens = " ".join(f"when {i} then {lv.evidence}" for i, lv in enumerate(c.levels) if lv.evidence)
+        if whens:
+            terms.append(f"(case g_{c.name} {whens} else 0 end)")
+    return " + ".join(terms) if terms else "0"
+
+
 def level_veto_sql(cfg: ResolverConfig) -> str:
-    """True when the pair sits at a comparison level configured as a veto (on g_ columns)."""
+    """True when the pair sits at a comparison level configured as a veto, or has too little evidence."""
     parts = [f"g_{c.name} in ({', '.join(str(c.labels.index(v)) for v in c.veto_levels)})"
              for c in cfg.comparisons if c.veto_levels]
+    if cfg.min_evidence:
+        parts.append(f"({evidence_sql(cfg)}) < {int(cfg.min_evidence)}")
     return " or ".join(parts) if parts else "false"
 
 

@@ -30,33 +30,36 @@ PERSON = {
     "comparisons": [
         {"name": "name", "null_condition": "l.name_std is null or r.name_std is null",
          "levels": [
-             {"label": "exact", "condition": "l.name_std = r.name_std", "tf_column": "name_std"},
-             {"label": "same pinyin", "condition": "l.name_pinyin = r.name_pinyin", "tf_column": "name_pinyin"},
+             {"label": "exact", "condition": "l.name_std = r.name_std", "tf_column": "name_std", "evidence": 1},
+             {"label": "same pinyin", "condition": "l.name_pinyin = r.name_pinyin", "tf_column": "name_pinyin",
+              "evidence": 1},
              # DuckDB's own similarity counts UTF-8 bytes; char_jaro_winkler counts characters.
              {"label": "similar", "condition": "l.surname = r.surname and char_jaro_winkler(l.name_std, r.name_std) >= 0.9"
-                                               " or jaro_winkler_similarity(l.name_pinyin, r.name_pinyin) >= 0.94"},
+                                               " or jaro_winkler_similarity(l.name_pinyin, r.name_pinyin) >= 0.94",
+              "evidence": 1},
          ],
          # Phones are shared within a family: two different names are two people, whatever else agrees.
          "veto_levels": ["different"]},
         {"name": "id", "null_condition": "l.id_prefix6 is null or r.id_prefix6 is null",
          "levels": [
-             {"label": "exact", "condition": "l.id_std = r.id_std"},
+             {"label": "exact", "condition": "l.id_std = r.id_std", "evidence": 2},
              {"label": "masked match", "condition": "l.id_prefix6 = r.id_prefix6 and l.id_suffix4 = r.id_suffix4"
-                                                    " and (l.id_std is null or r.id_std is null)"},
+                                                    " and (l.id_std is null or r.id_std is null)", "evidence": 1},
          ]},
         {"name": "birth_date", "null_condition": "l.birth_date is null or r.birth_date is null",
          "levels": [
-             {"label": "exact", "condition": "l.birth_date = r.birth_date"},
+             {"label": "exact", "condition": "l.birth_date = r.birth_date", "evidence": 1},
              {"label": "one part differs",
               "condition": "(year(l.birth_date) = year(r.birth_date))::int + (month(l.birth_date) = month(r.birth_date))::int"
-                           " + (day(l.birth_date) = day(r.birth_date))::int = 2"},
+                           " + (day(l.birth_date) = day(r.birth_date))::int = 2", "evidence": 1},
          ],
          # Namesakes are everywhere: a birth date that differs in more than one part is another person.
          "veto_levels": ["different"]},
         {"name": "sex", "null_condition": "l.sex is null or r.sex is null",
          "levels": [{"label": "exact", "condition": "l.sex = r.sex"}], "veto_levels": ["different"]},
         {"name": "phone", "null_condition": "l.phone_std is null or r.phone_std is null",
-         "levels": [{"label": "exact", "condition": "l.phone_std = r.phone_std", "tf_column": "phone_std"}]},
+         "levels": [{"label": "exact", "condition": "l.phone_std = r.phone_std", "tf_column": "phone_std",
+                     "evidence": 1}]},
         {"name": "address", "null_condition": "coalesce(l.address_key, l.community) is null"
                                               " or coalesce(r.address_key, r.community) is null",
          "levels": [
@@ -73,6 +76,11 @@ PERSON = {
     "anchor_rule": "same valid ID",
     "exclusive_columns": ["id_prefix6 || '*' || id_suffix4"],
     "threshold": 0.999,
+    # A link needs two identifying fields that agree (name, ID, birth date, phone; a valid ID counts
+    # twice), whatever the score: a record with only a phone (a nameless hotline caller) shares it
+    # with a whole family. A missing value is no evidence. Sex and address are not counted: sex
+    # tells little, and an address is shared by the household as a phone is.
+    "min_evidence": 2,
     "output_table": "core.person_source",
     "id_prefix": "P",
     "id_digits": 9,
