@@ -11,7 +11,9 @@ import pytest
 
 COMMANDS = [[], ["simulate"], ["simulators"], ["simulators", "up"], ["simulators", "down"],
             ["simulators", "status"], ["simulators", "advance"], ["demo"], ["sync"], ["validate"], ["merge"],
-            ["extract"], ["report"], ["dashboard"], ["query"], ["dictionary"], ["export"]]
+            ["extract"], ["report"], ["dashboard"], ["query"], ["dictionary"], ["export"], ["reconcile"],
+            ["audit"], ["audit", "verify"], ["audit", "show"]]
+READERS = [["extract"], ["report", "--template", "epidemic_daily"], ["dashboard"], ["query", "select 1"], ["export"]]
 
 
 def onenet(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -37,6 +39,16 @@ def test_bad_arguments_give_a_clear_error(args, message):
     result = onenet(*args)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("command", READERS, ids=lambda c: c[0])
+def test_who_is_asking_is_no_option_any_more(command):
+    # The OS user, mapped by the administrators' access file, is who asks: --user is gone and the
+    # help offers --role and --community only as narrowing what the file grants.
+    result = onenet(*command, "--user", "admin")
+    assert result.returncode == 2 and "No such option" in result.stderr and "--user" in result.stderr
+    helptext = " ".join(onenet(command[0], "--help").stdout.split())
+    assert "--user" not in helptext and "never widens" in helptext and "never a wider one" in helptext
 
 
 def test_missing_district_is_one_line_and_nonzero(tmp_path):
