@@ -1,8 +1,10 @@
 """
 ### onenet_daily_extract — the community staff's daily Excel, 07:00 Beijing time
 
-Runs every day at 07:00 Asia/Shanghai (a timezone-aware cron; the run's logical date is that
-07:00), after the night's merges, and writes the extracts of the **previous Beijing day**.
+Runs every day at 07:00 Asia/Shanghai (a timezone-aware cron; the run's data interval ends at
+that 07:00), after the night's merges, and writes the extracts of the **previous Beijing day**.
+A run triggered without a logical date (CLI, UI, REST API) reports on the Beijing day before its
+`run_after`: triggered at 10:30 on the 6th, it writes the 5th.
 
 - **extract** (pool `onenet_duckdb`: it publishes every audience's snapshot again from the
   warehouse, so the sources' freshness is today's): then `onenet.pipeline.extract(day)` writes one
@@ -24,7 +26,7 @@ from typing import Any
 from airflow.sdk import CronTriggerTimetable, dag, task
 
 from onenet import orchestration as orch
-from onenet.dag_factory import DEFAULT_ARGS, EXTRACTS_ASSET, START_DATE, TIMEZONE
+from onenet.dag_factory import DEFAULT_ARGS, EXTRACTS_ASSET, START_DATE, TIMEZONE, run_end
 
 
 @dag(schedule=CronTriggerTimetable("0 7 * * *", timezone=TIMEZONE, interval=timedelta(days=1)),
@@ -32,16 +34,14 @@ from onenet.dag_factory import DEFAULT_ARGS, EXTRACTS_ASSET, START_DATE, TIMEZON
      doc_md=__doc__, tags=["onenet", "extract", "daily"])
 def onenet_daily_extract() -> None:
     @task(pool=orch.POOL, outlets=[EXTRACTS_ASSET], execution_timeout=timedelta(hours=1))
-    def extract(logical_date: datetime | None = None) -> dict[str, Any]:
+    def extract(data_interval_end: datetime | None = None, dag_run: Any = None) -> dict[str, Any]:
         """Write yesterday's (Beijing) extracts."""
-        assert logical_date is not None
-        return orch.extract_for_day(orch.extract_day(logical_date))
+        return orch.extract_for_day(orch.extract_day(run_end(data_interval_end, dag_run)))
 
     @task(pool=orch.POOL, execution_timeout=timedelta(hours=1))
-    def reports(logical_date: datetime | None = None) -> dict[str, Any]:
+    def reports(data_interval_end: datetime | None = None, dag_run: Any = None) -> dict[str, Any]:
         """Fill the report templates for yesterday (Beijing)."""
-        assert logical_date is not None
-        return orch.reports_for_day(orch.extract_day(logical_date))
+        return orch.reports_for_day(orch.extract_day(run_end(data_interval_end, dag_run)))
 
     @task(pool=orch.POOL, execution_timeout=timedelta(minutes=30))
     def dashboard() -> dict[str, Any]:

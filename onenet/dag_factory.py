@@ -43,24 +43,51 @@ def data_interval_timetable(cron: str) -> CronDataIntervalTimetable:
     return CronDataIntervalTimetable(cron, timezone=TIMEZONE)
 
 
+def task_interval(cron: str, data_interval_start: datetime | None, data_interval_end: datetime | None,
+                  dag_run: Any) -> tuple[datetime, datetime]:
+    """The interval a task's run covers (orch.run_interval); a run without one fails the task at once."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        return orch.run_interval(cron, data_interval_start, data_interval_end,
+                                 getattr(dag_run, "run_after", None))
+    except orch.RunWithoutInterval as exc:  # retrying the same run cannot give it an interval
+        raise AirflowFailException(str(exc)) from exc
+
+
+def run_end(data_interval_end: datetime | None, dag_run: Any) -> datetime:
+    """When a task's run ends its interval: the data interval end, or run_after without a logical date."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        return orch.run_end(data_interval_end, getattr(dag_run, "run_after", None))
+    except orch.RunWithoutInterval as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
 def source_dag(source: str, *, schedule: Any, doc_md: str | None, tags: list[str],
                wait_for_daily_file: bool = False) -> DAG:
-    """Build the DAG `onenet_<source>`: [wait_for_file →] sync → validate → publish."""
+    """Build the DAG `onenet_<source>`: [wait_for_file →] sync → validate → publish.
+
+    `schedule` is a data_interval_timetable(cron): a run triggered without a logical date covers
+    up to its run_after (orch.run_interval) from the start of that cron's latest complete interval.
+    """
     asset = source_asset(source)
+    cron = schedule.expression
 
     @dag(dag_id=f"onenet_{source}", schedule=schedule, start_date=START_DATE, catchup=False,
          max_active_runs=1, default_args=DEFAULT_ARGS, doc_md=doc_md,
          tags=["onenet", "source", source, *tags], dagrun_timeout=timedelta(hours=20))
     def source_pipeline() -> None:
         @task(pool=orch.POOL)
-        def sync(data_interval_start: datetime | None = None,
-                 data_interval_end: datetime | None = None) -> dict[str, Any]:
+        def sync(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
+                 dag_run: Any = None) -> dict[str, Any]:
             """Land what the source holds and the warehouse does not (incremental, idempotent)."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            assert data_interval_start is not None and data_interval_end is not None
+            start, end = task_interval(cron, data_interval_start, data_interval_end, dag_run)
             try:
-                return orch.sync_interval(source, data_interval_start, data_interval_end)
+                return orch.sync_interval(source, start, end)
             except orch.SyncMisconfigured as exc:  # a wrong connection: fail now, retries cannot fix it
                 raise AirflowFailException(str(exc)) from exc
 
@@ -82,7 +109,7 @@ def source_dag(source: str, *, schedule: Any, doc_md: str | None, tags: list[str
 
         synced = sync()
         if wait_for_daily_file:
-            wait_for_file() >> synced
+            wait_for_file(cron) >> synced
         publish(synced, validate(synced))
 
     return source_pipeline()
@@ -105,14 +132,14 @@ def reconcile_dag(source: str, *, doc_md: str | None) -> DAG | None:
          tags=["onenet", "reconcile", source], dagrun_timeout=timedelta(hours=6))
     def reconcile_pipeline() -> None:
         @task(pool=orch.POOL, execution_timeout=timedelta(hours=2))
-        def reconcile(data_interval_start: datetime | None = None,
-                      data_interval_end: datetime | None = None) -> dict[str, Any]:
+        def reconcile(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
+                      dag_run: Any = None) -> dict[str, Any]:
             """Compare the source's complete current state with raw; land the difference and tombstones."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            assert data_interval_start is not None and data_interval_end is not None
+            start, end = task_interval(cron, data_interval_start, data_interval_end, dag_run)
             try:
-                return orch.reconcile_source(source, data_interval_start, data_interval_end)
+                return orch.reconcile_source(source, start, end)
             except orch.SyncMisconfigured as exc:
                 raise AirflowFailException(str(exc)) from exc
 
@@ -140,11 +167,16 @@ def reconcile_dag(source: str, *, doc_md: str | None) -> DAG | None:
 
 # The day's file: poke every 5 minutes in reschedule mode (no worker slot held between pokes),
 # give up after 20 hours; the sensor does not touch the warehouse, so it takes no pool slot.
-@task.sensor(mode="reschedule", poke_interval=300, timeout=20 * 3600,
-             execution_timeout=timedelta(minutes=2))
-def wait_for_file(data_interval_start: datetime | None = None) -> PokeReturnValue:
-    """Wait until the health-code export of the interval's Beijing day is in the drop folder."""
-    assert data_interval_start is not None
-    day = orch.interval_day(data_interval_start)
-    files = orch.health_files_for(day, orch.health_drop_folder())
-    return PokeReturnValue(is_done=bool(files), xcom_value=files)
+def wait_for_file(cron: str) -> Any:
+    """The sensor task waiting for the health-code export of the run's Beijing day (runs on `cron`)."""
+
+    @task.sensor(mode="reschedule", poke_interval=300, timeout=20 * 3600,
+                 execution_timeout=timedelta(minutes=2))
+    def wait_for_file(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
+                      dag_run: Any = None) -> PokeReturnValue:
+        """Wait until the health-code export of the interval's Beijing day is in the drop folder."""
+        start, _ = task_interval(cron, data_interval_start, data_interval_end, dag_run)
+        files = orch.health_files_for(orch.interval_day(start), orch.health_drop_folder())
+        return PokeReturnValue(is_done=bool(files), xcom_value=files)
+
+    return wait_for_file()

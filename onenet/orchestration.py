@@ -56,6 +56,10 @@ class ValidationBlocked(RuntimeError):
     """A batch of a source was blocked by a critical expectation; nothing of it reached staging."""
 
 
+class RunWithoutInterval(RuntimeError):
+    """A task found neither a data interval nor a run_after on its run: nothing says what it covers."""
+
+
 # --- data intervals ---------------------------------------------------------------------------
 
 def interval_day(data_interval_start: datetime) -> date:
@@ -70,6 +74,40 @@ def interval_day(data_interval_start: datetime) -> date:
 def extract_day(logical_date: datetime) -> date:
     """The day a 07:00 extract reports on: the Beijing day before the one it runs in."""
     return logical_date.astimezone(BEIJING).date() - timedelta(days=1)
+
+
+def run_interval(cron: str, data_interval_start: datetime | None, data_interval_end: datetime | None,
+                 run_after: datetime | None) -> tuple[datetime, datetime]:
+    """The data interval a run covers, with or without a logical date.
+
+    A scheduled run (or one triggered with a logical date) has its data interval. A run triggered
+    without one (`airflow dags trigger` as the README shows it, the UI, the REST API) has only
+    `run_after`: it covers [start of the latest complete interval of `cron` (Beijing time) at
+    `run_after`, `run_after`) — so it belongs to the day the scheduler's latest run would have
+    (a nightly source triggered at 12:44 on the 6th: the 5th) and lands everything up to the
+    trigger, the same catch-up a scheduled run makes. Raises RunWithoutInterval if the run has neither.
+    """
+    if data_interval_start is not None and data_interval_end is not None:
+        return data_interval_start, data_interval_end
+    if run_after is None:
+        raise RunWithoutInterval("the run has neither a data interval nor a run_after; "
+                                 "trigger it again (with or without --logical-date)")
+    from croniter import croniter
+
+    # croniter's get_prev is strictly before its base: a run_after on a fire counts that fire.
+    fires = croniter(cron, run_after.astimezone(BEIJING) + timedelta(microseconds=1))
+    fires.get_prev(datetime)  # the end of the latest complete interval
+    start = fires.get_prev(datetime)
+    return start, run_after
+
+
+def run_end(data_interval_end: datetime | None, run_after: datetime | None) -> datetime:
+    """When a run's interval ends: its data interval end, or `run_after` for a run without a logical date."""
+    if data_interval_end is not None:
+        return data_interval_end
+    if run_after is None:
+        raise RunWithoutInterval("the run has neither a data interval nor a run_after; trigger it again")
+    return run_after
 
 
 def interval_label(start: datetime, end: datetime) -> str:

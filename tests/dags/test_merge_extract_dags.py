@@ -64,6 +64,14 @@ def test_the_daily_extract_dag_writes_the_day_before_its_seven_oclock_run(dags, 
     assert report.state == "success", report.summary()
     assert report.tasks == {"extract": "success", "reports": "success", "dashboard": "success"}
     exports = Path(os.environ["ONENET_EXPORTS"])
-    assert list((exports / "extracts").rglob(f"*_{day:%Y%m%d}.xlsx"))
-    assert (exports / "reports" / f"epidemic_daily_{day:%Y-%m-%d}.xlsx").exists()
-    assert (exports / "dashboard" / "index.html").exists()
+    # One folder per audience: community/<name>/extracts/<day>/, analyst/reports, analyst/dashboard.
+    assert list((exports / "community").glob(f"*/extracts/{day:%Y%m%d}/*.xlsx"))
+    assert (exports / "analyst" / "reports" / f"epidemic_daily_{day:%Y-%m-%d}.xlsx").exists()
+    assert (exports / "analyst" / "dashboard" / "index.html").exists()
+    # Triggered without a logical date (CLI, UI, REST API): the Beijing day before its run_after.
+    before = datetime.now(orch.BEIJING).date() - timedelta(days=1)
+    manual = orch.run_dag(dags["onenet_daily_extract"], None)
+    assert manual.state == "success", manual.summary()
+    after = datetime.now(orch.BEIJING).date() - timedelta(days=1)
+    assert {before, after} & {d for d in (before, after)
+                              if list((exports / "community").glob(f"*/extracts/{d:%Y%m%d}/*.xlsx"))}

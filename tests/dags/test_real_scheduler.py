@@ -2,7 +2,9 @@
 
 Not dag.test(): the scheduler picks the triggered run, the LocalExecutor hands the tasks to
 task-SDK workers, which talk to the api-server's execution API; the test then reads the result
-in the warehouse and the Asset event in the metadata database.
+in the warehouse and the Asset event in the metadata database. The runs are triggered as an
+engineer does, without a logical date: `airflow dags trigger <dag>` and the REST API's
+`POST /api/v2/dags/<dag>/dagRuns` with `"logical_date": null` (issue #16).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -22,7 +25,7 @@ import pytest
 
 from onenet import orchestration as orch
 from onenet import pipeline
-from tests.dags.conftest import DAGS, REPO, VILLAGE_DAY
+from tests.dags.conftest import DAGS, REPO
 
 pytestmark = pytest.mark.postgres
 
@@ -122,6 +125,25 @@ def _wait(what: str, check, airflow: Airflow, deadline: float, every: float = 1.
                          f"dag-processor:\n{airflow.tail('dag-processor')}")
 
 
+def _xcom(meta, run_id: str, task_id: str) -> dict:
+    """A task's return value, from the metadata database."""
+    (value,) = meta.execute("select value from xcom where run_id = %s and task_id = %s and key = 'return_value'",
+                            (run_id, task_id)).fetchone()
+    return value if isinstance(value, dict) else json.loads(value)
+
+
+def _trigger_through_api(port: int, dag_id: str) -> str:
+    """POST /api/v2/dags/<dag_id>/dagRuns with no logical date; the new run's id."""
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    token = httpx.get(f"{base}/auth/token", timeout=30).json()["access_token"]  # all-admins test auth
+    response = httpx.post(f"{base}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None},
+                          headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert response.status_code == 200, response.text
+    return str(response.json()["dag_run_id"])
+
+
 def test_the_scheduler_runs_a_source_dag_end_to_end(metadata_db, village, onenet_env, tmp_path):
     with_merge = hasattr(pipeline, "merge")
     if with_merge:
@@ -173,9 +195,9 @@ def test_the_scheduler_runs_a_source_dag_end_to_end(metadata_db, village, onenet
 
         _wait(f"the dag-processor to parse {DAG_ID}", parsed, airflow, deadline)
         was_parsed = time.monotonic()
-        logical = orch.day_end_utc(village.day(VILLAGE_DAY)).isoformat()
         run_id = f"onenet_test_{secrets.token_hex(3)}"
-        airflow.cli("dags", "trigger", DAG_ID, "--run-id", run_id, "--logical-date", logical)
+        # As the README shows it: no logical date, so the run has only its run_after.
+        airflow.cli("dags", "trigger", DAG_ID, "--run-id", run_id)
         # Unpausing also lets the scheduler create the run of the latest nightly interval (catchup
         # is off): two runs, one after the other (max_active_runs=1), the second landing nothing.
         airflow.cli("dags", "unpause", "--treat-dag-id-as-regex", "-y",
@@ -196,6 +218,14 @@ def test_the_scheduler_runs_a_source_dag_end_to_end(metadata_db, village, onenet
         assert set(states.values()) == {"success"}, f"{states}\n{tis}\n{task_logs}\n{airflow.tail('scheduler')}"
         mine = {task: st for rid, task, st in tis if rid == run_id}
         assert mine["sync"] == "success" and mine["validate"] == "success"
+        # The manual run has no logical date; its sync covered up to its run_after.
+        logical_date, run_after = meta.execute("select logical_date, run_after from dag_run where run_id = %s",
+                                               (run_id,)).fetchone()
+        assert logical_date is None
+        synced = _xcom(meta, run_id, "sync")
+        assert datetime.fromisoformat(synced["data_interval"][1]) == run_after, (synced, run_after)
+        assert synced["day"] == orch.run_interval("0 0 * * *", None, None, run_after)[0].astimezone(
+            orch.BEIJING).date().isoformat()
         # Exactly one run published (the one that landed the rows); the other found nothing new.
         published = [rid for rid, task, st in tis if task == "publish" and st == "success"]
         assert len(published) == 1 and all(st in ("success", "skipped") for _, t, st in tis if t == "publish")
@@ -214,6 +244,19 @@ def test_the_scheduler_runs_a_source_dag_end_to_end(metadata_db, village, onenet
                 return row
             merge_state, run_type = _wait("the Asset-triggered merge", merged, airflow, deadline, every=2.0)
             assert (merge_state, run_type) == ("success", "asset_triggered"), airflow.tail("scheduler")
+        merged_at = time.monotonic()
+        # The REST API, as a script or the UI calls it: a run without a logical date. It finds nothing new.
+        api_run = _trigger_through_api(port, DAG_ID)
+        def api_done():
+            row = meta.execute("select state, logical_date, run_type from dag_run where run_id = %s",
+                               (api_run,)).fetchone()
+            return row if row and row[0] in ("success", "failed") else None
+        api_state, api_logical, api_type = _wait(f"the REST-triggered run {api_run}", api_done, airflow, deadline)
+        api_tis = dict(meta.execute("select task_id, state from task_instance where run_id = %s",
+                                    (api_run,)).fetchall())
+        assert (api_state, api_logical, api_type) == ("success", None, "manual"), (api_tis, airflow.tail("scheduler"))
+        assert api_tis == {"sync": "success", "validate": "success", "publish": "skipped"}
+        assert _xcom(meta, api_run, "sync")["rows_landed"] == 0
         finished_at = time.monotonic()
     finally:
         airflow.stop()
@@ -239,5 +282,6 @@ def test_the_scheduler_runs_a_source_dag_end_to_end(metadata_db, village, onenet
         finally:
             con.close()
     print(f"\nreal scheduler: migrate {migrated - began:.1f} s, parsed after {was_parsed - migrated:.1f} s, "
-          f"trigger to both runs done {ran - was_parsed:.1f} s, merge {finished_at - ran:.1f} s, "
+          f"trigger to both runs done {ran - was_parsed:.1f} s, merge {merged_at - ran:.1f} s, "
+          f"REST-triggered run {finished_at - merged_at:.1f} s, "
           f"total {time.monotonic() - began:.1f} s; residents raw {raw}, staged {staged}")

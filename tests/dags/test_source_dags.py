@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import duckdb
 import pytest
@@ -118,6 +118,19 @@ def test_a_misconfigured_source_fails_at_once_without_retries(dags, village, one
     assert _sync_tries(dag.dag_id) == 1
     out = capfd.readouterr()
     assert "hotline: sync failed for" in out.out + out.err
+
+
+def test_a_source_dag_run_without_a_logical_date_covers_up_to_its_run_after(dags, village, onenet_env):
+    """As `airflow dags trigger onenet_hotline` makes it (issue #16): no logical date, no data interval."""
+    from datetime import datetime
+
+    before = datetime.now(UTC)
+    report = orch.run_dag(dags["onenet_hotline"], None)
+    assert report.state == "success", report.summary()
+    assert report.landed > 0 and report.published
+    start, end = (datetime.fromisoformat(t) for t in _asset_events("hotline")[-1]["data_interval"])
+    assert before <= end <= datetime.now(UTC)  # the run's run_after ends its interval
+    assert timedelta(minutes=15) <= end - start < timedelta(minutes=30)
 
 
 def _sync_tries(dag_id: str) -> int:
