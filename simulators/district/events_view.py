@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
+from . import ticket_text
 from .population import Grids, Households, Persons
 from .rng import stream
 from .views import (
@@ -25,18 +26,18 @@ MIN = 60_000_000
 HOUR = 60 * MIN
 DAY = 24 * HOUR
 
-# (category, department, city case it may become or None, weight, complaint templates)
+# (category, department, city case it may become or None, weight); what callers say: ticket_text.py
 HOTLINE = [
-    ("环境卫生", "区城管局", ("事件", "S0102", "暴露垃圾"), 0.16, ["{p}楼下垃圾堆放多日无人清理", "{p}附近道路脏乱，请求清扫"]),
-    ("市政设施", "区城管局", ("部件", "B0101", "上水井盖"), 0.10, ["{p}门口井盖破损，存在安全隐患", "{p}附近路灯不亮"]),
-    ("交通出行", "区交通运输局", ("事件", "S0506", "机动车乱停放"), 0.09, ["{p}附近机动车乱停放堵塞消防通道", "{p}路口占道经营"]),
-    ("噪音扰民", "公安江岸分局", None, 0.10, ["{p}附近夜间施工噪音扰民", "{p}楼上装修噪音大"]),
-    ("物业管理", "区住建局", None, 0.14, ["{p}电梯故障多日未修", "{p}物业不作为，楼道堆物"]),
-    ("供水供电", "水务集团", None, 0.08, ["{p}停水未提前通知", "{p}水压低，高层无水"]),
-    ("疫情防控", "区卫健局", None, 0.15, ["咨询{p}附近核酸检测点开放时间", "{p}居家隔离人员生活物资需求", "咨询跨区出行政策"]),
-    ("邻里纠纷", "街道办事处", None, 0.07, ["{p}邻居占用公共楼道", "{p}楼上漏水与邻居协商未果"]),
-    ("社会保障", "区民政局", None, 0.06, ["咨询高龄津贴办理", "{p}独居老人需要帮扶"]),
-    ("市场监管", "区市场监管局", None, 0.05, ["{p}附近商铺价格欺诈", "{p}附近餐馆卫生差"]),
+    ("环境卫生", "区城管局", ("事件", "S0102", "暴露垃圾"), 0.16),
+    ("市政设施", "区城管局", ("部件", "B0101", "上水井盖"), 0.10),
+    ("交通出行", "区交通运输局", ("事件", "S0506", "机动车乱停放"), 0.09),
+    ("噪音扰民", "公安江岸分局", None, 0.10),
+    ("物业管理", "区住建局", None, 0.14),
+    ("供水供电", "水务集团", None, 0.08),
+    ("疫情防控", "区卫健局", None, 0.15),
+    ("邻里纠纷", "街道办事处", None, 0.07),
+    ("社会保障", "区民政局", None, 0.06),
+    ("市场监管", "区市场监管局", None, 0.05),
 ]
 CITY = [
     ("部件", "B0101", "上水井盖", "井盖破损"), ("部件", "B0102", "污水井盖", "井盖缺失"),
@@ -115,8 +116,10 @@ def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, 
                         g.building_no[b], rng.integers(1, 4, n), rng.integers(1, 19, n) * 100 + 1, r)
     place = g.building_compound[b] + g.building_no[b].astype(str).astype(object) + "号楼"
     tcat = cat[inc]
-    content = [HOTLINE[ci][4][int(u * len(HOTLINE[ci][4]))].format(p=pl)
-               for ci, u, pl in zip(tcat, rng.random(n), place, strict=True)]
+    rng.random(n)  # the draw the old fixed templates used, kept so every later draw stays put
+    text_rng = stream(seed, "ticket_text")
+    problems = ticket_text.draw(text_rng, [HOTLINE[ci][0] for ci in cat])
+    content = ticket_text.compose(text_rng, [HOTLINE[ci][0] for ci in tcat], inc, place, problems)
     tickets = pa.table({
         "ticket_id": ticket_id, "caller_name": pa.array(name, pa.string()),
         "caller_phone": pa.array(phone, pa.string()), "caller_id_number": pa.array(idn, pa.string()),
@@ -176,10 +179,17 @@ def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, 
     pname = or_none(has_person, pname)
     caddr, _ = addresses(rng, ("武汉市江岸区" + g.building_street[cb]).astype(object), g.building_compound[cb],
                          g.building_no[cb], None, None, cr)
+    # A case grid workers saw of a hotline incident tells of the callers' problem; the others of their category.
+    description = np.array([g.building_compound[b_] + "附近" + CITY[i][3] for i, b_ in zip(col["cat"], cb, strict=True)],
+                           dtype=object)
+    is_seen = np.zeros(m, dtype=bool)
+    is_seen[len(tt):len(tt) + len(seen)] = True
+    description[is_seen] = ticket_text.describe(stream(seed, "case_text"), [HOTLINE[ci][0] for ci in cat[seen]],
+                                                seen, g.building_compound[cb[is_seen]], problems)
     cases = pa.table({
         "case_id": case_id, "category_type": [CITY[i][0] for i in col["cat"]],
         "category_code": [CITY[i][1] for i in col["cat"]], "category_name": [CITY[i][2] for i in col["cat"]],
-        "description": [g.building_compound[b_] + "附近" + CITY[i][3] for i, b_ in zip(col["cat"], cb, strict=True)],
+        "description": description,
         "lon": np.round(g.building_lon[cb] + rng.normal(0, 0.0002, m), 6),
         "lat": np.round(g.building_lat[cb] + rng.normal(0, 0.0002, m), 6),
         "address": caddr, "street": g.building_street[cb], "community": g.building_community[cb],

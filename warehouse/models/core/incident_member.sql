@@ -5,10 +5,19 @@
 --   transfer_reference   a case whose source_ticket_id names a ticket (12345转办) -> that ticket
 --   same_place_category  a case without reference -> the ticket at the same compound + building,
 --                        category compatible by core.incident_category_map, the case reported from
---                        12 h before to 24 h after the ticket was received (nearest in time)
---   repeat_ticket        a ticket -> the earliest earlier ticket at the same compound + building, of
---                        the same category, received at most 48 h before it. A ticket that a case
---                        was transferred from opened its own incident and is never a repeat.
+--                        12 h before to 24 h after the ticket was received, whose text tells of the
+--                        same problem (below); the most similar, then the nearest in time
+--   repeat_ticket        a ticket -> the earlier ticket at the same compound + building, of the same
+--                        category, received at most 48 h before it, whose text tells of the same
+--                        problem; the most similar, then the earliest. A ticket that a case was
+--                        transferred from opened its own incident and is never a repeat.
+-- Same problem: the texts (a ticket's 诉求内容, a case's description) have a cosine similarity of at
+-- least 0.1 over their character bigrams weighted by tf-idf (over every ticket and case), and do not
+-- name two different units ("2单元" / "3单元"). Bigrams are taken on characters, not bytes
+-- (substring() and length() count characters in DuckDB). The place itself (compound, "7号楼") and
+-- punctuation are taken out first, because every candidate pair shares its place; the unit and the
+-- spot ("东门") stay, they tell two events at one building apart. bench/incident_linking.py measures
+-- precision and recall per rule against a generated district's truth.
 -- Parents (not all pairs) are linked so that one ticket cannot chain two incidents together.
 -- incident_id = 'I-' || the key of the incident's earliest record (received/reported first, ties by
 -- key): re-runs give the same ids and an incident keeps its id as later records join it.
@@ -95,14 +104,73 @@ transfer_parents as (
 
 ),
 
-place_parents as (
+member_texts as (
 
-    -- a case without a usable reference: the ticket nearest in time at its place, compatible category
+    -- what the caller said (诉求内容) or the case tells, without the place every candidate pair
+    -- shares and without punctuation
+    select
+        'hotline.tickets:' || ticket_id as member_uid,
+        content as raw_text,
+        regexp_replace(
+            regexp_replace(
+                case when address_compound is not null and address_compound <> ''
+                    then replace(coalesce(content, ''), address_compound, '') else coalesce(content, '') end,
+                '[0-9]+号楼', '', 'g'),
+            '[^\p{Han}A-Za-z0-9]', '', 'g') as text
+    from tickets
+    union all
+    select
+        'city_cases.cases:' || case_id,
+        description,
+        regexp_replace(
+            regexp_replace(
+                case when address_compound is not null and address_compound <> ''
+                    then replace(coalesce(description, ''), address_compound, '') else coalesce(description, '') end,
+                '[0-9]+号楼', '', 'g'),
+            '[^\p{Han}A-Za-z0-9]', '', 'g')
+    from cases
+
+),
+
+member_bigrams as (
+
+    -- character bigrams: substring() and length() count characters, not UTF-8 bytes
+    select member_uid, gram, count(*) as tf
+    from (
+        select member_uid, unnest(list_transform(range(1, length(text)), i -> substring(text, i, 2))) as gram
+        from member_texts
+    )
+    group by all
+
+),
+
+bigram_weights as (
+
+    -- tf-idf: a bigram in many texts ("尽快", "反映") says little about which problem it is
+    select
+        member_bigrams.member_uid,
+        member_bigrams.gram,
+        member_bigrams.tf * ln(docs.n / count(*) over (partition by member_bigrams.gram)) as w
+    from member_bigrams
+    cross join (select count(*) as n from member_texts) as docs
+
+),
+
+text_norms as (
+
+    select member_uid, sqrt(sum(w * w)) as norm from bigram_weights group by member_uid
+
+),
+
+place_candidates as (
+
+    -- a case without a usable reference: tickets at its place, of a compatible category, the case
+    -- reported from 12 h before to 24 h after the ticket was received
     select
         case_members.member_uid,
         ticket_members.member_uid as parent_uid,
-        'same_place_category' as link_rule,
-        2 as rule_rank
+        ticket_members.member_key as parent_key,
+        abs(epoch(case_members.member_at) - epoch(ticket_members.member_at)) as seconds_apart
     from case_members
     join ticket_members on ticket_members.place_key = case_members.place_key
     join category_map
@@ -111,22 +179,17 @@ place_parents as (
     where case_members.member_uid not in (select member_uid from transfer_parents)
         and case_members.member_at >= ticket_members.member_at - interval 12 hour
         and case_members.member_at <= ticket_members.member_at + interval 24 hour
-    qualify row_number() over (
-        partition by case_members.member_uid
-        order by abs(epoch(case_members.member_at) - epoch(ticket_members.member_at)),
-            ticket_members.member_key
-    ) = 1
 
 ),
 
-repeat_parents as (
+repeat_candidates as (
 
-    -- a repeated ticket: the earliest earlier ticket at its place and of its category within 48 h
+    -- an earlier ticket at the same place, of the same category, at most 48 h before
     select
         later.member_uid,
         earlier.member_uid as parent_uid,
-        'repeat_ticket' as link_rule,
-        3 as rule_rank
+        earlier.member_key as parent_key,
+        epoch(later.member_at) - epoch(earlier.member_at) as seconds_apart
     from ticket_members as later
     join ticket_members as earlier
         on earlier.place_key = later.place_key
@@ -134,8 +197,71 @@ repeat_parents as (
         and (earlier.member_at, earlier.member_key) < (later.member_at, later.member_key)
     where later.member_at <= earlier.member_at + interval 48 hour
         and later.member_key not in (select ticket_id from transferred_tickets)
+
+),
+
+candidates as (
+
+    select *, 'same_place_category' as link_rule, 2 as rule_rank from place_candidates
+    union all
+    select *, 'repeat_ticket', 3 from repeat_candidates
+
+),
+
+candidate_dots as (
+
+    select candidates.member_uid, candidates.parent_uid, sum(a.w * b.w) as dot
+    from candidates
+    join bigram_weights as a on a.member_uid = candidates.member_uid
+    join bigram_weights as b on b.member_uid = candidates.parent_uid and b.gram = a.gram
+    group by all
+
+),
+
+candidate_similarity as (
+
+    -- cosine of the two texts' tf-idf bigram vectors; two texts naming two units ("2单元" /
+    -- "3单元") are two events whatever else they share
+    select
+        candidates.*,
+        -- the same words are the same problem, even where every text says them (idf 0)
+        case when ta.text <> '' and ta.text = tb.text then 1.0
+            else coalesce(candidate_dots.dot / nullif(la.norm * lb.norm, 0), 0) end as text_similarity,
+        coalesce(regexp_extract(ta.raw_text, '([0-9]+)单元', 1) <> ''
+            and regexp_extract(tb.raw_text, '([0-9]+)单元', 1) <> ''
+            and regexp_extract(ta.raw_text, '([0-9]+)单元', 1) <> regexp_extract(tb.raw_text, '([0-9]+)单元', 1),
+            false) as unit_conflict
+    from candidates
+    left join candidate_dots
+        on candidate_dots.member_uid = candidates.member_uid
+        and candidate_dots.parent_uid = candidates.parent_uid
+    left join text_norms as la on la.member_uid = candidates.member_uid
+    left join text_norms as lb on lb.member_uid = candidates.parent_uid
+    left join member_texts as ta on ta.member_uid = candidates.member_uid
+    left join member_texts as tb on tb.member_uid = candidates.parent_uid
+
+),
+
+place_parents as (
+
+    -- the case's ticket: the most similar of those telling of the same problem, then the nearest in time
+    select member_uid, parent_uid, link_rule, rule_rank
+    from candidate_similarity
+    where rule_rank = 2 and text_similarity >= 0.1 and not unit_conflict
     qualify row_number() over (
-        partition by later.member_uid order by earlier.member_at, earlier.member_key
+        partition by member_uid order by text_similarity desc, seconds_apart, parent_key
+    ) = 1
+
+),
+
+repeat_parents as (
+
+    -- a repeated ticket: the most similar earlier ticket telling of the same problem
+    select member_uid, parent_uid, link_rule, rule_rank
+    from candidate_similarity
+    where rule_rank = 3 and text_similarity >= 0.1 and not unit_conflict
+    qualify row_number() over (
+        partition by member_uid order by text_similarity desc, seconds_apart desc, parent_key
     ) = 1
 
 ),
