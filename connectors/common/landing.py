@@ -110,7 +110,10 @@ def land(con: duckdb.DuckDBPyConnection, entity: Entity, batch: pa.Table, load_i
     batch = batch.cast(pa.schema([
         pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in batch.schema
     ]))
-    con.register("_incoming", batch)
+    # Scanned by its variable name (DuckDB's replacement scan), not con.register(): a view
+    # registered inside an open transaction keeps its Arrow data alive until the commit, so a load
+    # landing batch after batch (Load.land_as_added) would hold every batch in memory.
+    _incoming = batch  # noqa: F841
     try:
         existing = _existing_columns(con, entity)
         new_columns: list[tuple[str, str]] = []
@@ -144,7 +147,7 @@ def land(con: duckdb.DuckDBPyConnection, entity: Entity, batch: pa.Table, load_i
                 checks.append(f"not exists (select 1 from current_versions c where {key_match} and "
                               f"c._record_hash = {legacy_record_hash_sql(source_cols, 'i')})")
         where = ("where " + " and ".join(checks)) if checks else ""
-        changed = _changed_types(con, existing, source_cols)
+        changed = _changed_types(con, existing, source_cols, batch)
         try:
             landed = con.execute(f"""
                 insert into {entity.table} ({cols}, _load_id, _extracted_at, _record_hash, _source_position)
@@ -168,15 +171,16 @@ def land(con: duckdb.DuckDBPyConnection, entity: Entity, batch: pa.Table, load_i
                 + " in the source; nothing of this table was landed (the other tables still sync) — "
                   "cast it back in the source, or migrate the raw column and update the connector") from exc
     finally:
-        con.unregister("_incoming")
+        del _incoming
     return Landed(batch.num_rows, landed, batch.num_rows - landed, new_columns)
 
 
 def _changed_types(con: duckdb.DuckDBPyConnection, existing: dict[str, str],
-                   source_cols: list[str]) -> list[tuple[str, str, str]]:
+                   source_cols: list[str], batch: pa.Table) -> list[tuple[str, str, str]]:
     """(column, raw type, incoming type) of the columns that arrive with another type than raw's."""
     if not existing:
         return []
+    _incoming = batch  # noqa: F841 - scanned by name, as in land()
     types = dict(con.execute("select column_name, column_type from (describe _incoming)").fetchall())
     return [(c, existing[c], types[c]) for c in source_cols
             if c in existing and c in types and existing[c] != types[c] and types[c] != "NULL"]

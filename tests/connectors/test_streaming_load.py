@@ -77,3 +77,17 @@ def test_statements_run_on_finish_commit_with_the_load_or_not_at_all(con):
         load.execute_on_finish("insert into meta.demo_notes values (?)", ["lost"])
         raise SourceUnavailable("demo: gone")
     assert con.execute("select t from meta.demo_notes").fetchall() == [("kept",)]
+
+
+def test_landed_batches_are_not_held_in_memory_until_the_commit(con):
+    # A view registered inside an open transaction keeps its Arrow data until the commit; landing
+    # scans the batch by name instead, so a file landed block by block does not pile up in memory.
+    n = 100_000
+    with Load(con, ROWS) as load:
+        load.land_as_added()
+        base = pa.total_allocated_bytes()
+        for i in range(6):
+            load.add(pa.table({"id": [f"k{i}-{j}" for j in range(n)], "v": ["x" * 60] * n}), f"f{i} line 2")
+        held = pa.total_allocated_bytes() - base
+        assert load.finish({}).rows_landed == 6 * n
+    assert held < 12 << 20, held  # one batch is about 8 MB; all six would be 48 MB
