@@ -75,6 +75,10 @@ def onenet_env(village, tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("ONENET_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
     monkeypatch.setenv("ONENET_GX_DIR", str(tmp_path / "gx"))
     monkeypatch.setenv("ONENET_EXPORTS", str(tmp_path / "exports"))
+    # Each test's own snapshots and access log: what a run published or recorded is the test's alone.
+    monkeypatch.setenv("ONENET_PUBLISHED", str(tmp_path / "published"))
+    monkeypatch.setenv("ONENET_ACCESS_LOG", str(tmp_path / "audit" / "access-log.jsonl"))
+    monkeypatch.delenv("ONENET_SERVING_URL", raising=False)
     drop = village.root / "health_codes" / "drop"
     monkeypatch.setenv("AIRFLOW_CONN_ONENET_HEALTH_CODES", f"{drop.as_uri()}?stable_seconds=0")
     return tmp_path / "warehouse.duckdb"
