@@ -112,6 +112,8 @@ class Load:
                              [self.load_id, self.entity.source, self.entity.name, self._started_at,
                               self.result.watermark_before, self.full_refresh,
                               "reconcile" if self.reconcile is not None else "sync"])
+        if self.reconcile is not None:
+            self.reconcile.begin(self)
         return self
 
     def add(self, rows: pa.Table, position: str | pa.Array) -> None:
@@ -120,6 +122,8 @@ class Load:
             return
         pos = pa.array([position] * rows.num_rows, pa.string()) if isinstance(position, str) else position
         self._batches.append(rows.append_column("_source_position", pos))
+        if self.reconcile is not None:
+            self.reconcile.add_page(self, rows)
         if self._eager:
             self._land_batches()
 
@@ -187,6 +191,8 @@ class Load:
                  self.load_id])
             if self.reconcile is not None:
                 self.reconcile.record(self)
+        if self.reconcile is not None:
+            self.reconcile.close()
         return r
 
     def __exit__(self, exc_type, exc, tb) -> Literal[False]:  # never swallows: callers may rely on that
@@ -204,6 +210,7 @@ class Load:
             self.con.execute("update meta.loads set finished_at = now(), status = 'failed', message = ? "
                              "where load_id = ?", [r.message, self.load_id])
             if self.reconcile is not None:
+                self.reconcile.close()
                 self.reconcile.record_failure(self)
         return False
 

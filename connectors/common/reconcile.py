@@ -10,6 +10,7 @@ its counts by kind and the keys by kind go to meta.reconciliations / meta.reconc
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -53,6 +54,7 @@ class Reconciliation:
     missing_kind: str = "hard_delete"
     overlap: timedelta = timedelta(0)
     max_delete_share: float = MAX_DELETE_SHARE
+    unique_keys: bool = False   # the source guarantees one row per key (a table's primary key)
     reconciliation_id: str = ""
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
@@ -61,10 +63,58 @@ class Reconciliation:
     watermark: str | None = None
     skip_missing: str | None = None   # why no tombstones are landed this run, if so
     snapshot_rows: int = 0             # rows the source delivered
+    # Work done in a background DuckDB cursor while the source is still being read (DuckDB
+    # releases the GIL): raw's current versions, and each page's keys and record hashes.
+    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _cursor: object = field(default=None, repr=False)
+    _raw: Future | None = field(default=None, repr=False)
+    _pages: list[tuple[pa.Schema, Future]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if self.missing_kind not in ("hard_delete", "phantom"):
             raise ValueError(f"missing_kind must be hard_delete or phantom, not {self.missing_kind!r}")
+
+    # -- while the source is read (Load.__enter__, Load.add) ----------------------------------
+
+    def begin(self, load: Load) -> None:
+        """Start computing raw's current version of every key in the background."""
+        con, entity = load.con, load.entity
+        if not con.execute("select 1 from information_schema.tables where table_schema = 'raw' and table_name = ?",
+                           [f"{entity.source}_{entity.name}"]).fetchall():
+            return
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="reconcile")
+        self._cursor = con.cursor()
+        cursor = self._cursor
+        self._raw = self._pool.submit(lambda: cursor.execute(current_versions_sql(entity)).to_arrow_table())
+
+    def add_page(self, load: Load, rows: pa.Table) -> None:
+        """Hash one page's rows (source columns) in the background, as landing would."""
+        if self._pool is None:
+            return
+        rows = _typed(rows)
+        source_cols = [c for c in rows.column_names if c not in LINEAGE]
+        keys = ", ".join(_quote(k) for k in load.entity.key)
+        version = _version_sql(load.entity, rows.column_names)
+        cursor = self._cursor
+
+        def hashed() -> pa.Table:
+            cursor.register("_rc_page", rows)
+            try:
+                return cursor.execute(f"select {keys}, {record_hash_sql(source_cols)} as _h, {version} as _v "
+                                      "from _rc_page").to_arrow_table()
+            finally:
+                cursor.unregister("_rc_page")
+
+        self._pages.append((rows.schema, self._pool.submit(hashed)))
+
+    def close(self) -> None:
+        """Stop the background work (after finish, or on failure)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._cursor is not None:
+            self._cursor.close()  # type: ignore[attr-defined]
+            self._cursor = None
 
     # -- inside Load.finish's transaction -----------------------------------------------------
 
@@ -85,23 +135,34 @@ class Reconciliation:
             batch = con.execute(f"select {keys}, null::varchar as _source_position from {entity.table} "
                                 "limit 0").to_arrow_table()
         # As landing does: all-null columns are text, the hash covers the source columns only.
-        batch = batch.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
-                                      for f in batch.schema]))
+        batch = _typed(batch)
         source_cols = [c for c in batch.column_names if c not in LINEAGE]
-        version = (f"try_cast({_quote(entity.version)} as timestamptz)"
-                   if entity.version and entity.version in batch.column_names else "null::timestamptz")
+        version = _version_sql(entity, batch.column_names)
         legacy = raw_exists and bool(con.execute(
             f"select 1 from {entity.table} where length(_record_hash) = {LEGACY_HASH_LENGTH} limit 1").fetchall())
+        page_schemas = {schema.remove(schema.get_field_index("_source_position"))
+                        if "_source_position" in schema.names else schema for schema, _ in self._pages}
         con.register("_rc_batch", batch)
         try:
-            con.execute(f"""
-                create or replace temp table _rc_source as
-                select {keys}, {record_hash_sql(source_cols) if source_cols else "''"} as _h,
-                       {legacy_record_hash_sql(source_cols) if legacy and source_cols else 'null::varchar'} as _lh,
-                       {version} as _v
-                from _rc_batch
-                qualify row_number() over (partition by {keys} order by {version} desc nulls last) = 1
-            """)
+            if self._pages and not legacy and len(page_schemas) == 1 and \
+                    next(iter(page_schemas)).names == source_cols:
+                # Every page hashed in the background with the one column set the batch has.
+                con.register("_rc_hashed", pa.concat_tables([f.result() for _, f in self._pages]))
+                source = "_rc_hashed"
+                hashes = "_h, null::varchar as _lh, _v"
+            else:
+                source = "_rc_batch"
+                hashes = (f"{record_hash_sql(source_cols) if source_cols else chr(39) * 2} as _h, "
+                          f"{legacy_record_hash_sql(source_cols) if legacy and source_cols else 'null::varchar'}"
+                          f" as _lh, {version} as _v")
+            con.execute(f"create or replace temp table _rc_source as select {keys}, {hashes} from {source}")
+            if source == "_rc_hashed":
+                con.unregister("_rc_hashed")
+            # A source may deliver a key twice (a row that moved during the page-through): keep its
+            # latest. A table with a primary key never does, so the sort is skipped then.
+            if not self.unique_keys and _one(con, f"select count(*) - count(distinct ({keys})) from _rc_source"):
+                con.execute(f"create or replace temp table _rc_source as select * from _rc_source "
+                            f"qualify row_number() over (partition by {keys} order by _v desc nulls last) = 1")
             self._classify(load, raw_exists)
             # Only the rows of the keys found different go on to landing (which checks them
             # against the current version once more): the unchanged millions are not hashed twice.
@@ -116,47 +177,76 @@ class Reconciliation:
     def _classify(self, load: Load, raw_exists: bool) -> None:
         con, entity = load.con, load.entity
         keys = ", ".join(_quote(k) for k in entity.key)
-        if raw_exists:
+        raw = "_rc_raw"
+        if raw_exists and self._raw is not None:
+            con.register("_rc_raw_arrow", self._raw.result())  # computed while the source was read
+            raw = "_rc_raw_arrow"
+        elif raw_exists:
             con.execute(f"create or replace temp table _rc_raw as {current_versions_sql(entity)}")
         else:
             con.execute(f"create or replace temp table _rc_raw as select {keys}, null::varchar as _record_hash, "
                         "null::timestamptz as _version, false as _is_tombstone, null::bigint as _load_seq "
                         "from _rc_source limit 0")
-        match_sr = " and ".join(f"r.{_quote(k)} is not distinct from s.{_quote(k)}" for k in entity.key)
-        match_sh = " and ".join(f"h.{_quote(k)} is not distinct from s.{_quote(k)}" for k in entity.key)
-        s_keys = ", ".join(f"s.{_quote(k)}" for k in entity.key)
-        history = (f"exists (select 1 from {entity.table} h where {match_sh} and h._record_hash in (s._h, s._lh))"
-                   if raw_exists else "false")
+        try:
+            self._diff(con, entity, raw, raw_exists)
+        finally:
+            if raw == "_rc_raw_arrow":
+                con.unregister("_rc_raw_arrow")
+        self._tally(load)
+
+    def _diff(self, con, entity: Entity, raw: str, raw_exists: bool) -> None:  # noqa: ANN001
+        # One full join of the source's keys with raw's current versions gives both the keys that
+        # differ and those the source no longer has (keys are never NULL: plain equality).
+        match_sr = " and ".join(f"r.{_quote(k)} = s.{_quote(k)}" for k in entity.key)
+        both = ", ".join(f"coalesce(s.{_quote(k)}, r.{_quote(k)}) as {_quote(k)}" for k in entity.key)
+        first = _quote(entity.key[0])
+        con.execute(f"""
+            create or replace temp table _rc_diff as
+            select {both}, s.{first} is null as absent, s._h, s._lh, s._v,
+                   r._record_hash as raw_hash, r._version as raw_version,
+                   coalesce(r._is_tombstone, false) as raw_tombstone
+            from _rc_source s
+            full join {raw} r on {match_sr}
+            where (s.{first} is null and not r._is_tombstone)
+               or (s.{first} is not null and (r.{first} is null or r._is_tombstone
+                   or (r._record_hash <> s._h and r._record_hash is distinct from s._lh)))
+        """)
+        match_hd = " and ".join(f"h.{_quote(k)} = d.{_quote(k)}" for k in entity.key)
+        match_ed = " and ".join(f"e.{_quote(k)} = d.{_quote(k)}" for k in entity.key)
+        d_keys = ", ".join(f"d.{_quote(k)}" for k in entity.key)
+        # Earlier versions are looked up for the keys that differ only, not for every key.
+        earlier = (f"select distinct {d_keys} from differing d join {entity.table} h on {match_hd} "
+                   "and (h._record_hash = d._h or h._record_hash = d._lh)" if raw_exists
+                   else f"select {d_keys} from differing d where false")
         reach = "(try_cast(? as timestamptz) - to_microseconds(?::bigint))"
         con.execute(f"""
             create or replace temp table _rc_found as
-            with compared as (
-                select {s_keys}, s._v as source_updated_at, r._version as raw_updated_at,
-                       case
-                           when r._record_hash is null or r._is_tombstone then
-                               case when {history} then 'revert'
-                                    when s._v < {reach} then 'back_dated'
-                                    else 'missed_update' end
-                           when r._record_hash in (s._h, s._lh) then null
-                           when {history} then 'revert'
-                           when s._v is not distinct from r._version then 'silent_change'
-                           when s._v < r._version or s._v < {reach} then 'back_dated'
-                           else 'missed_update'
-                       end as kind
-                from _rc_source s
-                left join _rc_raw r on {match_sr}
-            )
-            select * from compared where kind is not null
+            with differing as (
+                select * from _rc_diff where not absent
+            ),
+            earlier as ({earlier})
+            select {d_keys}, d._v as source_updated_at, d.raw_version as raw_updated_at,
+                   case
+                       when d.raw_hash is null or d.raw_tombstone then
+                           case when e.{first} is not null then 'revert'
+                                when d._v < {reach} then 'back_dated'
+                                else 'missed_update' end
+                       when e.{first} is not null then 'revert'
+                       when d._v is not distinct from d.raw_version then 'silent_change'
+                       when d._v < d.raw_version or d._v < {reach} then 'back_dated'
+                       else 'missed_update'
+                   end as kind
+            from differing d
+            left join earlier e on {match_ed}
         """, [self.watermark, _micros(self.overlap)] * 2)
-        con.execute(f"""
-            create or replace temp table _rc_missing as
-            select {", ".join(f"r.{_quote(k)}" for k in entity.key)}, r._version as raw_updated_at
-            from _rc_raw r
-            where not r._is_tombstone
-              and not exists (select 1 from _rc_source s where {match_sr})
-        """)
+        con.execute(f"create or replace temp table _rc_missing as select {', '.join(_quote(k) for k in entity.key)}, "
+                    "raw_version as raw_updated_at from _rc_diff where absent")
+        self.raw_keys = _one(con, f"select count(*) from {raw} where not _is_tombstone")
+
+    def _tally(self, load: Load) -> None:
+        """Counts by kind; the guards against landing tombstones that would be wrong."""
+        con, entity = load.con, load.entity
         self.source_keys = _one(con, "select count(*) from _rc_source")
-        self.raw_keys = _one(con, "select count(*) from _rc_raw where not _is_tombstone")
         for kind, n in con.execute("select kind, count(*) from _rc_found group by kind").fetchall():
             self.counts[kind] = n
         missing = _one(con, "select count(*) from _rc_missing")
@@ -221,6 +311,17 @@ class Reconciliation:
             "finished_at, status, watermark, overlap_seconds, message) values (?, ?, ?, ?, ?, now(), 'failed', ?, ?, ?)",
             [self.reconciliation_id, load.entity.source, load.entity.name, load.load_id, self.started_at,
              load.state.get("watermark"), self.overlap.total_seconds(), load.result.message])
+
+
+def _typed(table: pa.Table) -> pa.Table:
+    """As landing does it: a column that arrived all null is text."""
+    return table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
+                                 for f in table.schema]))
+
+
+def _version_sql(entity: Entity, columns: list[str]) -> str:
+    return (f"try_cast({_quote(entity.version)} as timestamptz)" if entity.version and entity.version in columns
+            else "null::timestamptz")
 
 
 def _one(con, sql: str) -> int:  # noqa: ANN001

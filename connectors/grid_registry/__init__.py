@@ -80,7 +80,8 @@ def reconcile_table(con: duckdb.DuckDBPyConnection, engine: Engine, name: str, *
     """One table's reconciliation: every row in one unordered scan (one read snapshot), hashed and
     compared in DuckDB with raw's current version of each key."""
     entity = settings.ENTITIES[name]
-    spec = Reconciliation(missing_kind=settings.MISSING_KIND, overlap=overlap)
+    # One scan of a table with a primary key: one row per key, no de-duplication needed.
+    spec = Reconciliation(missing_kind=settings.MISSING_KIND, overlap=overlap, unique_keys=True)
     with Load(con, entity, reconcile=spec) as load:
         greatest: helpers.Position | None = None
         with helpers.connect(engine, hint) as source:
