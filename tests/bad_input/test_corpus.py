@@ -38,8 +38,10 @@ from tests.warehouse.village import build_village, copy_warehouse
 from warehouse import db
 from warehouse.access import Principal
 from warehouse.excel import FORMULA_STARTS
-from warehouse.extracts.community import write_extract
+from warehouse.extracts.community import write_extracts
 from warehouse.merge import merge
+from warehouse.publish import new_version, publish
+from warehouse.publish.snapshot import communities, community_code, open_communities
 
 CORPUS = Path(make_corpus.__file__).resolve().parent
 ACCEPTED = sorted((CORPUS / "health_codes" / "accepted").iterdir())
@@ -135,8 +137,14 @@ def bad_night(village: tuple[Path, Path], tmp_path_factory: pytest.TempPathFacto
     for source in ("health_codes", "hotline", "city_cases"):
         [out[f"validated {source}"]] = runner.validate(con, source, tmp / "gx")
     out["merge"] = merge(con)
+    # The extract reads the community's published snapshot, as every reader does.
+    publish(con, tmp / "published", new_version("bad-night"))
+    code = community_code(tmp / "published", COMMUNITY)
     who = Principal("engineer", "data_engineer")
-    out["extract"] = write_extract(con, COMMUNITY, DAY, who, tmp / "extracts").path
+    with open_communities(tmp / "published", [code]) as snapshot:
+        [extract] = write_extracts(snapshot, [(code, communities(tmp / "published")[code]["name"])], DAY, who,
+                                   tmp / "exports")
+    out["extract"] = extract.path
     yield out
     con.close()
 
