@@ -3,9 +3,10 @@
 
 `wait_for_file → sync → validate → publish`:
 
-- **wait_for_file**: a sensor in *reschedule* mode (no worker slot held between pokes; every
-  5 minutes, for up to 20 hours) until `健康码日报_YYYYMMDD.csv|xlsx` (or its re-send
-  `…(重发).csv`) for the run's Beijing day is in the drop folder.
+- **wait_for_file**: a *deferrable* sensor (looks once, then hands the wait to the triggerer with
+  the standard provider's `FileTrigger`, every 5 minutes, for up to 20 hours: no worker slot or
+  process held) until `健康码日报_YYYYMMDD.csv|xlsx` (or its re-send `…(重发).csv`) for the run's
+  Beijing day is in the drop folder. Needs `airflow triggerer` running.
 - **sync** (pool `onenet_duckdb`): lands every new, complete export file of the drop folder into
   `raw.health_codes_exports` (file hashes: a file or a re-send with the same rows lands once).
 - **validate** (pool `onenet_duckdb`): Great Expectations; critical failures to `meta.quarantine`,

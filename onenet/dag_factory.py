@@ -10,14 +10,39 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, PokeReturnValue, dag, task
+from airflow.sdk import (
+    DAG,
+    Asset,
+    BaseNotifier,
+    BaseSensorOperator,
+    CronDataIntervalTimetable,
+    dag,
+    task,
+)
 
 from onenet import orchestration as orch
 
 TIMEZONE = "Asia/Shanghai"
 START_DATE = datetime(2024, 1, 1, tzinfo=orch.BEIJING)
 
-# Retries with exponential backoff (1, 2, 4 … minutes, at most 15) and a hard timeout per try.
+class StaffAlert(BaseNotifier):
+    """Tell staff in their group chat (DingTalk / WeCom robot, e-mail as fallback) that a task failed
+    for good — its retries spent: DAG, task, source, error and the source's last good data time
+    (onenet.alerts.task_failed). A failed delivery is logged, never raised: the task failed already."""
+
+    template_fields = ()
+
+    def notify(self, context: Any) -> None:
+        from onenet import alerts
+
+        try:
+            alerts.task_failed(context)
+        except alerts.AlertNotDelivered as exc:
+            self.log.error("%s", exc)
+
+
+# Retries with exponential backoff (1, 2, 4 … minutes, at most 15) and a hard timeout per try;
+# a task that fails for good alerts staff (StaffAlert).
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "onenet-data-engineering",
     "retries": 3,
@@ -25,7 +50,60 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=15),
     "execution_timeout": timedelta(minutes=30),
+    "on_failure_callback": [StaffAlert()],
 }
+
+# Who goes first when tasks wait for the warehouse's one pool slot: the scheduler hands a freed slot
+# to the queued task of highest priority_weight. "absolute" keeps each weight as written (the
+# default rule adds up downstream tasks, so a DAG's shape would decide). A source's sync and
+# validate before a merge (the merge should see them), the merge before the extract (the extract
+# reads what the merge made), the daily extract before a reconciliation (07:00 has staff waiting;
+# a reconciliation catches up what a cursor missed and can wait).
+PRIORITY = {"source": 40, "merge": 30, "extract": 20, "reconcile": 10, "check": 40}
+
+# Timeouts per try, from the measured district run (bench/README.md, "End to end at district scale":
+# 1.3M residents on the 2-core machine; the worst figure of any recorded run in brackets), with
+# about 6-40x headroom for a loaded machine and real sources slower than loopback simulators. A try
+# that runs past them is stuck (a hung connection, a machine swapping), and a retry is the cure.
+TIMEOUTS = {
+    "sync": timedelta(minutes=20),       # initial load 1.9-20.5 s per source (29.7 s); next day <= 1 s
+    "validate": timedelta(minutes=15),   # initial 0.9-9.7 s per source (109.6 s); next day <= 4 s
+    "publish": timedelta(minutes=5),     # writes one Asset event
+    "merge": timedelta(minutes=30),      # initial (full) 181.6 s (316.8 s); next day 34.7 s
+    "extract": timedelta(minutes=15),    # all communities 15.3 s, plus publishing the snapshots again
+    "reports": timedelta(minutes=5),     # both templates 0.2 s
+    "dashboard": timedelta(minutes=5),   # dashboard + data dictionary 1.1 s
+    "reconcile": timedelta(minutes=30),  # reads what an initial sync reads (<= 10.2 s) plus a key diff
+}
+
+
+def _minutes(kind: str) -> str:
+    return f"{TIMEOUTS[kind].total_seconds() / 60:.0f} min"
+
+
+SOURCE_DOC = f"""
+
+**Priority {PRIORITY["source"]}** (`weight_rule` absolute): a source's sync and validate take the
+warehouse's slot before a merge ({PRIORITY["merge"]}), the daily extract ({PRIORITY["extract"]}) and
+reconciliations ({PRIORITY["reconcile"]}). **Timeouts per try**, from the district run at 1.3M residents
+(bench/README.md): sync {_minutes("sync")} (initial load 1.9-20.5 s per source, 29.7 s at worst;
+the next day at most 1 s), validate {_minutes("validate")} (0.9-9.7 s, 109.6 s at worst), publish
+{_minutes("publish")}.
+"""
+
+RECONCILE_DOC = f"""
+
+**Priority {PRIORITY["reconcile"]}** (`weight_rule` absolute): the last to get the warehouse's slot,
+behind syncs ({PRIORITY["source"]}), merges ({PRIORITY["merge"]}) and the daily extract
+({PRIORITY["extract"]}). **Timeouts per try**: reconcile {_minutes("reconcile")} (it reads what an
+initial sync reads — at 1.3M residents at most 10.2 s — plus one key diff), validate
+{_minutes("validate")}, publish {_minutes("publish")}.
+"""
+
+
+def dag_args(kind: str) -> dict[str, Any]:
+    """DEFAULT_ARGS with the priority of a kind of DAG (PRIORITY): source, merge, extract or reconcile."""
+    return {**DEFAULT_ARGS, "priority_weight": PRIORITY[kind], "weight_rule": "absolute"}
 
 
 def source_asset(source: str) -> Asset:
@@ -76,10 +154,10 @@ def source_dag(source: str, *, schedule: Any, doc_md: str | None, tags: list[str
     cron = schedule.expression
 
     @dag(dag_id=f"onenet_{source}", schedule=schedule, start_date=START_DATE, catchup=False,
-         max_active_runs=1, default_args=DEFAULT_ARGS, doc_md=doc_md,
+         max_active_runs=1, default_args=dag_args("source"), doc_md=(doc_md or "") + SOURCE_DOC,
          tags=["onenet", "source", source, *tags], dagrun_timeout=timedelta(hours=20))
     def source_pipeline() -> None:
-        @task(pool=orch.POOL)
+        @task(pool=orch.POOL, execution_timeout=TIMEOUTS["sync"])
         def sync(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
                  dag_run: Any = None) -> dict[str, Any]:
             """Land what the source holds and the warehouse does not (incremental, idempotent)."""
@@ -91,12 +169,12 @@ def source_dag(source: str, *, schedule: Any, doc_md: str | None, tags: list[str
             except orch.SyncMisconfigured as exc:  # a wrong connection: fail now, retries cannot fix it
                 raise AirflowFailException(str(exc)) from exc
 
-        @task(pool=orch.POOL)
+        @task(pool=orch.POOL, execution_timeout=TIMEOUTS["validate"])
         def validate(synced: Any) -> dict[str, Any]:  # Any: at parse time it is an XComArg
             """Great Expectations on the new batches: critical failures to quarantine, the rest to staging."""
             return orch.validate_source(source)
 
-        @task(outlets=[asset], execution_timeout=timedelta(minutes=5))
+        @task(outlets=[asset], execution_timeout=TIMEOUTS["publish"])
         def publish(synced: Any, validated: Any, **context: Any) -> dict[str, Any]:
             """Emit the Asset event (extra: day, interval, tables) only if new rows reached staging."""
             from airflow.sdk.exceptions import AirflowSkipException
@@ -109,7 +187,7 @@ def source_dag(source: str, *, schedule: Any, doc_md: str | None, tags: list[str
 
         synced = sync()
         if wait_for_daily_file:
-            wait_for_file(cron) >> synced
+            WaitForHealthFile(task_id="wait_for_file", cron=cron) >> synced
         publish(synced, validate(synced))
 
     return source_pipeline()
@@ -128,10 +206,10 @@ def reconcile_dag(source: str, *, doc_md: str | None) -> DAG | None:
     asset = source_asset(source)
 
     @dag(dag_id=f"onenet_reconcile_{source}", schedule=data_interval_timetable(cron), start_date=START_DATE,
-         catchup=False, max_active_runs=1, default_args=DEFAULT_ARGS, doc_md=doc_md,
+         catchup=False, max_active_runs=1, default_args=dag_args("reconcile"), doc_md=(doc_md or "") + RECONCILE_DOC,
          tags=["onenet", "reconcile", source], dagrun_timeout=timedelta(hours=6))
     def reconcile_pipeline() -> None:
-        @task(pool=orch.POOL, execution_timeout=timedelta(hours=2))
+        @task(pool=orch.POOL, execution_timeout=TIMEOUTS["reconcile"])
         def reconcile(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
                       dag_run: Any = None) -> dict[str, Any]:
             """Compare the source's complete current state with raw; land the difference and tombstones."""
@@ -143,12 +221,12 @@ def reconcile_dag(source: str, *, doc_md: str | None) -> DAG | None:
             except orch.SyncMisconfigured as exc:
                 raise AirflowFailException(str(exc)) from exc
 
-        @task(pool=orch.POOL)
+        @task(pool=orch.POOL, execution_timeout=TIMEOUTS["validate"])
         def validate(reconciled: Any) -> dict[str, Any]:
             """Great Expectations on what the reconciliation landed (tombstones pass as they are)."""
             return orch.validate_source(source)
 
-        @task(outlets=[asset], execution_timeout=timedelta(minutes=5))
+        @task(outlets=[asset], execution_timeout=TIMEOUTS["publish"])
         def publish(reconciled: Any, validated: Any, **context: Any) -> dict[str, Any]:
             """Emit the source's Asset event only if the reconciliation changed staging."""
             from airflow.sdk.exceptions import AirflowSkipException
@@ -165,18 +243,52 @@ def reconcile_dag(source: str, *, doc_md: str | None) -> DAG | None:
     return reconcile_pipeline()
 
 
-# The day's file: poke every 5 minutes in reschedule mode (no worker slot held between pokes),
-# give up after 20 hours; the sensor does not touch the warehouse, so it takes no pool slot.
-def wait_for_file(cron: str) -> Any:
-    """The sensor task waiting for the health-code export of the run's Beijing day (runs on `cron`)."""
+class WaitForHealthFile(BaseSensorOperator):
+    """Wait, deferred, until the health-code export of the run's Beijing day is in the drop folder.
 
-    @task.sensor(mode="reschedule", poke_interval=300, timeout=20 * 3600,
-                 execution_timeout=timedelta(minutes=2))
-    def wait_for_file(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
-                      dag_run: Any = None) -> PokeReturnValue:
-        """Wait until the health-code export of the interval's Beijing day is in the drop folder."""
-        start, _ = task_interval(cron, data_interval_start, data_interval_end, dag_run)
-        files = orch.health_files_for(orch.interval_day(start), orch.health_drop_folder())
-        return PokeReturnValue(is_done=bool(files), xcom_value=files)
+    Looks once; if the file is not there, hands the wait to the triggerer with the standard
+    provider's FileTrigger (a glob on 健康码日报_YYYYMMDD*, every `poke_interval` seconds), so no
+    worker slot or process is held while the upload is late. When the trigger fires, the exact
+    check runs again (the day's name, .csv or .xlsx, a re-send, not empty) and defers again if a
+    near-miss woke it. Gives up `timeout` seconds after the first look (0: look once). It does
+    not touch the warehouse, so it takes no pool slot. Needs `airflow triggerer` running.
+    """
 
-    return wait_for_file()
+    def __init__(self, *, cron: str, poke_interval: float = 300, timeout: float = 20 * 3600,
+                 execution_timeout: timedelta = timedelta(minutes=2), **kwargs: Any) -> None:
+        super().__init__(poke_interval=poke_interval, timeout=timeout, execution_timeout=execution_timeout,
+                         **kwargs)
+        self.cron = cron
+
+    def poke(self, context: Any) -> bool:
+        return bool(self._files(context)[1])
+
+    def _files(self, context: Any) -> tuple[Any, list[str]]:
+        start, _ = task_interval(self.cron, context.get("data_interval_start"), context.get("data_interval_end"),
+                                 context.get("dag_run"))
+        day = orch.interval_day(start)
+        folder = orch.health_drop_folder()
+        self.log.info("health_codes: looking for 健康码日报_%s in %s", f"{day:%Y%m%d}", folder)
+        return folder / f"健康码日报_{day:%Y%m%d}*", orch.health_files_for(day, folder)
+
+    def execute(self, context: Any, deadline: float | None = None) -> list[str]:
+        import time
+
+        from airflow.providers.standard.triggers.file import FileTrigger
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+
+        pattern, files = self._files(context)
+        if files:
+            return files
+        deadline = deadline if deadline is not None else time.time() + float(self.timeout)
+        left = deadline - time.time()
+        if left <= 0:
+            raise AirflowSensorTimeout(f"health_codes: no file matching {pattern.name} arrived in {pattern.parent} "
+                                       f"within {float(self.timeout):.0f} s; ask the health-code platform to send it")
+        self.defer(trigger=FileTrigger(str(pattern), poke_interval=float(self.poke_interval)),
+                   method_name="execute_complete", kwargs={"deadline": deadline}, timeout=timedelta(seconds=left))
+        return []  # not reached: defer() raises
+
+    def execute_complete(self, context: Any, event: Any = None, deadline: float | None = None) -> list[str]:
+        """The trigger saw a matching name: check exactly, and wait on if it was a near-miss."""
+        return self.execute(context, deadline=deadline)

@@ -14,9 +14,10 @@ from onenet import orchestration as orch
 from tests.dags.conftest import DAGS, REPO
 
 EXPECTED = {"onenet_hotline", "onenet_city_cases", "onenet_grid_registry", "onenet_health_codes",
-            "onenet_merge", "onenet_daily_extract",
+            "onenet_merge", "onenet_daily_extract", "onenet_freshness",
             "onenet_reconcile_grid_registry", "onenet_reconcile_hotline", "onenet_reconcile_city_cases"}
-WRITERS = {"sync", "validate", "merge", "extract", "reports", "dashboard", "reconcile"}  # tasks that open the DuckDB warehouse for writing
+WRITERS = {"sync", "validate", "merge", "extract", "reports", "dashboard", "reconcile",
+           "check_freshness"}  # check_freshness only reads, but a read-only open fails while a writer holds the file  # tasks that open the DuckDB warehouse for writing
 
 _PARSE = """
 import json, sys, time
@@ -93,8 +94,35 @@ def test_source_dags_have_the_shape_and_schedule_of_their_source(bag):
         assert dag.task_dict["validate"].downstream_task_ids == {"publish"}
         assert [o.uri for o in dag.task_dict["publish"].outlets] == [orch.asset_uri(source)]
     sensor = bag.dags["onenet_health_codes"].task_dict["wait_for_file"]
-    assert sensor.mode == "reschedule" and sensor.downstream_task_ids == {"sync"}
+    assert sensor.downstream_task_ids == {"sync"} and sensor.pool != orch.POOL
     assert sensor.poke_interval >= 60 and sensor.timeout >= 3600
+    assert sensor.start_trigger_args is None and hasattr(sensor, "execute_complete")  # defers from execute
+
+
+def test_syncs_go_before_a_merge_and_the_merge_before_the_extract(bag):
+    """issue #16: the pool hands its one slot to the queued task of highest priority_weight."""
+    def weights(dag_id: str) -> set[int]:
+        dag = bag.dags[dag_id]
+        assert {t.weight_rule for t in dag.tasks} == {"absolute"} or all(
+            str(t.weight_rule).endswith("absolute") for t in dag.tasks), dag_id
+        return {t.priority_weight for t in dag.tasks}
+
+    sources = set().union(*(weights(f"onenet_{s}") for s in orch.SOURCES))
+    merge, extract = weights("onenet_merge"), weights("onenet_daily_extract")
+    reconcile = set().union(*(weights(d) for d in bag.dags if d.startswith("onenet_reconcile_")))
+    assert min(sources) > max(merge) and min(merge) > max(extract) and min(extract) > max(reconcile)
+
+
+def test_timeouts_fit_the_measured_district_times(bag):
+    """Each try's timeout is a few times the worst measured district figure (bench/README.md), not hours."""
+    measured = {"sync": 29.7, "validate": 109.6, "merge": 316.8, "extract": 15.3, "reports": 0.2,
+                "dashboard": 1.1}
+    for dag in bag.dags.values():
+        for t in dag.tasks:
+            if t.task_id in measured:
+                seconds = t.execution_timeout.total_seconds()
+                assert 5 * measured[t.task_id] <= seconds <= max(60 * measured[t.task_id], 300), (dag.dag_id, t.task_id)
+                assert f"{seconds / 60:.0f} min" in dag.doc_md, (dag.dag_id, t.task_id)
 
 
 def test_merge_runs_on_any_staged_source_and_the_extract_at_seven_beijing_time(bag):

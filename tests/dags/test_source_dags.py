@@ -90,7 +90,7 @@ def test_the_health_sensor_waits_for_the_day_of_its_interval(village, onenet_env
 def test_the_health_dag_fails_its_sensor_when_the_file_never_comes(dags, village, onenet_env):
     dag = _fast_retries(dags["onenet_health_codes"], retries=0)
     sensor = dag.task_dict["wait_for_file"]
-    sensor.timeout, sensor.poke_interval = 1, 1
+    sensor.timeout, sensor.poke_interval = 0, 1  # look once: no file, no deferral
     report = orch.run_dag(dag, orch.day_end_utc(village.day(VILLAGE_DAY + 5)))
     assert report.state == "failed"
     assert report.tasks["wait_for_file"] == "failed" and report.tasks["sync"] == "upstream_failed"
@@ -196,3 +196,72 @@ def test_a_connection_stored_in_airflow_is_used_by_the_task(dags, village, onene
     finally:
         with create_session() as session:
             session.query(Connection).filter(Connection.conn_id == "onenet_city_cases").delete()
+
+
+def _drop_to(folder, monkeypatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_ONENET_HEALTH_CODES", f"{folder.as_uri()}?stable_seconds=0")
+
+
+def test_the_health_file_wait_defers_to_the_standard_file_trigger(village, onenet_env, monkeypatch, tmp_path):
+    """Issue #16: no file yet, so the sensor hands the wait to the triggerer; the trigger fires on the file."""
+    import asyncio
+    import time
+
+    from airflow.providers.standard.triggers.file import FileTrigger
+    from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
+
+    from onenet.dag_factory import WaitForHealthFile
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    _drop_to(drop, monkeypatch)
+    day = village.day(VILLAGE_DAY)
+    sensor = WaitForHealthFile(task_id="wait_for_file", cron="0 0 * * *", poke_interval=0.2)
+    start = orch.day_end_utc(day) - timedelta(days=1)
+    context = {"data_interval_start": start, "data_interval_end": orch.day_end_utc(day), "dag_run": None}
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, FileTrigger) and trigger.filepath == str(drop / f"健康码日报_{day:%Y%m%d}*")
+    assert deferred.value.method_name == "execute_complete" and deferred.value.timeout.total_seconds() > 3600
+    deadline = deferred.value.kwargs["deadline"]
+
+    # A near-miss (an upload still under a temp name) wakes the trigger; the exact check defers again.
+    (drop / f"健康码日报_{day:%Y%m%d}.csv.part").write_bytes(b"x")
+    assert asyncio.run(asyncio.wait_for(anext(trigger.run()), 10)).payload is True
+    with pytest.raises(TaskDeferred):
+        sensor.execute_complete(context, event=True, deadline=deadline)
+    # The day's real file: the sensor returns it.
+    source = village.root / "health_codes" / "drop"
+    name = orch.health_files_for(day, source)[0]
+    (drop / name).write_bytes((source / name).read_bytes())
+    assert sensor.execute_complete(context, event=True, deadline=deadline) == [name]
+    # Past its deadline with no file of that day: a sensor timeout naming the file and the folder.
+    with pytest.raises(AirflowSensorTimeout, match=f"健康码日报_{village.day(VILLAGE_DAY + 1):%Y%m%d}"):
+        later = {**context, "data_interval_start": start + timedelta(days=1)}
+        sensor.execute_complete(later, event=True, deadline=time.time() - 1)
+
+
+def test_the_health_dag_waits_deferred_until_the_file_arrives(dags, village, onenet_env, monkeypatch, tmp_path):
+    """Through dag.test(): deferred, the trigger runs (in line), the file arrives 3 s later, the sync lands it."""
+    import shutil
+    import threading
+    import time
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    _drop_to(drop, monkeypatch)
+    day = village.day(VILLAGE_DAY)
+    source = village.root / "health_codes" / "drop"
+    names = orch.health_files_for(day, source)
+    dag = copy.deepcopy(dags["onenet_health_codes"])
+    dag.task_dict["wait_for_file"].poke_interval = 0.5
+    arrive = threading.Timer(3.0, lambda: [shutil.copy(source / n, drop / n) for n in names])
+    began = time.monotonic()
+    arrive.start()
+    try:
+        report = orch.run_dag(dag, orch.day_end_utc(day))
+    finally:
+        arrive.cancel()
+    assert report.state == "success", report.summary()
+    assert time.monotonic() - began >= 3.0 and report.landed > 0
