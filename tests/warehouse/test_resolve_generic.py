@@ -127,3 +127,49 @@ def test_min_evidence_is_configuration(con):
     assert len(reasons) < loose_links
     # every link that is left agrees on both e-mail and phone; a missing e-mail is no evidence
     assert reasons and all("email exact" in r and "phone exact" in r for r in reasons), reasons[:5]
+
+
+def _per_cluster(con, system: str) -> int:
+    """The most different records of `system` any one cluster holds (identical copies are one record)."""
+    return con.execute("""select max(n) from (select e.person_id,
+                                 count(distinct (c.company, c.email, c.phone, c.city, c.tax_no)) as n
+                          from crm.contact_entity e
+                          join crm.contacts c on c.contact_id = e.record_uid where c.system = ? group by 1)""",
+                       [system]).fetchone()[0]
+
+
+def test_link_only_and_one_to_one_are_configuration(con):
+    """erp holds each company once, crm up to twice: link_only never pairs two crm records; one_to_one
+    lets each erp record take one crm record, its mutual best, so crm's two different copies stay apart."""
+    base = CONTACTS | {"blocking_rules": ["l.phone = r.phone", "l.email = r.email"]}
+    with db.transaction(con):
+        resolve(con, ResolverConfig.from_dict(base))
+    assert _per_cluster(con, "crm") == 2  # dedupe: crm's own copies meet
+    with db.transaction(con):
+        resolve(con, ResolverConfig.from_dict(base | {"link_type": "link_only"}))
+    # link_only: both crm copies link to the erp record, so they still meet through it
+    assert _per_cluster(con, "crm") == 2
+    no_erp = con.execute("""select count(*) from crm.contact_entity e join crm.contacts c on c.contact_id = e.record_uid
+                            where c.system = 'crm' and e.link_rule like 'score %'
+                              and e.linked_record_uid in (select contact_id from crm.contacts where system = 'crm')""").fetchone()[0]
+    assert no_erp == 0  # ... but never by a crm-crm link
+    with db.transaction(con):
+        result = resolve(con, ResolverConfig.from_dict(base | {"link_type": "link_only", "one_to_one": True}))
+    assert _per_cluster(con, "crm") == 1 and _per_cluster(con, "erp") == 1
+    assert result.links > 0
+    # nearly every company with a crm copy has it linked to its erp record
+    linked = con.execute("""select count(*) from (select e.person_id from crm.contact_entity e
+                            join crm.contacts c on c.contact_id = e.record_uid
+                            group by 1 having count(distinct c.system) = 2)""").fetchone()[0]
+    with_copies = con.execute("select count(distinct truth) from crm.contacts where system = 'crm'").fetchone()[0]
+    assert linked >= 0.95 * with_copies, (linked, with_copies)
+
+
+def test_u_sample_scales_with_the_input():
+    cfg = ResolverConfig.from_dict(CONTACTS | {"u_sample_pairs": None})
+    assert cfg.u_pairs(1_000) == 50_000
+    assert cfg.u_pairs(10) == 10_000  # a floor, so u still sees rare agreement
+    assert cfg.u_pairs(3_000_000) == 1_000_000  # a ceiling, as Splink's default
+    assert ResolverConfig.from_dict(CONTACTS).u_pairs(3_000_000) == 50_000  # an explicit number wins
+    with pytest.raises(ResolverConfigError, match="link_type"):
+        ResolverConfig.from_dict(CONTACTS | {"link_type": "link"})

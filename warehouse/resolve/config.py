@@ -67,6 +67,15 @@ class ResolverConfig:
       different values never merge, not even through records without a value.
     - `exclusive_columns`: SQL expressions over one record; a cluster holds at most one non-null value.
     - `threshold`: minimum match probability of a link.
+    - `link_type`: "dedupe" compares every record with every other; "link_only" compares only
+      records of different sources (`source_column`), e.g. two files that are each free of duplicates.
+    - `one_to_one`: a record links to at most one record of each other source, its best-scoring one,
+      and only when that record's best of this source is it too (mutual best links); so two records
+      of one source never meet through a record of another. Usually with "link_only".
+    - `u_sample_pairs`: random pairs drawn to estimate u; None (the default) scales them to the
+      input: `u_pairs_per_profile` per distinct profile, at least 10,000 and at most `u_max_pairs`,
+      so a level agreeing once in n random pairs is still seen about 50 times, and a small table
+      does not pay for a district's million pairs.
     - `min_evidence`: a pair links only when the `evidence` of the levels it meets adds up to at
       least this (e.g. 2: two agreeing identifying fields, or one worth 2 such as a valid ID), so a
       thin record never links on one strong field alone however high its score; 0 turns it off.
@@ -90,7 +99,11 @@ class ResolverConfig:
     output_table: str = "core.person_source"
     id_prefix: str = "P"
     id_digits: int = 9
-    u_sample_pairs: int = 1_000_000
+    link_type: str = "dedupe"
+    one_to_one: bool = False
+    u_sample_pairs: int | None = None
+    u_pairs_per_profile: int = 50
+    u_max_pairs: int = 1_000_000
     seed: int = 42
     em_max_iterations: int = 100
     em_tolerance: float = 1e-6
@@ -140,10 +153,23 @@ class ResolverConfig:
             raise ResolverConfigError(
                 f"min_evidence {self.min_evidence}: no pair could link; give levels an evidence "
                 f"(e.g. name exact: 1, phone exact: 1, a valid ID: 2)")
+        if self.u_sample_pairs is not None and self.u_sample_pairs < 1 or self.u_pairs_per_profile < 1 \
+                or self.u_max_pairs < 1:
+            raise ResolverConfigError("u_sample_pairs, u_pairs_per_profile and u_max_pairs must be positive")
+        if self.link_type not in ("dedupe", "link_only"):
+            raise ResolverConfigError(f"link_type {self.link_type!r}: use 'dedupe' or 'link_only'")
+        if (self.link_type == "link_only" or self.one_to_one) and self.source_column is None:
+            raise ResolverConfigError("link_type 'link_only' and one_to_one need source_column (which file a record is from)")
         if not 0.5 <= self.threshold < 1:
             raise ResolverConfigError(f"threshold {self.threshold}: a match probability in [0.5, 1)")
         if not self.id_prefix.isalpha() or not 4 <= self.id_digits <= 18:
             raise ResolverConfigError("id_prefix must be letters and id_digits between 4 and 18")
+
+    def u_pairs(self, n_profiles: int) -> int:
+        """How many random pairs to draw for u from `n_profiles` profiles."""
+        if self.u_sample_pairs is not None:
+            return self.u_sample_pairs
+        return min(self.u_max_pairs, max(10_000, self.u_pairs_per_profile * n_profiles))
 
     def columns_of(self, sql: str) -> set[str]:
         """The l./r. columns a SQL condition reads."""

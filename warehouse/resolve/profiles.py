@@ -23,6 +23,8 @@ def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, only: str | None 
     incremental run); `tf_from` then gives, per tf column, the table of (value, tf) to use, since
     the frequencies of a subset are not those of the whole input.
     """
+    # Linking sources (link_only, one_to_one): a profile never spans two sources.
+    by_source = cfg.link_type == "link_only" or cfg.one_to_one
     cols = ", ".join(cfg.columns)
     source = cfg.source_column or f"'{cfg.input_table}'"
     key = cfg.key_column or cfg.id_column
@@ -42,10 +44,12 @@ def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, only: str | None 
     con.execute(f"""
         create or replace table {WORK}.profiles as
         select row_number() over (order by first_uid)::bigint as profile_id, *
-        from (select {cols}, min(record_uid) as first_uid, count(*) as n_records
+        from (select {cols}{", source as profile_source" if by_source else ""},
+                     min(record_uid) as first_uid, count(*) as n_records
               from {WORK}.input group by all)
     """)
-    on = " and ".join(f"i.{c} is not distinct from p.{c}" for c in cfg.columns)
+    on = " and ".join([f"i.{c} is not distinct from p.{c}" for c in cfg.columns]
+                      + (["i.source = p.profile_source"] if by_source else []))
     con.execute(f"""
         create or replace table {WORK}.records as
         select i.record_uid, i.source, i.record_key, p.profile_id

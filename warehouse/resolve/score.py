@@ -49,5 +49,19 @@ def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, params: Parameter
         from (select *, {weight_sql(cfg, params)} as weight from {WORK}.pairs where not vetoed)
         where 1 / (1 + pow(2, -weight)) >= {cfg.threshold!r}
     """)
+    if cfg.one_to_one:
+        # Mutual best links only: each side's best link into the other's source is this pair.
+        con.execute(f"""
+            create or replace table {WORK}.links as
+            with sided as (
+                select k.*, pl.profile_source as l_source, pr.profile_source as r_source
+                from {WORK}.links k
+                join {WORK}.profiles pl on pl.profile_id = k.l_id
+                join {WORK}.profiles pr on pr.profile_id = k.r_id
+            )
+            select l_id, r_id, weight, probability, reason from sided
+            qualify row_number() over (partition by l_id, r_source order by weight desc, r_id) = 1
+                and row_number() over (partition by r_id, l_source order by weight desc, l_id) = 1
+        """)
     row = con.execute(f"select count(*) from {WORK}.links").fetchone()
     return int(row[0]) if row else 0
