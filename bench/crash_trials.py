@@ -33,6 +33,7 @@ import json
 import os
 import random
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -149,10 +150,18 @@ def silos(district: District) -> Iterator[None]:
 
 def pipeline_env(district: District, work: Path) -> dict[str, str]:
     """The child's environment: its own warehouse, Great Expectations folder and exports."""
+    from warehouse.identity import os_user, write_default_access_file
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ONENET_", "AIRFLOW_CONN_ONENET_"))}
-    return {**env, "ONENET_DISTRICT": str(district.root), "ONENET_WAREHOUSE": str(work / "warehouse.duckdb"),
-            "ONENET_GX_DIR": str(work / "gx"), "ONENET_EXPORTS": str(work / "exports"),
-            "ONENET_ROLE": "district_analyst", "ONENET_USER": "crash-trials", "PYTHONPATH": str(REPO),
+    # The child runs the pipeline as its engineer, with its own access file, snapshots and access log
+    # under `work` (ONENET_HOME); every run of this process shares one pseudonym key, so person_key agrees.
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "access.toml").exists():
+        write_default_access_file(work / "access.toml", os_user())
+    os.environ.setdefault("ONENET_PSEUDONYM_KEY", "crash-trials-" + secrets.token_urlsafe(32))
+    return {**env, "ONENET_HOME": str(work), "ONENET_PSEUDONYM_KEY": os.environ["ONENET_PSEUDONYM_KEY"],
+            "ONENET_DISTRICT": str(district.root), "ONENET_WAREHOUSE": str(work / "warehouse.duckdb"),
+            "ONENET_GX_DIR": str(work / "gx"), "ONENET_EXPORTS": str(work / "exports"), "PYTHONPATH": str(REPO),
             # Files in the drop folder are complete here: no need to wait for them to settle.
             "AIRFLOW_CONN_ONENET_HEALTH_CODES": f"file://{district.root / 'health_codes' / 'drop'}?stable_seconds=0"}
 
@@ -289,7 +298,7 @@ def fingerprint(work: Path) -> dict:
                         con.execute("select source, entity, state from meta.source_state").fetchall()}
     finally:
         con.close()
-    out["extracts"] = extract_cells(work / "exports" / "extracts")
+    out["extracts"] = extract_cells(work / "exports" / "community")
     return out
 
 
