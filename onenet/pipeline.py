@@ -232,21 +232,25 @@ def extract(day: dt.date, *, community: str | None = None, who: Principal | None
 
 def report(template: str | Path, day: dt.date, *, who: Principal | None = None) -> ReportResult:
     """Fill a report template for the period containing `day`, from the reader's audience snapshot."""
-    from warehouse.access import COMMUNITY_STAFF
+    from warehouse.access import COMMUNITY_STAFF, AccessDenied
     from warehouse.publish import community_folder
-    from warehouse.publish.snapshot import community_code, open_snapshot
+    from warehouse.publish.snapshot import communities, community_code, open_snapshot
     from warehouse.reports import load_template, write_report
 
     who = _who(who)
     loaded = load_template(template)
     root = settings.published_dir()
-    if who.role == COMMUNITY_STAFF:
-        code = community_code(root, who.community or "")
-        out = settings.exports_dir() / "community" / community_folder(code) / "reports"
-        with open_snapshot(root, "community", code) as snap:
-            return write_report(snap.con, loaded, day, who, out, only=who.community)
-    with open_snapshot(root, "analyst") as snap:
-        return write_report(snap.con, loaded, day, who, settings.exports_dir() / "analyst" / "reports")
+    try:
+        if who.role == COMMUNITY_STAFF:
+            # Staff may be bound by code or by name; the form's rows are named by the community's name.
+            code = community_code(root, who.community or "")
+            out = settings.exports_dir() / "community" / community_folder(code) / "reports"
+            with open_snapshot(root, "community", code) as snap:
+                return write_report(snap.con, loaded, day, who, out, only=communities(root)[code]["name"])
+        with open_snapshot(root, "analyst") as snap:
+            return write_report(snap.con, loaded, day, who, settings.exports_dir() / "analyst" / "reports")
+    except AccessDenied as exc:
+        raise _denied(who, "report", f"{loaded.name} {day}", str(exc)) from exc
 
 
 def dashboard(*, who: Principal | None = None) -> Path:

@@ -87,6 +87,7 @@ def test_community_staff_read_their_community_into_its_own_folder_but_no_dashboa
     records = [(r["action"], r["role"], r["community"], r["outcome"])
                for r in audit_log.tail(100, town.log) if r["action"] != "publish"]
     assert records == [("dashboard", "community_staff", name, "denied"),
+                       ("report", "community_staff", name, "denied"),  # the street-level form
                        ("report", "community_staff", name, "allowed"),
                        ("export", "community_staff", name, "allowed")]
     assert audit_log.tail(1, town.log)[0]["full_values"]  # full phones left in the export
@@ -114,9 +115,6 @@ def test_the_access_file_not_the_environment_decides(published_town, monkeypatch
         (os_user(), "community_staff", name)}
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.report does not record a refused report in the access log: "
-                   "write_report raises AccessDenied (warehouse/reports/workbook.py) and pipeline.report "
-                   "neither catches nor logs it, unlike extract and dashboard (pipeline._denied)")
 def test_a_refused_report_is_logged(published_town):
     town = published_town
     staff = Principal(os_user(), "community_staff", community=town.communities()[0][1])

@@ -219,10 +219,6 @@ def test_a_community_staff_daily_report_is_their_row_and_the_warehouses_figures(
     assert rows[0][header.index("新增热线工单")] == new_tickets
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.report passes who.community as `only` (onenet/pipeline.py, report: "
-                   "write_report(..., only=who.community)) and fill compares it with the community's name, so "
-                   "staff bound by code (as config/access.example.toml binds them) get no community row and "
-                   "an empty total")
 def test_a_staff_report_is_the_same_whether_they_are_bound_by_code_or_by_name(published_town):
     town = published_town
     code, name = town.communities()[0]
