@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 
-.PHONY: setup system-deps demo test lint lock bench clean
+.PHONY: setup system-deps demo test lint lock bench clean data-docs-assets
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ lock: setup
 
 bench: setup
 	$(BIN)/python bench/generate_district.py
+
+# Re-vendor the Data Docs' CSS/JS (pinned npm versions in expectations/data_docs.py) with npm pack.
+data-docs-assets: setup
+	$(BIN)/python -m expectations.data_docs
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

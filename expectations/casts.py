@@ -11,13 +11,14 @@ from typing import Any, ClassVar
 
 from great_expectations.compatibility import pydantic
 from great_expectations.execution_engine import SqlAlchemyExecutionEngine
-from great_expectations.expectations.expectation import ColumnMapExpectation
 from great_expectations.expectations.metrics.map_metric_provider import (
     ColumnMapMetricProvider,
     column_condition_partial,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
+
+from expectations.rendering import SentenceExpectation
 
 # The types staging casts text to; a closed list, since the name is pasted into SQL.
 CAST_TYPES = ("integer", "bigint", "double", "date", "timestamp", "timestamptz")
@@ -49,7 +50,7 @@ class ColumnValuesCastTo(ColumnMapMetricProvider):
         return _TryCast(column, type_name).is_not(None)
 
 
-class ExpectColumnValuesToCastTo(ColumnMapExpectation):
+class ExpectColumnValuesToCastTo(SentenceExpectation):
     """Expect every non-null value of the column to convert to `type_name` (DuckDB TRY_CAST).
 
     Args:
@@ -66,3 +67,7 @@ class ExpectColumnValuesToCastTo(ColumnMapExpectation):
     map_metric = "column_values.cast_to"
     success_keys = ("type_name", "mostly")
     args_keys = ("column", "type_name")
+
+    @classmethod
+    def _sentence(cls, kwargs: dict[str, Any]) -> str:
+        return f"values must convert to {kwargs.get('type_name')}, as staging casts them (nulls are ignored)"

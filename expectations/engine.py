@@ -371,10 +371,24 @@ def validate_table(
 
 
 def build_docs(context: AbstractDataContext) -> Path:
-    """Rebuild the local Data Docs site and return the path of its index.html."""
+    """Rebuild the local Data Docs site and return the path of its index.html.
+
+    The site works offline (its CSS/JS from the vendored files, not CDNs) and a batch that passed
+    with warnings says so instead of GE's "Failed" (expectations/data_docs.py).
+    """
+    # GE re-renders every stored suite: its custom expectations must be registered.
+    import expectations.casts
+    import expectations.identity
+    import expectations.references
+    import expectations.uniqueness  # noqa: F401
+    from expectations.data_docs import localise, mark_warnings
+
     sites = context.build_data_docs()
     url = sites.get("local_site") or next(iter(sites.values()))
-    return Path(url2pathname(urlparse(url).path))
+    index = Path(url2pathname(urlparse(url).path))
+    mark_warnings(context, index)
+    localise(index)
+    return index
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:

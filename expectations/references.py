@@ -7,11 +7,12 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from great_expectations.compatibility import pydantic
 from great_expectations.execution_engine import SqlAlchemyExecutionEngine
-from great_expectations.expectations.expectation import ColumnMapExpectation
 from great_expectations.expectations.metrics.map_metric_provider import (
     ColumnMapMetricProvider,
     column_condition_partial,
 )
+
+from expectations.rendering import SentenceExpectation
 
 
 class ColumnValuesExistInTable(ColumnMapMetricProvider):
@@ -31,7 +32,7 @@ class ColumnValuesExistInTable(ColumnMapMetricProvider):
         return column.in_(ref)
 
 
-class ExpectColumnValuesToExistInTable(ColumnMapExpectation):
+class ExpectColumnValuesToExistInTable(SentenceExpectation):
     """Expect every value of the column to exist in a column of another table (a reference).
 
     Computed in SQL as `column IN (SELECT ref_column FROM ref_table [WHERE ref_where])`; nulls are
@@ -55,3 +56,8 @@ class ExpectColumnValuesToExistInTable(ColumnMapExpectation):
     map_metric = "column_values.exist_in_table"
     success_keys = ("ref_table", "ref_column", "ref_where", "mostly")
     args_keys = ("column", "ref_table", "ref_column")
+
+    @classmethod
+    def _sentence(cls, kwargs: dict[str, Any]) -> str:
+        where = f" where {kwargs['ref_where']}" if kwargs.get("ref_where") else ""
+        return f"values must exist in {kwargs.get('ref_table')}.{kwargs.get('ref_column')}{where} (nulls are ignored)"

@@ -16,11 +16,12 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from great_expectations.compatibility import pydantic
 from great_expectations.execution_engine import SqlAlchemyExecutionEngine
-from great_expectations.expectations.expectation import ColumnMapExpectation
 from great_expectations.expectations.metrics.map_metric_provider import (
     ColumnMapMetricProvider,
     column_condition_partial,
 )
+
+from expectations.rendering import SentenceExpectation
 
 
 class CompoundKeyUnique(ColumnMapMetricProvider):
@@ -43,7 +44,7 @@ class CompoundKeyUnique(ColumnMapMetricProvider):
         return sa.not_(key.in_(repeated))
 
 
-class ExpectCompoundKeyToBeUnique(ColumnMapExpectation):
+class ExpectCompoundKeyToBeUnique(SentenceExpectation):
     """Expect no two rows to share the key (column, *with_columns); rows with a null `column` are skipped.
 
     Args:
@@ -60,3 +61,9 @@ class ExpectCompoundKeyToBeUnique(ColumnMapExpectation):
     map_metric = "column_values.compound_key_unique"
     success_keys = ("with_columns", "mostly")
     args_keys = ("column", "with_columns")
+
+    @classmethod
+    def _sentence(cls, kwargs: dict[str, Any]) -> str:
+        others = list(kwargs.get("with_columns") or [])
+        key = " + ".join(["the column", *others]) if others else "the column"
+        return f"values must be unique: no two rows share the key ({key}); rows with a null column are skipped"
