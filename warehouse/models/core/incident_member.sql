@@ -144,7 +144,7 @@ member_bigrams as (
 
 ),
 
-bigram_weights as (
+bigram_weights as materialized (
 
     -- tf-idf: a bigram in many texts ("尽快", "反映") says little about which problem it is
     select
@@ -208,12 +208,22 @@ candidates as (
 
 ),
 
+candidate_grams as materialized (
+
+    -- the later record's bigrams, per candidate pair. Materialized so the join below is on (record,
+    -- bigram): joined on the bigram alone first, common bigrams ("尽快") pair every text with every
+    -- other, which at district scale filled the disk
+    select pairs.member_uid, pairs.parent_uid, a.gram, a.w
+    from (select distinct member_uid, parent_uid from candidates) as pairs
+    join bigram_weights as a on a.member_uid = pairs.member_uid
+
+),
+
 candidate_dots as (
 
-    select candidates.member_uid, candidates.parent_uid, sum(a.w * b.w) as dot
-    from candidates
-    join bigram_weights as a on a.member_uid = candidates.member_uid
-    join bigram_weights as b on b.member_uid = candidates.parent_uid and b.gram = a.gram
+    select candidate_grams.member_uid, candidate_grams.parent_uid, sum(candidate_grams.w * b.w) as dot
+    from candidate_grams
+    join bigram_weights as b on b.member_uid = candidate_grams.parent_uid and b.gram = candidate_grams.gram
     group by all
 
 ),
