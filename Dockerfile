@@ -2,10 +2,11 @@
 # Build: docker compose build (or: docker build -t onenet-airflow:3.3.2 .)
 FROM apache/airflow:3.3.2-python3.11
 
-# The lock file pins every dependency with hashes, Airflow 3.3.2 itself included, so the image
-# gets exactly what `make setup` installs on a laptop.
-COPY --chown=airflow:0 requirements.lock /opt/onenet/requirements.lock
-RUN pip install --no-cache-dir --require-hashes -r /opt/onenet/requirements.lock
+# The production lock pins every dependency with hashes, Airflow 3.3.2 itself included, at the
+# versions `make setup` installs on a laptop, but without the dev tools (pytest, mypy, ruff):
+# `make lock` writes both, the production one constrained to the development one.
+COPY --chown=airflow:0 requirements.prod.lock /opt/onenet/requirements.prod.lock
+RUN pip install --no-cache-dir --require-hashes -r /opt/onenet/requirements.prod.lock
 
 # The onenet packages themselves (no dependency resolution: the lock already brought them).
 COPY --chown=airflow:0 pyproject.toml README.md /opt/onenet/

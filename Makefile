@@ -38,10 +38,14 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# Re-resolve the lock file after changing dependencies in pyproject.toml.
+# Re-resolve the lock files after changing dependencies in pyproject.toml: requirements.lock for
+# development (with the dev tools), requirements.prod.lock for the image (no pytest, mypy, ruff),
+# constrained to the same versions.
 lock: setup
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
 		--no-header -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra deploy --python-version 3.11 --generate-hashes \
+		--no-header -c requirements.lock -o requirements.prod.lock
 
 bench: setup
 	$(BIN)/python bench/generate_district.py

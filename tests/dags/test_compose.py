@@ -13,7 +13,7 @@ COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8
 SERVICES = COMPOSE["services"]
 AIRFLOW_SERVICES = {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
                     "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer"}
-ONE_SHOT = {"airflow-init"}
+ONE_SHOT = {"airflow-init", "airflow-cli"}  # the CLI runs one command (`docker compose run`)
 
 
 def _env_example_names() -> set[str]:
@@ -38,7 +38,7 @@ def test_the_services_of_a_real_airflow_deployment_are_there():
 def test_the_image_extends_the_official_airflow_with_the_locked_dependencies():
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
     assert re.search(r"^FROM apache/airflow:3\.3\.2-python3\.11$", dockerfile, flags=re.M)
-    assert "--require-hashes -r /opt/onenet/requirements.lock" in dockerfile
+    assert "--require-hashes -r /opt/onenet/requirements.prod.lock" in dockerfile
     assert "--no-deps /opt/onenet" in dockerfile
     for src in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", dockerfile, flags=re.M):
         for path in src.split():
@@ -71,7 +71,8 @@ def test_the_simulators_are_an_optional_demo_reachable_from_the_tasks():
     assert sim["profiles"] == ["demo"]
     # They bind 127.0.0.1 only; tasks run in the scheduler (LocalExecutor), so share its network.
     assert sim["network_mode"] == "service:airflow-scheduler"
-    assert all(not s.get("profiles") for n, s in SERVICES.items() if n != "simulators")  # the rest always runs
+    # the rest always runs, but the debug CLI
+    assert all(not s.get("profiles") for n, s in SERVICES.items() if n not in ("simulators", "airflow-cli"))
 
 
 def test_warehouse_and_exports_are_volumes_and_connections_come_from_the_environment():
@@ -106,3 +107,73 @@ def test_every_host_path_and_variable_named_exists():
         for env_file in service.get("env_file", []):
             path = env_file["path"] if isinstance(env_file, dict) else env_file
             assert env_file.get("required") is False or (REPO / path).exists()
+
+
+# --- issue #16: a production image, a closed api-server, secrets where they are used ----------------
+
+def _pins(path) -> dict[str, str]:
+    return dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^\s\\]+)", (REPO / path).read_text(encoding="utf-8"), re.M))
+
+
+def test_the_image_installs_a_production_lock_without_dev_tools_at_the_development_versions():
+    prod, dev = _pins("requirements.prod.lock"), _pins("requirements.lock")
+    assert not {"pytest", "pytest-timeout", "mypy", "ruff", "check-jsonschema", "types-requests"} & set(prod)
+    assert {"apache-airflow", "great-expectations", "duckdb", "psycopg", "psycopg2-binary", "pymysql"} <= set(prod)
+    assert {name: v for name, v in prod.items() if dev.get(name) != v} == {}  # the same versions as tested
+    assert "--hash=sha256:" in (REPO / "requirements.prod.lock").read_text(encoding="utf-8")
+    assert "requirements.lock" not in (REPO / "Dockerfile").read_text(encoding="utf-8").replace(
+        "requirements.prod.lock", "")
+
+
+def test_the_api_server_listens_on_loopback_unless_opened():
+    (port,) = SERVICES["airflow-apiserver"]["ports"]
+    assert port == "${AIRFLOW_API_BIND:-127.0.0.1}:${AIRFLOW_API_PORT:-8080}:8080"
+    assert "AIRFLOW_API_BIND=127.0.0.1" in (REPO / ".env.example").read_text(encoding="utf-8")
+
+
+def test_secrets_reach_only_the_services_that_use_them():
+    jwt = "AIRFLOW__API_AUTH__JWT_SECRET"
+    with_jwt = {n for n, s in SERVICES.items() if jwt in (s.get("environment") or {})}
+    assert with_jwt == set(AIRFLOW_SERVICES)  # not airflow-init, airflow-cli, simulators, postgres
+    assert {n for n, s in SERVICES.items() if s.get("env_file")} == {"airflow-scheduler"}  # connections: tasks
+    sim = SERVICES["simulators"]["environment"]
+    assert not [k for k in sim if k.startswith("AIRFLOW")] and "ONENET_PSEUDONYM_KEY" not in sim
+    assert not any("POSTGRES_PASSWORD" in str(v) for v in sim.values())
+    # The admin's password: made once by airflow-init on a volume the api-server reads, never logged.
+    for name in ("airflow-init", "airflow-apiserver"):
+        assert "airflow-auth:/opt/airflow/auth" in SERVICES[name]["volumes"], name
+    assert SERVICES["airflow-apiserver"]["environment"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] \
+        == "/opt/airflow/auth/passwords.json"
+    assert "if [ ! -s /opt/airflow/auth/passwords.json ]" in SERVICES["airflow-init"]["command"][1]
+    # The read side's variables (the lead's) stay in the Airflow services' common environment.
+    for name in ("ONENET_DEPLOYMENT", "ONENET_PSEUDONYM_KEY", "ONENET_PUBLISHED", "ONENET_ACCESS_FILE",
+                 "ONENET_ACCESS_LOG", "ONENET_SERVING_URL"):
+        assert name in SERVICES["airflow-scheduler"]["environment"], name
+
+
+def test_an_airflow_cli_debug_profile_like_the_official_compose():
+    cli = SERVICES["airflow-cli"]
+    assert cli["profiles"] == ["debug"] and cli["command"] == ["bash", "-c", "airflow"]
+    assert cli["environment"]["CONNECTION_CHECK_MAX_COUNT"] == "0"
+    assert cli["image"] == SERVICES["airflow-scheduler"]["image"]
+
+
+def test_the_compose_file_is_valid_against_the_compose_spec_offline(tmp_path):
+    """check-jsonschema's vendored compose-spec schema; a dead proxy proves nothing is fetched."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which("check-jsonschema", path=str(REPO / ".venv" / "bin")) or str(
+        REPO / ".venv" / "bin" / "check-jsonschema")
+    offline = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HTTPS_PROXY": "http://127.0.0.1:9",
+               "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+    run = subprocess.run([tool, "--builtin-schema", "vendor.compose-spec", str(REPO / "docker-compose.yml")],
+                         capture_output=True, text=True, timeout=120, env=offline)
+    assert run.returncode == 0 and "ok -- validation done" in run.stdout, run.stdout + run.stderr
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text((REPO / "docker-compose.yml").read_text(encoding="utf-8").replace(
+        "    command: scheduler\n", "    command: scheduler\n    restart_policy: always\n", 1), encoding="utf-8")
+    run = subprocess.run([tool, "--builtin-schema", "vendor.compose-spec", str(broken)],
+                         capture_output=True, text=True, timeout=120, env=offline)
+    assert run.returncode != 0 and "restart_policy" in run.stdout, run.stdout
+
