@@ -4,12 +4,13 @@ by inspecting the SQL: a snapshot holds nothing its audience may not read."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from warehouse.outputs import FORMULA_STARTS, private_umask
+from warehouse.outputs import FILE_MODE, FORMULA_STARTS, private_umask
 
 
 class QueryError(Exception):
@@ -56,15 +57,23 @@ def write_result(table: pa.Table, out: Path) -> None:
 
     if out.suffix not in (".parquet", ".csv"):
         raise QueryError(f"cannot write {out.name}: use a .csv or .parquet file name")
+    # Written beside the target and renamed over it: a new file gets 0640 even where an older,
+    # more open file of that name existed, and a reader never sees half a result.
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
     with private_umask():
         out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix == ".parquet":
-            pq.write_table(table, out)
-            return
-        for i, name in enumerate(table.column_names):
-            column = table.column(i)
-            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                table = table.set_column(i, name, neutralise_column(column))
-        with out.open("wb") as fh:
-            fh.write("\ufeff".encode())
-            pacsv.write_csv(table, fh)
+        try:
+            if out.suffix == ".parquet":
+                pq.write_table(table, tmp)
+            else:
+                for i, name in enumerate(table.column_names):
+                    column = table.column(i)
+                    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                        table = table.set_column(i, name, neutralise_column(column))
+                with tmp.open("wb") as fh:
+                    fh.write("\ufeff".encode())
+                    pacsv.write_csv(table, fh)
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)

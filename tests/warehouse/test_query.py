@@ -148,8 +148,6 @@ def test_results_are_written_as_private_csv_with_bom_and_text_cells_or_parquet(t
         write_result(t, tmp_path / "out.txt")
 
 
-@pytest.mark.xfail(strict=True, reason="write_result (warehouse/query.py) writes into an existing --out file in "
-                   "place: private_umask only shapes new files, so a file that was 0644 stays world-readable")
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_a_result_written_over_an_existing_file_is_private_too(tmp_path, suffix):
     out = tmp_path / f"result{suffix}"
