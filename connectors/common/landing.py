@@ -230,3 +230,18 @@ def land_tombstones(con: duckdb.DuckDBPyConnection, entity: Entity, keys_from: s
         from {keys_from} x
         where not exists (select 1 from current_versions c where {match} and c._is_tombstone)
     """, [load_id, extracted_at, position]).fetchall()[0][0]
+
+
+def late_rows(con: duckdb.DuckDBPyConnection, entity: Entity, load_id: str,
+              watermark: str | None) -> tuple[int, float | None]:
+    """(rows, greatest seconds behind) of the rows load `load_id` landed whose `entity.version`
+    clock is at or behind `watermark`: rows the cursor's overlap or inclusive bound caught late."""
+    if not entity.version or not watermark:
+        return 0, None
+    version = f"try_cast({_quote(entity.version)} as timestamptz)"
+    row = con.execute(f"""
+        select count(*), max(epoch(try_cast(? as timestamptz)) - epoch({version}))
+        from {entity.table}
+        where _load_id = ? and {version} <= try_cast(? as timestamptz)
+    """, [watermark, load_id, watermark]).fetchone()
+    return (int(row[0]), row[1]) if row else (0, None)

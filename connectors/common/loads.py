@@ -19,7 +19,7 @@ from warehouse.db import transaction
 
 from . import freshness
 from .exceptions import ConnectorError
-from .landing import Entity, land
+from .landing import Entity, land, late_rows
 
 
 @dataclass
@@ -163,6 +163,15 @@ class Load:
             if self.reconcile is not None:
                 r.rows_in = self.reconcile.snapshot_rows
                 r.duplicates_skipped = r.rows_in - r.rows_landed
+            elif r.rows_landed:
+                # Rows at or behind the watermark this load started from: the source's clock
+                # handed them out late (the overlap or the inclusive bound caught them).
+                late, behind = late_rows(self.con, self.entity, self.load_id, self.result.watermark_before)
+                if late:
+                    self.con.execute("update meta.loads set late_rows = ?, max_seconds_behind_watermark = ? "
+                                     "where load_id = ?", [late, behind, self.load_id])
+                    self.note(f"{late:,} row(s) arrived at or behind the watermark, the latest "
+                              f"{behind:,.0f} s behind")
             if self.reconcile is not None:
                 tombstones = self.reconcile.land_missing(self)
                 r.rows_in, r.rows_landed = r.rows_in + tombstones, r.rows_landed + tombstones

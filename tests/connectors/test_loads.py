@@ -110,3 +110,37 @@ def test_an_interrupted_load_is_marked(con):
     Load(con, TICKETS).__enter__()  # a process that died after starting its load
     one_load(con, rows(("a", "1", 1)))
     assert con.execute("select status from meta.loads order by started_at").fetchall()[0] == ("interrupted",)
+
+
+def test_a_value_reverted_to_an_earlier_version_lands_again(con):
+    assert one_load(con, rows(("a", "1", 1))).rows_landed == 1
+    assert one_load(con, rows(("a", "1", 2))).rows_landed == 1        # A -> B
+    reverted = one_load(con, rows(("a", "1", 1)))                     # B -> A: equal to an earlier version
+    assert (reverted.rows_landed, reverted.duplicates_skipped) == (1, 0)
+    assert one_load(con, rows(("a", "1", 1))).rows_landed == 0        # A again: the current version
+    seqs = con.execute("select l.load_seq from raw.demo_tickets r join meta.loads l on l.load_id = r._load_id "
+                       "order by r.rowid").fetchall()
+    assert [s for (s,) in seqs] == sorted(s for (s,) in seqs) and len({s for (s,) in seqs}) == 3
+
+
+def test_a_reconciliation_tombstones_what_the_source_lost_and_a_key_may_come_back(con):
+    from connectors.common.reconcile import Reconciliation
+
+    one_load(con, rows(("a", "1", 1), ("b", "1", 2), ("c", "1", 3)))
+
+    def reconcile(table):
+        with Load(con, TICKETS, reconcile=Reconciliation(missing_kind="phantom")) as load:
+            load.add(table, "page 1")
+            return load.finish({})
+
+    r = reconcile(rows(("a", "1", 1), ("c", "1", 30)))
+    assert r.reconciled == {"missed_update": 0, "back_dated": 0, "silent_change": 1, "revert": 0,
+                            "hard_delete": 0, "phantom": 1}
+    assert (r.rows_in, r.rows_landed, r.duplicates_skipped) == (3, 2, 1)  # 2 read + 1 tombstone
+    assert con.execute("select id, _record_hash, _is_tombstone, v from raw.demo_tickets where _load_id = ? "
+                       "order by id", [r.load_id]).fetchall() == [
+        ("b", "tombstone", True, None), ("c", con.execute("select _record_hash from raw.demo_tickets "
+                                                          "where v = 30").fetchone()[0], None, 30)]
+    assert set(reconcile(rows(("a", "1", 1), ("c", "1", 30))).reconciled.values()) == {0}
+    assert one_load(con, rows(("b", "1", 2))).rows_landed == 1  # back in the source: lands again
+    assert reconcile(rows(("a", "1", 1), ("b", "1", 2), ("c", "1", 30))).rows_landed == 0

@@ -229,9 +229,14 @@ def test_the_registry_cursor_reads_the_saved_instant_again_and_the_overlap_befor
                      [_ts(watermark), lower[0][0]])
         lite.execute("update residents set phone = '13900000009', updated_at = ? where resident_id = ?",
                      [_ts(watermark - timedelta(hours=1)), lower[1][0]])
-    landed = {r.entity: r.rows_landed for r in grid_registry.sync(con, conn)}
-    assert landed["residents"] == (1 if seconds == 0 else 2)
+    results = {r.entity: r for r in grid_registry.sync(con, conn)}
+    assert results["residents"].rows_landed == (1 if seconds == 0 else 2)
     assert _state(con, "residents") == state  # the position never moves backwards
+    # How late they arrived is on the load: at the watermark, and an hour behind it.
+    late = con.execute("select late_rows, max_seconds_behind_watermark from meta.loads where load_id = ?",
+                       [results["residents"].load_id]).fetchone()
+    assert late == ((1, 0.0) if seconds == 0 else (2, 3600.0))
+    assert f"{late[0]} row(s) arrived at or behind the watermark" in results["residents"].message
 
 
 def test_onenet_reconcile_prints_each_table_and_the_totals_by_kind(root, tmp_path):

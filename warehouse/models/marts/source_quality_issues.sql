@@ -116,8 +116,10 @@ clock_issues as (
         clock_findings.source || '.' || clock_findings.entity as source,
         clock_findings.record_key,
         persons.person_key,
-        persons.grid_code,
-        persons.community_name,
+        -- for the silo's owner, not for a community's visit list (community.data_issue places
+        -- issues by grid): no grid, no community
+        cast(null as varchar) as grid_code,
+        cast(null as varchar) as community_name,
         clock_findings.found_at as seen_at,
         'updated_at' as field,
         case clock_findings.kind when 'back_dated' then 'back_dated_change' else 'silent_change' end as issue,
