@@ -167,3 +167,29 @@ def test_a_key_repeated_within_one_load_is_quarantined_by_row(con, tmp_path):
     held = con.execute("select json_extract_string(raw_record, '$.ticket_id'), reasons from meta.quarantine").fetchall()
     assert {h[0] for h in held} == {rows[4]["ticket_id"]}
     assert all("expect_compound_key_to_be_unique(ticket_id)" in h[1] for h in held)
+
+
+def test_a_reconciliation_is_no_delivery_its_tombstones_pass_and_no_volume_floor_blocks_it(con, tmp_path):
+    from connectors.common.reconcile import Reconciliation
+
+    for day in range(3):
+        land(con, [ticket(i, updated_at=f"2026-11-0{day + 2}T10:{i % 60:02d}:{i // 60:02d}+08:00")
+                   for i in range(200)])
+        runner.validate(con, "hotline", tmp_path / "gx")
+    # The hotline now serves 199 of the 200 tickets, one of them changed without its clock moving.
+    now = [ticket(i, updated_at=f"2026-11-04T10:{i % 60:02d}:{i // 60:02d}+08:00") for i in range(1, 200)]
+    now[0]["category"] = "市容环境"
+    with Load(con, TICKETS, reconcile=Reconciliation(missing_kind="phantom")) as load:
+        load.add(pa.Table.from_pylist(now), "page 1")
+        r = load.finish({})
+    assert (r.rows_landed, r.reconciled["silent_change"], r.reconciled["phantom"]) == (2, 1, 1)
+    (result,) = runner.validate(con, "hotline", tmp_path / "gx")
+    # Two rows, far below the floor of the deliveries before: a reconciliation is held to none.
+    assert (result.status, result.rows_in, result.rows_passed, result.rows_quarantined) == ("passed", 2, 2, 0)
+    staged = con.execute("select ticket_id, _record_hash = 'tombstone', _is_tombstone, category "
+                         "from staging.hotline_tickets where _validation_run_id = ? order by ticket_id",
+                         [result.run_id]).fetchall()
+    assert staged == [(ticket(0)["ticket_id"], True, True, None), (now[0]["ticket_id"], False, None, "市容环境")]
+    # A delivery as small is still blocked by the floor.
+    land(con, [ticket(7, updated_at="2026-11-09T10:00:00+08:00")])
+    assert runner.validate(con, "hotline", tmp_path / "gx")[0].status == "blocked"
