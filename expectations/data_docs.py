@@ -12,6 +12,7 @@ the newest of those majors on the day they were vendored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -74,7 +75,7 @@ _VENDOR_TAG = re.compile(r"<(?:script|link)\b[^>]*static/vendor/[^>]*>")
 _SRI_ATTRS = re.compile(r"\s+(?:integrity|crossorigin)(?:=(?:\"[^\"]*\"|'[^']*'|[^\s>]*))?")
 
 
-def _local_image(match: re.Match[str], root: Path, page: Path) -> str:
+def _local_image(match: re.Match[str], *, root: Path, page: Path) -> str:
     image = root / "static" / "images" / match.group(1)
     return Path(os.path.relpath(image, page.parent)).as_posix() if image.is_file() else ""
 
@@ -145,7 +146,7 @@ def localise(site_index: Path) -> list[Path]:
                     new = new.replace(quoted, quoted[0] + Path(rel).as_posix() + quoted[0])
         # GE's logo comes from its S3 bucket with the context's id in the query (a tracking
         # request): the site ships the same image under static/images.
-        new = _GE_WEB_ASSET.sub(lambda m, page=page: _local_image(m, root, page), new)
+        new = _GE_WEB_ASSET.sub(functools.partial(_local_image, root=root, page=page), new)
         # A local file is not cross-origin: `crossorigin` would make Chromium refuse it on file://
         # (origin null), and its SRI hash is replaced by MANIFEST.json's check when copying.
         new = _VENDOR_TAG.sub(lambda m: _SRI_ATTRS.sub("", m.group(0)), new)

@@ -241,7 +241,7 @@ def stale_sources(now: datetime, data_until: Mapping[str, datetime | None],
 def task_failed(context: Mapping[str, Any]) -> str:
     """A task failed for good (its retries spent): tell staff which, where and what the data is like."""
     ti = context.get("ti") or context.get("task_instance")
-    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
+    dag_id = str(getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?"))
     source = source_of(dag_id)
     exception = context.get("exception")
     error = f"{type(exception).__name__}: {exception}" if exception else "任务失败（见任务日志）"

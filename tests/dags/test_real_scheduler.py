@@ -177,6 +177,11 @@ def test_the_scheduler_runs_a_source_dag_end_to_end(metadata_db, village, onenet
         "ONENET_WAREHOUSE": str(warehouse),
         "ONENET_GX_DIR": str(tmp_path / "gx"),
     })
+    # The group robot staff read, on loopback: the 07:00 extract's deadline alert comes here.
+    from tests.dags.test_alerts import Robot
+
+    robot = Robot()
+    env["AIRFLOW_CONN_ONENET_ALERTS"] = robot.uri()
     logs = tmp_path / "logs"
     logs.mkdir()
     airflow = Airflow(env, logs)
@@ -257,9 +262,22 @@ def test_the_scheduler_runs_a_source_dag_end_to_end(metadata_db, village, onenet
         assert (api_state, api_logical, api_type) == ("success", None, "manual"), (api_tis, airflow.tail("scheduler"))
         assert api_tis == {"sync": "success", "validate": "success", "publish": "skipped"}
         assert _xcom(meta, api_run, "sync")["rows_landed"] == 0
+        rest_done = time.monotonic()
+        # The 07:00 extract's deadline (its logical date + 1 h): a run of two hours ago, left queued on
+        # the paused DAG, has missed it; the scheduler queues the callback, the LocalExecutor runs it.
+        from datetime import UTC, timedelta
+
+        seven = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
+        airflow.cli("dags", "trigger", "onenet_daily_extract", "--logical-date", seven.isoformat())
+
+        def alerted():
+            return [t for t in robot.texts() if "未按时完成" in t]
+        (text,) = _wait("the deadline alert of onenet_daily_extract", alerted, airflow, deadline, every=2.0)
+        assert "DAG：onenet_daily_extract" in text and "07:00 社区日报导出：截至" in text, text
         finished_at = time.monotonic()
     finally:
         airflow.stop()
+        robot.close()
 
     # The tasks ran in worker processes; the warehouse holds what they landed and validated.
     con = duckdb.connect(str(warehouse), read_only=True)
@@ -283,5 +301,5 @@ def test_the_scheduler_runs_a_source_dag_end_to_end(metadata_db, village, onenet
             con.close()
     print(f"\nreal scheduler: migrate {migrated - began:.1f} s, parsed after {was_parsed - migrated:.1f} s, "
           f"trigger to both runs done {ran - was_parsed:.1f} s, merge {merged_at - ran:.1f} s, "
-          f"REST-triggered run {finished_at - merged_at:.1f} s, "
+          f"REST-triggered run {rest_done - merged_at:.1f} s, deadline alert {finished_at - rest_done:.1f} s, "
           f"total {time.monotonic() - began:.1f} s; residents raw {raw}, staged {staged}")
