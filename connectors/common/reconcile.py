@@ -85,6 +85,7 @@ class Reconciliation:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="reconcile")
         self._cursor = con.cursor()
         cursor = self._cursor
+        cursor.execute("set timezone = 'UTC'")  # as the warehouse connection: text without an offset is UTC
         self._raw = self._pool.submit(lambda: cursor.execute(current_versions_sql(entity)).to_arrow_table())
 
     def add_page(self, load: Load, rows: pa.Table) -> None:
