@@ -148,11 +148,16 @@ def simulators_advance(root: Path | None, to_day: int | None, days: int) -> None
 @click.option("--full-refresh", is_flag=True,
               help="Read everything again and land the difference with raw, deletes included (the registry "
                    "and the APIs reconcile, see `onenet reconcile`); the cursor restarts from this read.")
-def sync_command(source: str, full_refresh: bool) -> None:
+@click.option("--retry-file", metavar="NAME", default=None,
+              help="health_codes only: read this file of the drop again, e.g. one set aside as unreadable "
+                   "(meta.quarantined_files) once it has been fixed.")
+def sync_command(source: str, full_refresh: bool, retry_file: str | None) -> None:
     """Sync a source (or all four) from its system into the warehouse's raw layer."""
     from connectors.common.exceptions import ConnectorError
     from onenet import pipeline
 
+    if retry_file is not None and source != "health_codes":
+        raise click.BadParameter("applies to `onenet sync health_codes` only", param_hint="--retry-file")
     sources = list(pipeline.SOURCES) if source == "all" else [source]
     failed: list[str] = []  # one reason per failed source
     with _progress() as progress:
@@ -166,7 +171,8 @@ def sync_command(source: str, full_refresh: bool) -> None:
                     # reconcile (land exactly the difference) and restart the cursor.
                     pipeline.reconcile(name, reset_cursor=True, on_result=lambda r: click.echo(r.summary()))
                 else:
-                    pipeline.sync(name, full_refresh=full_refresh, on_result=lambda r: click.echo(r.summary()))
+                    pipeline.sync(name, full_refresh=full_refresh, retry_file=retry_file,
+                                  on_result=lambda r: click.echo(r.summary()))
             except ConnectorError as exc:
                 failed.append(str(exc))
             progress.advance(task)

@@ -59,16 +59,23 @@ def _open_warehouse(step: str) -> duckdb.DuckDBPyConnection:
             time.sleep(0.5)
 
 
-def sync(source: str, *, full_refresh: bool = False,
+def sync(source: str, *, full_refresh: bool = False, retry_file: str | None = None,
          on_result: Callable[[LoadResult], None] | None = None) -> list[LoadResult]:
-    """Sync one source into the raw layer of the warehouse; raise ConnectorError if it failed."""
+    """Sync one source into the raw layer of the warehouse; raise ConnectorError if it failed.
+
+    `retry_file` (health_codes only): read that file of the drop again, e.g. one set aside as
+    unreadable once it has been fixed in place.
+    """
     if source not in SOURCES:
         raise ConnectorError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)} or 'all'")
+    if retry_file is not None and source != "health_codes":
+        raise ConnectorError(f"{source}: --retry-file applies to the health_codes file drop only")
     conn = connection(settings.CONN_IDS[source], lambda: settings.embedded_uri(source))
     module = importlib.import_module(f"connectors.{source}")
     con = _open_warehouse(source)
     try:
-        results: list[LoadResult] = module.sync(con, conn, full_refresh=full_refresh)
+        options = {"retry_file": retry_file} if retry_file is not None else {}
+        results: list[LoadResult] = module.sync(con, conn, full_refresh=full_refresh, **options)
     finally:
         con.close()
     for r in results:

@@ -46,6 +46,11 @@ DATA_TIME: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+def now() -> datetime:
+    """This machine's clock (UTC): what "the future" is measured against. Tests replace it."""
+    return datetime.now(UTC)
+
+
 def record_loads(con: duckdb.DuckDBPyConnection, source: str, entity: str, table: str) -> None:
     """Write meta.load_data_times for every succeeded load of `source.entity` that landed rows and
     has none yet: the load just finished and, once after an upgrade, the loads before it.
@@ -83,7 +88,7 @@ def record_loads(con: duckdb.DuckDBPyConnection, source: str, entity: str, table
     """, [pending, source, entity])
 
 
-def capped_watermark(watermark: str | None, now: datetime | None = None) -> tuple[str | None, str | None]:
+def capped_watermark(watermark: str | None, at: datetime | None = None) -> tuple[str | None, str | None]:
     """(the watermark to save, a note or None): a watermark beyond now + TOLERANCE is cut back to it.
 
     A watermark is a date ('YYYY-MM-DD', compared in Beijing time) or an ISO-8601 instant; anything
@@ -91,8 +96,7 @@ def capped_watermark(watermark: str | None, now: datetime | None = None) -> tupl
     """
     if not isinstance(watermark, str):
         return watermark, None
-    now = now or datetime.now(UTC)
-    latest = now + TOLERANCE
+    latest = (at or now()) + TOLERANCE
     try:
         if len(watermark) == 10:
             day = date.fromisoformat(watermark)

@@ -72,7 +72,8 @@ class Load:
     take back what was landed since a mark, e.g. a file found unreadable half-way.
     """
 
-    _eager = False  # land each batch when added (land_as_added)
+    _eager = False  # land batches as they are added (land_as_added)
+    _eager_rows = 0  # ... once this many rows are waiting
     _open = False   # the load's transaction is open (eager landing began it)
 
     def __init__(self, con: duckdb.DuckDBPyConnection, entity: Entity, *, full_refresh: bool = False,
@@ -124,7 +125,7 @@ class Load:
         self._batches.append(rows.append_column("_source_position", pos))
         if self.reconcile is not None:
             self.reconcile.add_page(self, rows)
-        if self._eager:
+        if self._eager and sum(b.num_rows for b in self._batches) >= self._eager_rows:
             self._land_batches()
 
     def quarantine(self, position: str, raw_record: str | None, reason: str, rule: str = "unreadable") -> None:
@@ -144,6 +145,8 @@ class Load:
         """Land everything added, record the load and save `state`, all in one transaction."""
         r = self.result
         state = {**state, "watermark": watermark if watermark is not None else self.state.get("watermark")}
+        if self._eager and self._batches:
+            self._land_batches()  # the last rows waiting; this opens the load's transaction if need be
         state["watermark"], capped = freshness.capped_watermark(state["watermark"])
         if capped:
             self.note(capped)
@@ -225,15 +228,21 @@ class Load:
 
     # --- landing as batches are added (sources too large for memory) ---------------------------
 
-    def land_as_added(self) -> None:
-        """Land each batch when it is added instead of at finish(), in the load's one transaction."""
+    def land_as_added(self, min_rows: int = 0) -> None:
+        """Land batches as they are added (once `min_rows` are waiting) instead of all at finish(),
+        in the load's one transaction. DuckDB writes an uncommitted insert to the database file
+        only in whole row groups of a large insert (a few hundred thousand rows, not fewer), and
+        keeps smaller ones in memory: `min_rows` of about 300,000 keeps memory flat."""
         if getattr(self, "reconcile", None) is not None:
             raise ConnectorError(f"{self.entity.source}.{self.entity.name}: a reconciliation compares the whole "
                                  "state at finish(); it cannot land as it goes")
         self._eager = True
+        self._eager_rows = min_rows
 
     def mark(self) -> tuple[int, int, int, int, int]:
         """Where the load stands: give it to undo() to take back what is landed after it."""
+        if self._eager and self._batches:
+            self._land_batches()  # what came before the mark is landed: undo() never touches it
         r = self.result
         return r.rows_in, r.rows_landed, r.duplicates_skipped, len(self._quarantine), len(self._batches)
 

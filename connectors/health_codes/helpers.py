@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
 import struct
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import duckdb
 import pyarrow as pa
@@ -23,13 +24,13 @@ import pyarrow.csv as pacsv
 from connectors.common.config import Connection
 from connectors.common.exceptions import (
     ConfigurationError,
-    ConnectorError,
     SchemaDrift,
     SourceUnavailable,
 )
 from connectors.common.landing import record_hash_sql
 
 from . import settings
+from .exceptions import UnreadableFile
 
 BOM = b"\xef\xbb\xbf"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -69,6 +70,7 @@ class DropFile:
     resend: bool
     size: int
     mtime_ns: int
+    ctime_ns: int = 0  # the inode's change time: moves on any write, even one that restores the mtime
 
     @property
     def name(self) -> str:
@@ -98,11 +100,13 @@ def parse_name(name: str) -> tuple[str, bool] | None:
 
 
 def scan(folder: Path, known: dict[str, dict[str, Any]], stable_seconds: float,
-         sleep: Callable[[float], None] = time.sleep) -> Scan:
+         sleep: Callable[[float], None] = time.sleep, *, compare_ctime: bool = False) -> Scan:
     """The export files that are new or changed since `known` (name -> size, mtime_ns) and stable.
 
     A file counts as stable when its size and mtime are the same in two looks `stable_seconds`
     apart; an upload in progress changes one of them. Hidden names (".x.part") are skipped.
+    `compare_ctime` (the nightly re-check) also takes a file whose inode change time moved: a
+    rewrite that restored the old mtime (cp -p, rsync -t) still moves it.
     """
     found = Scan()
     first: dict[Path, tuple[str, bool, int, int]] = {}
@@ -118,7 +122,8 @@ def scan(folder: Path, known: dict[str, dict[str, Any]], stable_seconds: float,
         except FileNotFoundError:
             continue  # moved away between listing and looking
         seen = known.get(path.name) or {}
-        if seen.get("size") == st.st_size and seen.get("mtime_ns") == st.st_mtime_ns:
+        if seen.get("size") == st.st_size and seen.get("mtime_ns") == st.st_mtime_ns and (
+                not compare_ctime or seen.get("ctime_ns") == st.st_ctime_ns):
             found.unchanged += 1
             continue
         first[path] = (*parsed, st.st_size, st.st_mtime_ns)
@@ -134,7 +139,7 @@ def scan(folder: Path, known: dict[str, dict[str, Any]], stable_seconds: float,
             found.waiting.append(f"{path.name}: still being written (size or mtime changed within "
                                  f"{stable_seconds:g} s); left for the next sync")
             continue
-        found.ready.append(DropFile(path, export_date, resend, size, mtime_ns))
+        found.ready.append(DropFile(path, export_date, resend, size, mtime_ns, st.st_ctime_ns))
     # Originals before their re-sends, so a re-send is recognised as one.
     found.ready.sort(key=lambda f: (f.export_date, f.resend, f.mtime_ns, f.name))
     return found
@@ -142,9 +147,16 @@ def scan(folder: Path, known: dict[str, dict[str, Any]], stable_seconds: float,
 
 # --- one file -----------------------------------------------------------------------------------
 
+def set_aside(file_name: str) -> str:
+    """The end of every message about a file that cannot be read at all: what happened, what to do."""
+    return (f"the file was set aside (meta.quarantined_files) and the rest of the drop was landed — ask the "
+            f"platform to re-export it; a replaced file is read again by the next sync, or run "
+            f"`onenet sync health_codes --retry-file {file_name}`")
+
+
 @dataclass
 class Export:
-    """One file read: its rows as text, the line of each row, and the lines that could not be read."""
+    """One file read whole: its rows as text, the line of each row, and the lines that could not be read."""
 
     table: pa.Table                      # landing columns, all text
     lines: pa.Array                      # int64: CSV physical line / XLSX row number of each row
@@ -152,38 +164,301 @@ class Export:
     notes: list[str] = field(default_factory=list)
 
 
-def read_export(file_name: str, data: bytes, *, young: bool) -> Export:
-    """Read one export file's bytes: XLSX by its zip signature, anything else as CSV.
+@dataclass
+class Chunk:
+    """Part of a file: rows as text (times normalised), the line of each, the lines that could not be read."""
+
+    table: pa.Table
+    lines: pa.Array
+    bad: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one pass over a file's bytes tells before it is read: its identity, format and encoding."""
+
+    sha256: str
+    size: int
+    is_zip: bool
+    bom: bool
+    utf8: bool                 # valid UTF-8 as a whole (after a BOM); False for a zip
+    ends_with_newline: bool
+    blank: bool                # nothing but white space (and a BOM)
+    head: bytes                # the first bytes (hints: UTF-16)
+
+
+class MixedEncoding(Exception):  # noqa: N818 - a signal to the caller, not a failure
+    """A GB18030 file turned out to hold lines that decode only one by one, after rows of it were
+    given out: read it again from the start, line by line (mode='by-line')."""
+
+
+Opener = Callable[[], BinaryIO]
+
+
+def probe(opener: Opener, block_size: int = settings.READ_BLOCK_BYTES) -> Probe:
+    """One streaming pass over a file's bytes: sha256, size, zip signature, BOM, UTF-8 validity."""
+    digest = hashlib.sha256()
+    size, head, last, carry = 0, b"", b"", b""
+    utf8: bool | None = None
+    with opener() as source:
+        while block := source.read(block_size):
+            digest.update(block)
+            if utf8 is None:  # the first block
+                head = block[:4096]
+                utf8 = not block.startswith(ZIP_MAGIC)
+                text = block[len(BOM):] if block.startswith(BOM) else block
+            else:
+                text = block
+            size += len(block)
+            last = block[-1:]
+            if utf8:
+                # Whole lines at a time: a line break never falls inside a UTF-8 character.
+                data = carry + text if carry else text
+                cut = data.rfind(b"\n") + 1
+                utf8 = _is_utf8(memoryview(data)[:cut]) if cut else True
+                carry = data[cut:]
+    if utf8 and carry:
+        utf8 = _is_utf8(carry)
+    bom = head.startswith(BOM)
+    return Probe(digest.hexdigest(), size, head.startswith(ZIP_MAGIC), bom, bool(utf8), last == b"\n",
+                 size < 4096 and not head.removeprefix(BOM).strip(), head)
+
+
+def _line_blocks(source: BinaryIO, block_size: int) -> Iterator[tuple[bytes, int, int]]:
+    """(bytes, number of their first line, offset of their first byte): whole lines, about
+    `block_size` bytes at a time. Bytes after the last line break come last, on their own."""
+    carry, line, offset = b"", 1, 0
+    while block := source.read(block_size):
+        data = carry + block if carry else block
+        cut = data.rfind(b"\n") + 1
+        if not cut:
+            carry = data
+            continue
+        whole = data[:cut] if cut < len(data) else data
+        yield whole, line, offset
+        line += whole.count(b"\n")
+        offset += cut
+        carry = data[cut:]
+    if carry:
+        yield carry, line, offset
+
+
+class ExportReader:
+    """Reads one export file in chunks (whole lines of a CSV, rows of an XLSX), so memory stays
+    bounded whatever the file's size. Iterate `chunks()`; afterwards `rows`, `bad_lines`, `notes`.
 
     `young` (modified recently) turns signs of an unfinished upload into NotReady; on an old file
-    the same signs fail the load (ConnectorError) naming the file, or are read as they are.
+    the same signs raise UnreadableFile naming the file, line and byte, or are read as they are.
     """
-    # Only a short file can be blank; stripping a big one just to look would copy it.
-    if len(data) < 4096 and not data.removeprefix(BOM).strip():
-        if young and not data:
-            raise NotReady("empty so far")
-        return Export(_empty_table(), pa.array([], pa.int64()), notes=[f"{file_name}: empty file; no rows"])
-    if data.startswith(ZIP_MAGIC):
-        export = read_xlsx(file_name, data, young=young)
-    else:
-        if young and not data.endswith(b"\n"):
-            raise NotReady("does not end in a line break yet")
-        notes: list[str] = []
-        body = to_utf8(file_name, data, young=young, notes=notes)
-        # An old CSV without its final line break: the upload may have stopped inside that last
-        # line, and a cut line can still have every field (a value cut short). It is held back,
-        # not landed as if whole; the other lines land, and a re-sent whole file lands it.
-        last = body.rfind(b"\n")
-        cut = body[last + 1:] if not body.endswith(b"\n") and last >= 0 and body[last + 1:].strip() else b""
-        export = read_csv(file_name, body[:last + 1] if cut else body)
-        if cut:
-            export.bad.append((body.count(b"\n") + 1, cut.decode("utf-8", errors="replace").rstrip("\r"),
-                               "the file ends inside this line (no final line break), so it may be cut off"))
-        export.notes[:0] = notes
-    export.table = normalise_times(export.table)
-    if export.table.num_rows == 0 and not export.bad:
-        export.notes.append(f"{file_name}: header only; no rows")
-    return export
+
+    def __init__(self, file_name: str, opener: Opener, found: Probe, *, young: bool, mode: str | None = None,
+                 block_size: int = settings.READ_BLOCK_BYTES, chunk_rows: int = settings.XLSX_CHUNK_ROWS):
+        self.file_name, self.opener, self.probe, self.young = file_name, opener, found, young
+        self.mode = mode            # 'utf-8', 'gb18030' or 'by-line'; None: decided from the probe
+        self.block_size, self.chunk_rows = block_size, chunk_rows
+        self.names: list[str] = list(settings.HEADERS.values())
+        self.rows = 0
+        self.bad_lines: list[int] = []
+        self.notes: list[str] = []
+        self._gb_lines: list[int] = []
+        self._given = False         # a chunk was given out: a change of decoding needs a restart
+
+    def chunks(self) -> Iterator[Chunk]:
+        """The file's rows, chunk by chunk. Raises NotReady, UnreadableFile, SchemaDrift or MixedEncoding."""
+        name = self.file_name
+        if self.probe.blank:
+            if self.young and self.probe.size == 0:
+                raise NotReady("empty so far")
+            self.notes.append(f"{name}: empty file; no rows")
+            return
+        if self.probe.is_zip:
+            parts = self._xlsx_chunks()
+        else:
+            if self.young and not self.probe.ends_with_newline:
+                raise NotReady("does not end in a line break yet")
+            parts = self._csv_chunks()
+        for chunk in parts:
+            chunk.table = normalise_times(chunk.table)
+            self.rows += chunk.table.num_rows
+            self.bad_lines.extend(line for line, _, _ in chunk.bad)
+            self._given = True
+            yield chunk
+        if self._gb_lines:
+            self.notes.insert(0, f"{name}: mixed encodings — UTF-8 with line(s) in GB18030 read as GB18030: "
+                              + ", ".join(map(str, self._gb_lines[:10])) + (" …" if len(self._gb_lines) > 10 else ""))
+        if self.rows == 0 and not self.bad_lines:
+            self.notes.append(f"{name}: header only; no rows")
+
+    # --- CSV
+
+    def utf8_blocks(self) -> Iterator[tuple[bytes, int, int, bool]]:
+        """(UTF-8 bytes, first line, byte offset, is the tail without a final line break) of the
+        file's whole lines, BOM removed. GB18030 covers GBK.
+
+        A file whose Chinese header is UTF-8 but which is not UTF-8 as a whole (a UTF-8 file to
+        which a GB18030 system appended lines), or whose lines do not all decode as GB18030, is read
+        line by line: a line valid as UTF-8 is UTF-8, any other GB18030.
+        """
+        p = self.probe
+        if self.mode is None:
+            self.mode = "utf-8" if p.utf8 else "by-line" if p.bom else "gb18030"
+        with self.opener() as source:
+            for data, line, offset in _line_blocks(source, self.block_size):
+                tail = not data.endswith(b"\n")
+                if offset == 0 and p.bom:
+                    data, offset = data[len(BOM):], len(BOM)
+                if offset <= len(BOM) and self.mode == "gb18030":
+                    header = data[: data.find(b"\n")] if not tail else data
+                    if _is_utf8(header) and not header.isascii():
+                        self.mode = "by-line"  # a UTF-8 Chinese header: GB18030 might "decode" UTF-8 lines wrongly
+                yield self._decode(data, line, offset, tail), line, offset, tail
+
+    def _decode(self, data: bytes, line: int, offset: int, tail: bool) -> bytes:
+        if self.mode == "utf-8":
+            return data
+        if self.mode == "gb18030":
+            try:
+                return data.decode("gb18030").encode("utf-8")
+            except UnicodeDecodeError as exc:
+                if self.young and not tail:
+                    raise NotReady(f"bytes at offset {offset + exc.start} do not decode yet") from exc
+                if tail:  # a cut last line is held back anyway: keep what decodes
+                    return data.decode("gb18030", errors="replace").encode("utf-8")
+                if self._given:
+                    raise MixedEncoding(self.file_name) from exc
+                self.mode = "by-line"  # nothing given out yet: go on line by line from here
+        mixed, gb_lines, start, end = _decode_by_line(data)
+        if mixed is None:
+            if tail:
+                return data.decode("utf-8", errors="replace").encode("utf-8")
+            if self.young:
+                raise NotReady(f"bytes at offset {offset + start} do not decode yet")
+            raise self._undecodable(data, line, offset, start, end)
+        self._gb_lines.extend(line - 1 + n for n in gb_lines)
+        return mixed
+
+    def _undecodable(self, data: bytes, line: int, offset: int, start: int, end: int) -> UnreadableFile:
+        bad_line = line + data.count(b"\n", 0, start)
+        head = self.probe.head
+        hint = (" (it looks like UTF-16: re-export it as GB18030 or UTF-8)"
+                if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head[:64] else "")
+        encoding = "utf-8-sig" if self.probe.bom else "gb18030"
+        return UnreadableFile(
+            f"{settings.SOURCE}: {self.file_name} line {bad_line}: bytes {data[start:end + 3].hex(' ')} at offset "
+            f"{offset + start} are not valid {encoding} (nor UTF-8){hint}; {set_aside(self.file_name)}",
+            line=bad_line, byte_offset=offset + start)
+
+    def _csv_chunks(self) -> Iterator[Chunk]:
+        names: list[str] | None = None
+        for body, line, _, tail in self.utf8_blocks():
+            if names is None:  # the first block starts with the header line
+                end = body.find(b"\n")
+                header = (body[:end] if end >= 0 else body).rstrip(b"\r").decode("utf-8")
+                names = self.names = _csv_header(self.file_name, header)
+                body, line = (body[end + 1:] if end >= 0 else b""), line + 1
+                if not body:
+                    continue
+            if tail:
+                if body.strip():
+                    # An old CSV without its final line break: the upload may have stopped inside this
+                    # line, and a cut line can still have every field (a value cut short). It is held
+                    # back, not landed as if whole; a re-sent whole file lands it.
+                    yield Chunk(_empty_table(names), pa.array([], pa.int64()), [(
+                        line, body.decode("utf-8", errors="replace").rstrip("\r"),
+                        "the file ends inside this line (no final line break), so it may be cut off")])
+                continue
+            yield _parse_csv(names, body, line)
+
+    # --- XLSX
+
+    def _xlsx_chunks(self) -> Iterator[Chunk]:
+        import openpyxl  # only XLSX days need it; keeps CSV-only runs light
+
+        name = self.file_name
+        try:
+            with self.opener() as source, zipfile.ZipFile(source) as archive:
+                damaged = archive.testzip()
+            if damaged:
+                raise zipfile.BadZipFile(f"member {damaged} fails its CRC check")
+        except (zipfile.BadZipFile, EOFError) as exc:
+            if self.young:
+                raise NotReady("not a complete XLSX (zip) yet") from exc
+            raise UnreadableFile(f"{settings.SOURCE}: {name} starts like an XLSX but is not a valid zip ({exc}); "
+                                 f"{set_aside(name)} (or ask for the file again)") from exc
+        with self.opener() as source:
+            try:
+                book = openpyxl.load_workbook(source, read_only=True, data_only=True)
+            except Exception as exc:  # openpyxl raises many types for a zip that is not a workbook
+                raise UnreadableFile(f"{settings.SOURCE}: {name} is a zip but not a readable workbook ({exc}); "
+                                     f"{set_aside(name)} (or ask for the file again)") from exc
+            try:
+                yield from self._sheet_chunks(book)
+            finally:
+                book.close()
+
+    def _sheet_chunks(self, book: Any) -> Iterator[Chunk]:
+        name = self.file_name
+        if settings.SHEET_NAME in book.sheetnames:
+            sheet = book[settings.SHEET_NAME]
+        else:
+            sheet = book.worksheets[0]
+            self.notes.append(f"{name}: no sheet {settings.SHEET_NAME!r}; read the first sheet {sheet.title!r}")
+        rows = sheet.iter_rows(values_only=True)
+        header = list(next(rows, None) or ())
+        while header and header[-1] is None:
+            header.pop()
+        if not header:
+            self.notes.append(f"{name}: empty sheet; no rows")
+            return
+        names = self.names = column_names(name, [None if h is None else str(h) for h in header])
+        width = len(names)
+        columns: list[list[str | None]] = [[] for _ in range(width)]
+        numbers: list[int] = []
+        bad: list[tuple[int, str, str]] = []
+        for number, row in enumerate(rows, start=2):
+            if all(v is None for v in row):
+                continue  # openpyxl pads gaps and trailing rows with empty ones
+            if any(v is not None for v in row[width:]):
+                raw = json.dumps([cell_text(v) for v in row], ensure_ascii=False)
+                bad.append((number, raw, f"values beyond the {width} headed columns"))
+                continue
+            for i in range(width):
+                columns[i].append(cell_text(row[i]) if i < len(row) else None)
+            numbers.append(number)
+            if len(numbers) >= self.chunk_rows:
+                yield _xlsx_chunk(names, columns, numbers, bad)
+                columns, numbers, bad = [[] for _ in range(width)], [], []
+        if numbers or bad:
+            yield _xlsx_chunk(names, columns, numbers, bad)
+
+
+def _xlsx_chunk(names: list[str], columns: list[list[str | None]], numbers: list[int],
+                bad: list[tuple[int, str, str]]) -> Chunk:
+    table = pa.table({n: pa.array(c, pa.string()) for n, c in zip(names, columns, strict=True)})
+    return Chunk(table, pa.array(numbers, pa.int64()), bad)
+
+
+def read_file(file_name: str, opener: Opener, *, young: bool, found: Probe | None = None) -> Export:
+    """A whole file read into one Export (small files and tests); the connector streams chunks instead."""
+    found = found or probe(opener)
+    mode = None
+    while True:
+        reader = ExportReader(file_name, opener, found, young=young, mode=mode)
+        try:
+            chunks = list(reader.chunks())
+        except MixedEncoding:
+            mode = "by-line"
+            continue
+        break
+    tables = [c.table for c in chunks] or [_empty_table(reader.names)]
+    table = pa.concat_tables(tables, promote_options="permissive")
+    lines = pa.concat_arrays([c.lines for c in chunks]) if chunks else pa.array([], pa.int64())
+    return Export(table, lines, [b for c in chunks for b in c.bad], reader.notes)
+
+
+def read_export(file_name: str, data: bytes, *, young: bool) -> Export:
+    """Read one export file's bytes whole: XLSX by its zip signature, anything else as CSV."""
+    return read_file(file_name, lambda: io.BytesIO(data), young=young)
 
 
 def detect_encoding(data: bytes) -> str:
@@ -194,42 +469,22 @@ def detect_encoding(data: bytes) -> str:
 
 
 def to_utf8(file_name: str, data: bytes, *, young: bool = False, notes: list[str] | None = None) -> bytes:
-    """The file's text as UTF-8 bytes (BOM removed); GB18030 covers GBK. Undecodable: see read_export.
-
-    A file whose Chinese header is UTF-8 but which is not UTF-8 as a whole (a UTF-8 file to which
-    a GB18030 system appended lines), or that decodes as neither as a whole, is read line by line:
-    a line valid as UTF-8 is UTF-8, any other GB18030; which lines were GB18030 goes to `notes`.
-    """
-    encoding = detect_encoding(data)
-    if encoding == "utf-8":
-        return data
-    if encoding == "utf-8-sig" and _is_utf8(data[3:]):
-        return data[3:]
-    body = data.removeprefix(BOM)
-    header = body[: body.find(b"\n")]
-    try:
-        if encoding == "utf-8-sig" or (_is_utf8(header) and not header.isascii()):
-            # The Chinese header is UTF-8 but the file is not: lines in another encoding were added.
-            # Decoding the whole file as GB18030 might "succeed" into other characters; go by line.
-            raise UnicodeDecodeError("utf-8", b"", 0, 1, "UTF-8 header, not UTF-8 as a whole")
-        return data.decode(encoding).encode("utf-8")
-    except UnicodeDecodeError as exc:
-        if young:
-            raise NotReady(f"bytes at offset {exc.start} do not decode yet") from exc
-        mixed, line, start, end = _decode_by_line(body)
-        if mixed is not None:
-            if notes is not None and line:
-                notes.append(f"{file_name}: mixed encodings — UTF-8 with line(s) in GB18030 read as GB18030: "
-                             + ", ".join(map(str, line[:10])) + (" …" if len(line) > 10 else ""))
-            return mixed
-        offset = start + (3 if data.startswith(BOM) else 0)
-        bad_line = data.count(b"\n", 0, offset) + 1
-        hint = (" (it looks like UTF-16: re-export it as GB18030 or UTF-8)"
-                if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:64] else "")
-        raise ConnectorError(
-            f"{settings.SOURCE}: {file_name} line {bad_line}: bytes {data[offset:offset + end - start + 3].hex(' ')} "
-            f"at offset {offset} are not valid {encoding} (nor UTF-8){hint}; nothing of this load was landed — ask "
-            "the platform to re-export the file, or move it out of the drop folder") from exc
+    """The file's text as UTF-8 bytes (BOM removed), decoded as ExportReader decodes it."""
+    opener = lambda: io.BytesIO(data)  # noqa: E731
+    found = probe(opener)
+    mode = None
+    while True:
+        reader = ExportReader(file_name, opener, found, young=young, mode=mode)
+        try:
+            text = b"".join(block for block, _, _, _ in reader.utf8_blocks())
+        except MixedEncoding:
+            mode = "by-line"
+            continue
+        break
+    if notes is not None and reader._gb_lines:
+        notes.append(f"{file_name}: mixed encodings — UTF-8 with line(s) in GB18030 read as GB18030: "
+                     + ", ".join(map(str, reader._gb_lines[:10])) + (" …" if len(reader._gb_lines) > 10 else ""))
+    return text
 
 
 def _decode_by_line(data: bytes) -> tuple[bytes | None, list[int], int, int]:
@@ -251,7 +506,7 @@ def _decode_by_line(data: bytes) -> tuple[bytes | None, list[int], int, int]:
     return b"\n".join(out), gb_lines, 0, 0
 
 
-def _is_utf8(data: bytes) -> bool:
+def _is_utf8(data: bytes | memoryview) -> bool:
     # Arrow's validator is SIMD: far faster than decoding into a Python str just to check.
     array = pa.LargeStringArray.from_buffers(1, pa.py_buffer(struct.pack("<qq", 0, len(data))), pa.py_buffer(data))
     try:
@@ -259,6 +514,15 @@ def _is_utf8(data: bytes) -> bool:
     except pa.ArrowInvalid:
         return False
     return True
+
+
+def _csv_header(file_name: str, header_line: str) -> list[str]:
+    try:
+        headers = next(csv.reader([header_line], strict=True))
+    except csv.Error as exc:
+        raise SchemaDrift(f"{settings.SOURCE}: {file_name} line 1: the header cannot be parsed ({exc}); "
+                          f"{set_aside(file_name)}") from exc
+    return column_names(file_name, headers)
 
 
 def column_names(file_name: str, headers: Sequence[str | None]) -> list[str]:
@@ -273,29 +537,19 @@ def column_names(file_name: str, headers: Sequence[str | None]) -> list[str]:
         raise SchemaDrift(
             f"{settings.SOURCE}: {file_name} line 1: required header {missing[0]!r} is missing"
             + (f" (also {', '.join(map(repr, missing[1:]))})" if missing[1:] else "")
-            + f"; headers found: {found}. Nothing of this load was landed — ask the platform to re-export the "
-            "file with the standard headers, or move it out of the drop folder")
+            + f"; headers found: {found}. Re-export it with the standard headers: {set_aside(file_name)}")
     clashes = sorted({n for n in names if names.count(n) > 1 or n in settings.DERIVED_COLUMNS})
     if clashes:
         raise SchemaDrift(f"{settings.SOURCE}: {file_name} line 1: header(s) {clashes} appear twice or clash with "
-                          "the connector's own columns; nothing of this load was landed — fix the header and re-send")
+                          f"the connector's own columns; fix the header and re-send: {set_aside(file_name)}")
     return names
 
 
-def read_csv(file_name: str, body: bytes) -> Export:
-    """Parse UTF-8 CSV bytes in bulk with pyarrow; broken lines come back in `bad` with their line."""
-    header_end = body.find(b"\n")
-    header_line = body[: header_end if header_end >= 0 else len(body)].rstrip(b"\r").decode("utf-8")
-    try:
-        headers = next(csv.reader([header_line], strict=True))
-    except csv.Error as exc:
-        raise SchemaDrift(f"{settings.SOURCE}: {file_name} line 1: the header cannot be parsed ({exc}); nothing "
-                          "of this load was landed — fix the header and re-send the file") from exc
-    names = column_names(file_name, headers)
-    rest = len(body) - header_end - 1
-    # Only a short tail can be blank; slicing a big body just to look would copy it.
-    if header_end < 0 or (rest < 4096 and not body[header_end + 1:].strip()):
-        return Export(_empty_table(names), pa.array([], pa.int64()))
+def _parse_csv(names: list[str], body: bytes, first_line: int) -> Chunk:
+    """Parse whole UTF-8 CSV lines (no header) in bulk with pyarrow; broken lines come back in `bad`."""
+    # Only a short tail can be blank; stripping a big body just to look would copy it.
+    if len(body) < 4096 and not body.strip():
+        return Chunk(_empty_table(names), pa.array([], pa.int64()))
     invalid: list[str] = []
 
     def skip(row: pacsv.InvalidRow) -> str:
@@ -305,39 +559,38 @@ def read_csv(file_name: str, body: bytes) -> Export:
     try:
         table = pacsv.read_csv(
             pa.py_buffer(body),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=_CSV_BLOCK),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=_CSV_BLOCK),
             parse_options=pacsv.ParseOptions(invalid_row_handler=skip),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                  strings_can_be_null=True, null_values=[""]))
     except pa.ArrowInvalid:
-        return _read_line_by_line(names, body)  # a quote left open across a block boundary
-    located = _locate_lines(body, table.num_rows, invalid)
+        return _read_line_by_line(names, body, first_line)  # a quote left open across a block boundary
+    located = _locate_lines(body, table.num_rows, invalid, first_line)
     if located is None:
-        return _read_line_by_line(names, body)  # some record spans lines: an unbalanced quote
+        return _read_line_by_line(names, body, first_line)  # some record spans lines: an unbalanced quote
     lines, bad = located
-    return Export(table, lines, [(n, text, f"{_count_fields(text)} fields, expected {len(names)}")
-                                 for n, text in bad])
+    return Chunk(table, lines, [(n, text, f"{_count_fields(text)} fields, expected {len(names)}")
+                                for n, text in bad])
 
 
-def _locate_lines(body: bytes, good: int, invalid: list[str]) -> tuple[pa.Array, list[tuple[int, str]]] | None:
+def _locate_lines(body: bytes, good: int, invalid: list[str],
+                  first_line: int) -> tuple[pa.Array, list[tuple[int, str]]] | None:
     """Line numbers of the parsed rows and of the skipped ones, or None if a record is not one line.
 
     The platform writes one record per physical line. When every record took exactly one
     non-empty line, the good rows are the non-empty lines that are not bad, in order.
     """
-    data_lines = body.count(b"\n") - (1 if body.endswith(b"\n") else 0)
-    if not invalid and good == data_lines:
-        return _counting(2, good), []  # the common case: no arithmetic on the text at all
+    if not invalid and good == body.count(b"\n"):
+        return _counting(first_line, good), []  # the common case: no arithmetic on the text at all
     lines = _physical_lines(body)
     index = pc.indices_nonzero(pc.greater(pc.utf8_length(lines), 0))
-    index = index.filter(pc.greater(index, 0))  # line 1 is the header
     if len(index) != good + len(invalid):
         return None
     texts = pc.cast(lines.take(index), pa.string())
     is_bad = pc.is_in(texts, value_set=pa.array(invalid, pa.string()))
     if (pc.sum(is_bad).as_py() or 0) != len(invalid):
         return None
-    numbers = pc.add(index, 1)
+    numbers = pc.add(index, first_line)
     bad = list(zip(numbers.filter(is_bad).to_pylist(), texts.filter(is_bad).to_pylist(), strict=True))
     return pc.cast(numbers.filter(pc.invert(is_bad)), pa.int64()), bad
 
@@ -347,13 +600,13 @@ def _physical_lines(body: bytes) -> pa.Array:
     return pc.utf8_rtrim(pc.split_pattern(whole, "\n").flatten(), "\r")
 
 
-def _read_line_by_line(names: list[str], body: bytes) -> Export:
+def _read_line_by_line(names: list[str], body: bytes, first_line: int) -> Chunk:
     # The slow, exact path for damaged files: each physical line is parsed on its own, so an
     # unbalanced quote spoils only its own line instead of swallowing the lines after it.
     columns: list[list[str | None]] = [[] for _ in names]
     numbers: list[int] = []
     bad: list[tuple[int, str, str]] = []
-    for number, line in enumerate(body.decode("utf-8").split("\n")[1:], start=2):
+    for number, line in enumerate(body.decode("utf-8").split("\n"), start=first_line):
         line = line.rstrip("\r")
         if not line:
             continue
@@ -369,7 +622,7 @@ def _read_line_by_line(names: list[str], body: bytes) -> Export:
             column.append(value or None)
         numbers.append(number)
     table = pa.table({n: pa.array(c, pa.string()) for n, c in zip(names, columns, strict=True)})
-    return Export(table, pa.array(numbers, pa.int64()), bad)
+    return Chunk(table, pa.array(numbers, pa.int64()), bad)
 
 
 def _count_fields(line: str) -> int:
@@ -377,65 +630,6 @@ def _count_fields(line: str) -> int:
         return len(next(csv.reader([line])))
     except (csv.Error, StopIteration):
         return 0
-
-
-def read_xlsx(file_name: str, data: bytes, *, young: bool) -> Export:
-    """Read the export sheet with openpyxl (read-only); cells become text, row numbers are lines."""
-    import openpyxl  # only XLSX days need it; keeps CSV-only runs light
-
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            damaged = archive.testzip()
-        if damaged:
-            raise zipfile.BadZipFile(f"member {damaged} fails its CRC check")
-    except (zipfile.BadZipFile, EOFError) as exc:
-        if young:
-            raise NotReady("not a complete XLSX (zip) yet") from exc
-        raise ConnectorError(f"{settings.SOURCE}: {file_name} starts like an XLSX but is not a valid zip ({exc}); "
-                             "nothing of this load was landed — ask for the file again, or move it out of the "
-                             "drop folder") from exc
-    try:
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for a zip that is not a workbook
-        raise ConnectorError(f"{settings.SOURCE}: {file_name} is a zip but not a readable workbook ({exc}); "
-                             "nothing of this load was landed — ask for the file again") from exc
-    try:
-        notes = []
-        if settings.SHEET_NAME in book.sheetnames:
-            sheet = book[settings.SHEET_NAME]
-        else:
-            sheet = book.worksheets[0]
-            notes.append(f"{file_name}: no sheet {settings.SHEET_NAME!r}; read the first sheet {sheet.title!r}")
-        rows = sheet.iter_rows(values_only=True)
-        header = list(next(rows, None) or ())
-        while header and header[-1] is None:
-            header.pop()
-        if not header:
-            return Export(_empty_table(), pa.array([], pa.int64()), notes=[f"{file_name}: empty sheet; no rows"])
-        names = column_names(file_name, [None if h is None else str(h) for h in header])
-        export = _xlsx_body(rows, len(names))
-    finally:
-        book.close()
-    columns, numbers, bad = export
-    table = pa.table({n: pa.array(c, pa.string()) for n, c in zip(names, columns, strict=True)})
-    return Export(table, pa.array(numbers, pa.int64()), bad, notes)
-
-
-def _xlsx_body(rows: Any, width: int) -> tuple[list[list[str | None]], list[int], list[tuple[int, str, str]]]:
-    columns: list[list[str | None]] = [[] for _ in range(width)]
-    numbers: list[int] = []
-    bad: list[tuple[int, str, str]] = []
-    for number, row in enumerate(rows, start=2):
-        if all(v is None for v in row):
-            continue  # openpyxl pads gaps and trailing rows with empty ones
-        if any(v is not None for v in row[width:]):
-            raw = json.dumps([cell_text(v) for v in row], ensure_ascii=False)
-            bad.append((number, raw, f"values beyond the {width} headed columns"))
-            continue
-        for i in range(width):
-            columns[i].append(cell_text(row[i]) if i < len(row) else None)
-        numbers.append(number)
-    return columns, numbers, bad
 
 
 def cell_text(value: Any) -> str | None:
@@ -525,14 +719,12 @@ def delivered_before(con: duckdb.DuckDBPyConnection, raw_table: str, rows: pa.Ta
     if not sources:
         return pa.array([False] * rows.num_rows, pa.bool_())
     # Numbered rows: the answer says which rows were seen, whatever order the join returns them in.
-    con.register("_hc_rows", rows.append_column("_hc_i", _counting(0, rows.num_rows)))
-    con.register("_hc_earlier", earlier if earlier is not None else rows.slice(0, 0))
-    try:
-        seen = con.execute(f"select _hc_i from _hc_rows where {digest} in ({' union all '.join(sources)})"
-                           ).to_arrow_table().column("_hc_i")
-    finally:
-        con.unregister("_hc_rows")
-        con.unregister("_hc_earlier")
+    # Scanned by variable name, not registered: a view registered inside the load's open
+    # transaction would keep its rows in memory until the commit.
+    _hc_rows = rows.append_column("_hc_i", _counting(0, rows.num_rows))  # noqa: F841
+    _hc_earlier = earlier if earlier is not None else rows.slice(0, 0)  # noqa: F841
+    seen = con.execute(f"select _hc_i from _hc_rows where {digest} in ({' union all '.join(sources)})"
+                       ).to_arrow_table().column("_hc_i")
     return pc.is_in(_counting(0, rows.num_rows), value_set=seen.combine_chunks())
 
 

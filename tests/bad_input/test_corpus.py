@@ -114,6 +114,16 @@ def tables_intact(con) -> None:
         con.execute(f"select count(*) from {table}").fetchall()  # raises if a table was dropped
 
 
+@pytest.fixture(scope="module", autouse=True)
+def corpus_clock() -> Iterator[None]:
+    """The corpus's files are dated December 2026: read them as on the 31st, so none is in the future."""
+    from connectors.common import freshness
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(freshness, "now", lambda: dt.datetime(2026, 12, 31, 12, 0, tzinfo=dt.UTC))
+        yield
+
+
 @pytest.fixture(scope="module")
 def village(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A small validated village (real silos, real sync and validation): the district the bad input lands in."""
@@ -242,19 +252,19 @@ def test_impossible_dates_and_letter_ids_are_quarantined_or_flagged_in_validatio
 # --- health-code files the connector refuses ------------------------------------------------------
 
 @pytest.mark.parametrize("path", REFUSED, ids=[p.name for p in REFUSED])
-def test_an_unreadable_file_fails_its_load_naming_it_with_nothing_landed(path: Path, tmp_path: Path) -> None:
+def test_an_unreadable_file_is_set_aside_whole_and_the_load_succeeds(path: Path, tmp_path: Path) -> None:
     con = db.connect(tmp_path / "w.duckdb")
     try:
-        with pytest.raises(ConnectorError) as failure:
-            health_codes.sync(con, drop_connection(a_drop(tmp_path, [path])))
-        message = str(failure.value)
-        assert message.startswith(f"health_codes: {path.name}") and "nothing of this load was landed" in message.lower()
-        assert any(fix in message for fix in ("re-export", "re-send", "ask for the file again")), message
-        assert con.execute("select status, rows_landed, message from meta.loads").fetchall() == [
-            ("failed", 0, message)]
+        [result] = health_codes.sync(con, drop_connection(a_drop(tmp_path, [path])))
+        assert (result.status, result.rows_in, result.rows_landed) == ("succeeded", 0, 0)
+        [(name, sha, size, reason)] = con.execute(
+            "select file_name, content_sha256, size, reason from meta.quarantined_files").fetchall()
+        assert (name, size) == (path.name, path.stat().st_size) and len(sha) == 64
+        assert reason.startswith(f"health_codes: {path.name}") and "--retry-file" in reason, reason
+        assert any(fix in reason for fix in ("re-export", "re-send", "ask for the file again")), reason
+        assert f"{path.name}: set aside — " in result.message
         assert con.execute("select count(*) from information_schema.tables where table_schema = 'raw'"
                            ).fetchall() == [(0,)]
-        assert con.execute("select count(*) from meta.source_state").fetchall() == [(0,)]
     finally:
         con.close()
 
@@ -275,16 +285,14 @@ def test_the_refusals_say_what_is_wrong() -> None:
     assert "line 4: bytes 81 ff 80" in reason("健康码日报_20261227.csv")
 
 
-def test_a_refused_file_does_not_hold_back_the_state_or_other_loads(village, tmp_path: Path) -> None:
-    # After the refusal, the folder without the bad file syncs and catches up.
+def test_a_refused_file_does_not_hold_back_the_rest_of_the_drop(village, tmp_path: Path) -> None:
+    # The bad file is set aside; the good one lands in the same sync.
     con = db.connect(copy_warehouse(village[1], tmp_path / "w.duckdb"))
     try:
         folder = a_drop(tmp_path, [ACCEPTED[0], REFUSED[0]])
-        with pytest.raises(SchemaDrift):
-            health_codes.sync(con, drop_connection(folder))
-        (folder / REFUSED[0].name).unlink()
         [result] = health_codes.sync(con, drop_connection(folder))
         assert result.status == "succeeded" and result.rows_landed == data_lines(ACCEPTED[0])
+        assert con.execute("select file_name from meta.quarantined_files").fetchall() == [(REFUSED[0].name,)]
     finally:
         con.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,8 +18,6 @@ import connectors.health_codes as health_codes
 from connectors.common.config import parse_uri
 from connectors.common.exceptions import (
     ConfigurationError,
-    ConnectorError,
-    SchemaDrift,
     SourceUnavailable,
 )
 from connectors.health_codes import helpers, settings
@@ -307,20 +306,187 @@ def test_unbalanced_quote_and_short_lines_are_quarantined_by_line(con, folder):
     assert [p for _, p in positions] == [f"{path.name} line {n}" for n in (2, 4, 5, 7, 8)]
 
 
-def test_a_header_drift_fails_the_load_naming_file_and_header(con, folder):
+def set_aside(con) -> list[tuple]:
+    return con.execute("select file_name, reason, line, byte_offset, size, content_sha256, released_at is null "
+                       "from meta.quarantined_files order by quarantined_at, file_name").fetchall()
+
+
+def test_a_header_drift_sets_the_file_aside_and_the_rest_lands(con, folder):
     good = folder / export_name(DAY, "csv")
     write_export(good, people(3), fmt="csv")
     drifted = folder / export_name(date(2026, 11, 2), "csv")
     write_export(drifted, people(3), fmt="csv")
     data = drifted.read_bytes().replace("身份证号".encode("gb18030"), "身份证号码".encode("gb18030"), 1)
     drifted.write_bytes(data)
-    with pytest.raises(SchemaDrift, match=f"{drifted.name} line 1: required header '身份证号' is missing"):
-        sync(con, folder)
-    assert con.execute("select count(*) from information_schema.tables "
-                       "where table_name = 'health_codes_exports'").fetchall() == [(0,)]
-    status, message = con.execute("select status, message from meta.loads").fetchall()[0]
-    assert status == "failed" and "身份证号" in message and drifted.name in message
-    assert con.execute("select count(*) from meta.source_state").fetchall() == [(0,)]
+    result = sync(con, folder)
+    assert (result.status, result.rows_landed, result.watermark_after) == ("succeeded", 3, "2026-11-01")
+    [(name, reason, line, offset, size, sha, still_open)] = set_aside(con)
+    assert (name, line, offset, size, still_open) == (drifted.name, 1, 0, len(data), True)
+    assert f"{drifted.name} line 1: required header '身份证号' is missing" in reason and "--retry-file" in reason
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert f"{drifted.name}: set aside" in result.message
+    assert sync(con, folder).rows_in == 0  # unchanged: not read again, not set aside twice
+    assert len(set_aside(con)) == 1
+    write_export(drifted, people(3), fmt="csv")  # the platform re-exports it with the right header
+    fixed = sync(con, folder)
+    assert fixed.rows_landed == 3 and f"{drifted.name}: read this time; it had been set aside" in fixed.message
+    assert set_aside(con)[0][-1] is False  # released
+
+
+def test_an_old_file_that_does_not_decode_is_set_aside_naming_line_and_byte(con, folder):
+    other = folder / export_name(date(2026, 11, 2), "csv")
+    write_export(other, people(2), fmt="csv")
+    path = folder / export_name(DAY, "csv")
+    write_export(path, people(3), fmt="csv")
+    data = path.read_bytes()[:-4] + b"\x81\r\n"  # a lone GB18030 lead byte on the last line
+    path.write_bytes(data)
+    # A fresh file with such bytes may still be arriving: it is waited for...
+    waiting = sync(con, folder)
+    assert "do not decode yet; left for the next sync" in waiting.message and waiting.rows_landed == 2
+    age(path)  # ...an old one is set aside, naming file, line and byte; nothing of it lands
+    result = sync(con, folder)
+    assert result.status == "succeeded" and result.rows_in == 0
+    [(name, reason, line, offset, _, _, _)] = set_aside(con)
+    assert (name, line, offset) == (path.name, 4, len(data) - 3)
+    assert re.search(f"{re.escape(path.name)} line 4: bytes 81 0d 0a at offset {offset} are not valid gb18030", reason)
+    # Fixed in place, same size and mtime (as a careful copy would): only --retry-file looks again.
+    stat = path.stat()
+    path.write_bytes(data[:-3] + b"X\r\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert sync(con, folder).rows_in == 0
+    [retried] = health_codes.sync(con, connection(folder), retry_file=path.name)
+    assert retried.rows_landed == 3 and "read again on request (--retry-file)" in retried.message
+    assert con.execute("select count(*) from raw.health_codes_exports where file_name = ?", [path.name]
+                       ).fetchall() == [(3,)]
+    assert set_aside(con)[0][-1] is False
+    with pytest.raises(ConfigurationError, match="no such file in the drop folder"):
+        health_codes.sync(con, connection(folder), retry_file="健康码日报_20991231.csv")
+
+
+def test_a_file_undecodable_deep_inside_lands_none_of_its_blocks(con, folder, monkeypatch):
+    # Read in small blocks, the bad byte comes after blocks of the file were landed already:
+    # they are taken back, and the other file of the drop lands in full.
+    monkeypatch.setattr(settings, "READ_BLOCK_BYTES", 256)
+    good = folder / export_name(date(2026, 11, 2), "csv")
+    write_export(good, people(40), fmt="csv")
+    path = folder / export_name(DAY, "csv")
+    write_export(path, people(60), fmt="csv")
+    data = path.read_bytes()
+    lines = data.split(b"\r\n")
+    lines[50] = lines[50] + b"\x81\xff"
+    path.write_bytes(b"\r\n".join(lines))
+    age(path)
+    result = sync(con, folder)
+    assert result.rows_landed == 40 and result.rows_quarantined == 0
+    assert con.execute("select distinct file_name from raw.health_codes_exports").fetchall() == [(good.name,)]
+    [(_, reason, line, _, _, _, _)] = set_aside(con)
+    assert line == 51 and "line 51: bytes 81 ff" in reason
+
+
+def test_a_mixed_file_read_in_blocks_decodes_every_line_as_a_whole_read_would(con, folder, monkeypatch):
+    # GB18030 lines first, a UTF-8 line later: the blocks given out already are taken back and the
+    # file is read again line by line, so the result equals reading it whole.
+    path = folder / export_name(DAY, "csv")
+    write_export(path, people(30), fmt="csv")
+    utf8_line = "31,赵敏,420102199001011234,13800000000,绿码,2026-11-01 08:00:00,3,,,和平村\r\n".encode()
+    path.write_bytes(path.read_bytes() + utf8_line)
+    age(path)
+    whole = helpers.read_export(path.name, path.read_bytes(), young=False)
+    monkeypatch.setattr(settings, "READ_BLOCK_BYTES", 300)
+    result = sync(con, folder)
+    assert result.rows_landed == 31 == whole.table.num_rows
+    assert landed(con, path.name) == sorted(
+        [tuple(r[c] for c in TEXT_COLUMNS) for r in whole.table.to_pylist()], key=lambda r: int(r[0]))
+    assert "mixed encodings" in result.message and "赵敏" in {r[1] for r in landed(con, path.name)}
+
+
+def test_a_file_dated_in_the_future_is_set_aside_until_its_day(con, folder, monkeypatch):
+    from connectors.common import freshness
+
+    monkeypatch.setattr(freshness, "now", lambda: datetime(2026, 11, 1, 12, 0, tzinfo=UTC))  # 20:00 Beijing
+    today = folder / export_name(DAY, "csv")
+    write_export(today, people(2), fmt="csv")
+    future = folder / export_name(date(2030, 12, 31), "csv")
+    write_export(future, people(3), fmt="csv")
+    result = sync(con, folder)
+    assert (result.rows_landed, result.watermark_after) == (2, "2026-11-01")
+    [(name, reason, _, _, _, _, _)] = set_aside(con)
+    assert name == future.name and "dated 2030-12-31, later than today in Beijing (2026-11-01)" in reason
+    assert sync(con, folder).rows_in == 0 and len(set_aside(con)) == 1  # not read again, not set aside twice
+    monkeypatch.setattr(freshness, "now", lambda: datetime(2030, 12, 30, 16, 5, tzinfo=UTC))  # its day has come
+    due = sync(con, folder)
+    assert (due.rows_landed, due.watermark_after) == (3, "2030-12-31") and set_aside(con)[0][-1] is False
+
+
+def test_an_empty_file_does_not_move_the_watermark(con, folder):
+    write_export(folder / export_name(DAY, "csv"), people(2), fmt="csv")
+    empty = folder / export_name(date(2026, 11, 3), "csv")
+    empty.write_bytes(b"")
+    age(empty)
+    header_only = folder / export_name(date(2026, 11, 4), "csv")
+    header_only.write_bytes(",".join(h for h, _ in COLUMNS).encode("gb18030") + b"\r\n")
+    result = sync(con, folder)
+    assert result.watermark_after == "2026-11-01"
+    assert con.execute("select data_until_day from meta.source_freshness where source = 'health_codes'"
+                       ).fetchall() == [(date(2026, 11, 1),)]
+
+
+def test_a_byte_copy_under_a_new_date_lands_as_that_days_export(con, folder):
+    day5 = folder / export_name(date(2026, 11, 5), "csv")
+    write_export(day5, people(3), fmt="csv")
+    sync(con, folder)
+    day6 = folder / export_name(date(2026, 11, 6), "csv")
+    shutil.copyfile(day5, day6)
+    result = sync(con, folder)
+    assert result.rows_landed == 3 and result.watermark_after == "2026-11-06"
+    assert f"{day6.name}: the same bytes as {day5.name} (export of 2026-11-05); landed as the export of 2026-11-06" \
+        in result.message
+    assert con.execute("select export_date, count(*) from raw.health_codes_exports group by 1 order by 1"
+                       ).fetchall() == [("2026-11-05", 3), ("2026-11-06", 3)]
+    # A re-send of the same day with the same bytes is still skipped.
+    resend = folder / export_name(date(2026, 11, 6), "csv", resend=True)
+    shutil.copyfile(day5, resend)
+    again = sync(con, folder)
+    assert again.rows_in == 0 and f"{resend.name}: same content as {day6.name}" in again.message
+
+
+def test_a_file_restored_to_earlier_bytes_is_read_again(con, folder):
+    path = folder / export_name(DAY, "csv")
+    write_export(path, people(3), fmt="csv")
+    first = path.read_bytes()
+    sync(con, folder)
+    changed = people(3).set_column(4, "code_color", pa.array(["红码", "绿码", "绿码"]))
+    write_export(path, changed, fmt="csv")
+    assert sync(con, folder).rows_landed == 1
+    path.write_bytes(first)  # back to the original bytes: A -> B -> A
+    restored = sync(con, folder)
+    assert restored.rows_in == 3 and "changed since it was loaded" in restored.message
+
+
+def test_the_nightly_recheck_reads_only_what_changed(con, folder):
+    paths = [folder / export_name(date(2026, 11, d), "csv") for d in (1, 2, 3)]
+    for p in paths:
+        write_export(p, people(4), fmt="csv")
+    sync(con, folder)
+    [quiet] = health_codes.recheck(con, connection(folder))
+    # the first re-check knows no change times yet: it hashes every file once, reads none
+    assert quiet.rows_in == 0 and "0 read" in quiet.message
+    [none] = health_codes.recheck(con, connection(folder))
+    assert ("3 file(s) unchanged by name, size, mtime and change time (not opened), 0 touched (hashed again, "
+            "same content), 0 read, 0 bytes hashed or read") in none.message
+    # A rewrite that restores size and mtime is caught by the change time, and only that file is read.
+    stat = paths[1].stat()
+    data = paths[1].read_bytes()
+    paths[1].write_bytes(data.replace("绿码".encode("gb18030"), "黄码".encode("gb18030"), 1))
+    os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert sync(con, folder).rows_in == 0  # the ordinary sync trusts size + mtime
+    [one] = health_codes.recheck(con, connection(folder))
+    assert one.rows_landed == 1 and f"0 touched (hashed again, same content), 1 read, {len(data):,} bytes" \
+        in one.message
+    paths[2].unlink()
+    [gone] = health_codes.recheck(con, connection(folder))
+    assert f"1 file(s) read before are no longer in the drop folder (their rows stay): {paths[2].name}" \
+        in gone.message
 
 
 @pytest.mark.parametrize("same_sync", [False, True])
@@ -340,17 +506,6 @@ def test_a_resend_in_another_format_lands_no_row_twice(con, folder, same_sync):
         in result.message
     assert con.execute("select count(*) from raw.health_codes_exports where file_name = ?",
                        [resend.name]).fetchall() == [(1,)]
-
-
-def test_an_old_file_that_does_not_decode_fails_the_load_naming_it(con, folder):
-    path = folder / export_name(DAY, "csv")
-    write_export(path, people(3), fmt="csv")
-    path.write_bytes(path.read_bytes()[:-4] + b"\x81\r\n")  # a lone GB18030 lead byte on the last line
-    # A fresh file with such bytes may still be arriving: it is waited for...
-    assert "do not decode yet; left for the next sync" in sync(con, folder).message
-    age(path)  # ...an old one fails the load, naming file, line and bytes
-    with pytest.raises(ConnectorError, match=f"{re.escape(path.name)} line 4: bytes .* are not valid gb18030"):
-        sync(con, folder)
 
 
 def test_a_changed_file_under_a_loaded_name_lands_only_changed_rows(con, folder):
@@ -375,3 +530,28 @@ def test_the_connection_is_an_airflow_file_uri(con, tmp_path):
         health_codes.sync(con, parse_uri("health_codes", f"file://{tmp_path}/missing"))
     assert con.execute("select status from meta.loads").fetchall() == [("failed",)]
     assert settings.EXPORTS.table == "raw.health_codes_exports"
+
+
+def test_onenet_sync_retry_file_reads_a_fixed_file_again(tmp_path, folder, monkeypatch):
+    from click.testing import CliRunner
+
+    from onenet.cli import main
+
+    monkeypatch.setenv("ONENET_WAREHOUSE", str(tmp_path / "cli.duckdb"))
+    monkeypatch.setenv("AIRFLOW_CONN_ONENET_HEALTH_CODES", f"file://{folder}?stable_seconds=0&settle_seconds=0")
+    path = folder / export_name(DAY, "csv")
+    write_export(path, people(3), fmt="csv")
+    good = path.read_bytes()
+    bad = good.replace("绿码".encode("gb18030"), b"\x81\xff\x81\xff", 1)
+    path.write_bytes(bad)
+    first = CliRunner().invoke(main, ["sync", "health_codes"])
+    assert first.exit_code == 0, first.output
+    assert f"{path.name}: set aside" in first.output and "landed 0" in first.output
+    stat = path.stat()
+    path.write_bytes(good)  # fixed in place: same size, mtime put back
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    retried = CliRunner().invoke(main, ["sync", "health_codes", "--retry-file", path.name])
+    assert retried.exit_code == 0, retried.output
+    assert "landed 3" in retried.output and "read again on request (--retry-file)" in retried.output
+    wrong = CliRunner().invoke(main, ["sync", "hotline", "--retry-file", path.name])
+    assert wrong.exit_code == 2 and "applies to `onenet sync health_codes` only" in wrong.output
