@@ -189,7 +189,7 @@ def run_pipeline(district: District, work: Path, *, kill_phase: str | None = Non
     A district with a `base` starts from a copy of it, unless `work` already exists (a re-run).
     """
     if district.base is not None and not work.exists():
-        shutil.copytree(district.base, work)
+        shutil.copytree(district.base, work, symlinks=True)  # `current` stays a link to its version
     proc = subprocess.Popen([sys.executable, "-c", PIPELINE, district.extract_date.isoformat()],
                             env=pipeline_env(district, work), cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

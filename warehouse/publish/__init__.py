@@ -234,7 +234,10 @@ def _install(audience_dir: Path, tmp: Path, version: str, manifest: dict,
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(Path("versions") / version)
-    os.replace(link, audience_dir / "current")  # rename(2) of a symlink: readers see old or new
+    current = audience_dir / "current"
+    if current.is_dir() and not current.is_symlink():  # a copy that followed the link (cp -r): not ours
+        shutil.rmtree(current)
+    os.replace(link, current)  # rename(2) of a symlink: readers see old or new
     _fsync_dir(audience_dir)
     return final
 
