@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import importlib
 import os
+import re
 import shutil
 import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import duckdb
 
@@ -33,6 +36,51 @@ if TYPE_CHECKING:
     from warehouse.reports import ReportResult
 
 SOURCES = ("hotline", "city_cases", "grid_registry", "health_codes")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class DiskFull(ConnectorError):
+    """A step ran out of disk space: one line naming the step, the path and what to do."""
+
+
+def _disk_full(exc: BaseException) -> str | None:
+    """The path of a 'no space left on device' anywhere in `exc`'s chain ('' if none is named), else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc)
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in text:
+            if isinstance(exc, OSError) and exc.filename:
+                return str(exc.filename)
+            named = re.search(r'"([^"]+)"[^"]*No space left on device', text)
+            return named.group(1) if named else ""
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _one_line_when_disk_full(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Turn a full disk anywhere in the step into DiskFull, instead of DuckDB's traceback."""
+    def wrap(function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return function(*args, **kwargs)
+            except ConnectorError:
+                raise
+            except Exception as exc:
+                where = _disk_full(exc)
+                if where is None:
+                    raise
+                name = f"{step} {args[0]}" if args and isinstance(args[0], str) else step
+                where = where or str(settings.warehouse_path().parent)
+                raise DiskFull(f"{name}: the disk is full ({where}: no space left on device); the step did not "
+                               f"finish and what it had written was rolled back — free space on that disk (or set "
+                               f"ONENET_WAREHOUSE to a file on a bigger one) and run `onenet {name}` again") from None
+        return run
+    return wrap
 
 
 def _open_warehouse(step: str) -> duckdb.DuckDBPyConnection:
@@ -59,6 +107,7 @@ def _open_warehouse(step: str) -> duckdb.DuckDBPyConnection:
             time.sleep(0.5)
 
 
+@_one_line_when_disk_full("sync")
 def sync(source: str, *, full_refresh: bool = False, retry_file: str | None = None,
          on_result: Callable[[LoadResult], None] | None = None) -> list[LoadResult]:
     """Sync one source into the raw layer of the warehouse; raise ConnectorError if it failed.
@@ -116,6 +165,7 @@ def reconcile(source: str, *, reset_cursor: bool = False,
     return results
 
 
+@_one_line_when_disk_full("validate")
 def validate(source: str, *, on_result: Callable[[ValidationResult], None] | None = None) -> list[ValidationResult]:
     """Validate what was landed for `source` since the last run; results also in meta.validation_runs."""
     from expectations import runner
@@ -133,6 +183,7 @@ def validate(source: str, *, on_result: Callable[[ValidationResult], None] | Non
     return results
 
 
+@_one_line_when_disk_full("merge")
 def merge(*, full: bool = False) -> MergeSummary:
     """Resolve everything validation passed into core and marts, in one transaction, then publish.
 
