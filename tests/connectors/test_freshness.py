@@ -113,3 +113,27 @@ def test_loads_landed_before_the_upgrade_are_dated_on_the_next_load(con):
     load(con, TICKETS, tickets(("T2", "2026-11-01T08:00:00+08:00")))
     assert con.execute("select count(*) from meta.load_data_times").fetchall() == [(2,)]
     assert fresh(con, "hotline")[2] == date(2026, 11, 3)
+
+
+def test_a_caught_up_drop_is_fresh_to_the_simulated_day(tmp_path):
+    # The simulated silos' newest real rows fall inside the clock's Beijing day: day D's export
+    # holds the tests and code changes of day D, so data_until_day is the day the clock reached.
+    import connectors.health_codes as health_codes
+    from connectors.common.config import parse_uri
+    from simulators.clock import DEFAULT_START
+    from simulators.district.generate import generate
+    from simulators.health_codes import drop
+
+    root = tmp_path / "district"
+    generate(root, residents=300, seed=3, days=4)
+    drop.deliver_until(root, 3)
+    con = db.connect(tmp_path / "w.duckdb")
+    try:
+        conn = parse_uri("onenet_health_codes", f"{drop.drop_dir(root).as_uri()}?stable_seconds=0&settle_seconds=0")
+        health_codes.sync(con, conn)
+        [(day, until)] = con.execute("select data_until_day, data_until from meta.source_freshness "
+                                     "where source = 'health_codes'").fetchall()
+        assert day == DEFAULT_START + timedelta(days=3)
+        assert until < datetime.now(UTC)
+    finally:
+        con.close()
