@@ -20,12 +20,25 @@ def connect(path: Path | str, *, read_only: bool = False,
     if read_only:
         return duckdb.connect(str(path), read_only=True)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _set_aside_if_unfinished(path)
     con = duckdb.connect(str(path))
     con.execute("set timezone = 'UTC'")
     if memory_limit:
         con.execute(f"set memory_limit = '{memory_limit}'")
     migrate(con)
     return con
+
+
+# DuckDB writes two 4 KiB database headers after the file header before the file is usable.
+_MIN_DATABASE_BYTES = 3 * 4096
+
+
+def _set_aside_if_unfinished(path: Path) -> None:
+    """A process killed while DuckDB created the file leaves a stub shorter than its headers, which
+    DuckDB then refuses forever ("not a valid DuckDB database file"). Such a stub holds no data: it is
+    renamed aside (kept, named as such) so the warehouse can be created again."""
+    if path.exists() and path.stat().st_size < _MIN_DATABASE_BYTES and not Path(f"{path}.wal").exists():
+        path.rename(path.with_name(f"{path.name}.unfinished-{path.stat().st_mtime_ns}"))
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
