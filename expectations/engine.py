@@ -30,13 +30,9 @@ from great_expectations.data_context.types.resource_identifiers import (  # noqa
 from great_expectations.datasource.fluent import SQLDatasource  # noqa: E402
 from great_expectations.datasource.fluent.sql_datasource import TableAsset  # noqa: E402
 from great_expectations.execution_engine import SqlAlchemyExecutionEngine  # noqa: E402
-from great_expectations.expectations.metrics.column_map_metrics import (  # noqa: E402
-    column_values_unique,
-)
 from great_expectations.expectations.metrics.map_metric_provider import (  # noqa: E402
     ColumnMapMetricProvider,
     column_condition_partial,
-    column_function_partial,
 )
 
 for _name in list(logging.root.manager.loggerDict):
@@ -169,39 +165,6 @@ class DuckDBColumnValuesNotMatchRegexList(ColumnMapMetricProvider):
         if not regex_list:
             raise ValueError("at least one regex must be supplied in regex_list")
         return sa.and_(*(sa.not_(_regexp_matches(column, regex)) for regex in regex_list))
-
-
-class DuckDBColumnValuesCountPerValue(ColumnMapMetricProvider):
-    """The per-row count GE's column_values.unique compares with 2, for DuckDBExecutionEngine.
-
-    GE computes it with count(*) over (partition by column); DuckDB sorts for that window but
-    hashes a group-by, so here repeated values come from a group-by (a semi-join), twice as
-    fast on a million distinct keys. The value is 2 for a repeated value and 1 otherwise, which
-    is all GE's condition reads (`_num_rows < 2`); GE's row retrieval for uniqueness builds its
-    own query and does not use this.
-    """
-
-    function_metric_name = "column_values.count_per_value"
-
-    @column_function_partial(engine=DuckDBExecutionEngine)
-    def _duckdb(cls, column: Any, _table: Any, **kwargs: Any) -> Any:
-        # Same label and alias as GE's, so its condition finds the column it expects.
-        label = column_values_unique._count_label(kwargs["_metrics"]["table.columns"])
-        source = _table.subquery() if isinstance(_table, sa.Select) else _table
-        value: sa.ColumnClause[Any] = sa.column(column.name)
-        repeated = (
-            sa.select(value)
-            .select_from(source.alias())
-            .where(value.is_not(None))
-            .group_by(value)
-            .having(sa.func.count() > 1)
-        )
-        count = sa.case((value.in_(repeated), 2), else_=1).label(label)
-        return (
-            sa.select(value, count)
-            .select_from(source)
-            .alias(column_values_unique._DUP_KEY_SUBQUERY_ALIAS)
-        )
 
 
 # DuckDB type names that SQLAlchemy's PostgreSQL names spell differently.

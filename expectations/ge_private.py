@@ -29,17 +29,6 @@ class PrivateName:
 
 PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName(
-        "great_expectations.expectations.metrics.column_map_metrics.column_values_unique",
-        "_count_label", "expectations/engine.py (DuckDBColumnValuesCountPerValue)",
-        "our faster count-per-value metric for DuckDB must label its column as GE's condition expects",
-        "none today; a custom ColumnMapMetricProvider + expectation for uniqueness would need no GE label "
-        "(expectations/uniqueness.py already does this for compound keys)"),
-    PrivateName(
-        "great_expectations.expectations.metrics.column_map_metrics.column_values_unique",
-        "_DUP_KEY_SUBQUERY_ALIAS", "expectations/engine.py (DuckDBColumnValuesCountPerValue)",
-        "GE's unique-values condition selects from a subquery of this alias",
-        "as above: our own uniqueness expectation"),
-    PrivateName(
         "great_expectations.datasource.fluent.sql_datasource", "SQLDatasource._EXTRA_EXCLUDED_EXEC_ENG_ARGS",
         "expectations/engine.py (DuckDBDatasource)",
         "keeps our datasource field schema_name out of the execution engine's constructor arguments",
