@@ -331,17 +331,16 @@ def dashboard(*, who: Principal | None = None) -> Path:
 
 
 def dictionary() -> Path:
-    """Write the marts' data dictionary (Markdown, types read from the warehouse); return its path."""
+    """Write the data dictionary of what analysts read (Markdown, types from their snapshot); return its path."""
     from warehouse.dictionary import render_markdown
+    from warehouse.outputs import private_umask
+    from warehouse.publish.snapshot import open_snapshot
 
-    con = _open_warehouse("dictionary")
-    try:
-        path = settings.exports_dir() / "dictionary.md"
+    with open_snapshot(settings.published_dir(), "analyst") as snap, private_umask():
+        path = settings.exports_dir() / "analyst" / "dictionary.md"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_markdown(con), encoding="utf-8")
+        path.write_text(render_markdown(snap.con), encoding="utf-8")
         return path
-    finally:
-        con.close()
 
 
 def export_marts(*, who: Principal | None = None) -> tuple[Path, dict[str, int]]:

@@ -1,4 +1,5 @@
-"""The data dictionary of the marts, and their export to Parquet for analysts' own tools."""
+"""The data dictionary of what analysts read: every `mart` relation of the analysts' snapshot (or of
+the warehouse, for the check that no mart column goes undescribed)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def render_markdown(con: duckdb.DuckDBPyConnection) -> str:
     """The dictionary as Markdown: one section per mart, columns with their types from the warehouse."""
     entries = load()
     lines = ["# onenet 数据字典（mart 层）", "",
-             "分析人员可查询的汇总表。人员以化名键 person_key 出现；身份证号、电话按角色打码。", ""]
+             "分析人员可查询的表（发布的分析人员快照）。人员以化名键 person_key 出现；不含身份证号、电话、姓名、"
+             "住址与出生日期；工单与案件的文字已隐去证件号、电话与车牌。", ""]
     tables = [r[0] for r in con.execute("select table_name from duckdb_tables() where schema_name = 'mart' "
                                         "order by table_name").fetchall()]
     for table in tables:
