@@ -124,7 +124,9 @@ def run_phase(day: dt.date, snapshot: Path | None = None) -> dict[str, Any]:
             print(f"  (warehouse copied to {snapshot} before the merge; not counted)", flush=True)
         summary = step("merge", pipeline.merge, lambda s: sum(s.records_per_source.values()))
         detail["merge"] = {"step_seconds": summary.step_seconds, "persons": summary.persons,
-                           "incidents": summary.incidents, "records_per_source": summary.records_per_source}
+                           "incidents": summary.incidents, "records_per_source": summary.records_per_source,
+                           # the merge step ends with publishing every audience's snapshot
+                           "publish_seconds": summary.published.seconds if summary.published else None}
         for line in summary.summary_lines():
             print("      " + line, flush=True)
         extracts = step("extract (all communities)", lambda: pipeline.extract(day),
@@ -282,9 +284,16 @@ def main() -> None:
     t = time.perf_counter()
     shutil.copytree(district, root, ignore=shutil.ignore_patterns("run", "*.sqlite-shm", "*.sqlite-wal"))
     print(f"copied to {root} in {time.perf_counter() - t:.1f} s", flush=True)
-    env = dict(ONENET_DISTRICT=str(root), ONENET_WAREHOUSE=str(work / "warehouse.duckdb"),
+    # The steps run as the pipeline does: an engineer in the bench's own access file, with its own
+    # snapshots, access log and (generated) pseudonym key under `work`.
+    from warehouse.identity import os_user, write_default_access_file
+
+    if not (work / "access.toml").exists():
+        write_default_access_file(work / "access.toml", os_user())
+    env = dict(ONENET_HOME=str(work), ONENET_DISTRICT=str(root), ONENET_WAREHOUSE=str(work / "warehouse.duckdb"),
                ONENET_GX_DIR=str(work / "gx"), ONENET_EXPORTS=str(work / "exports"),
-               ONENET_ROLE="district_analyst", ONENET_USER="bench-e2e",
+               ONENET_PUBLISHED=str(work / "published"), ONENET_ACCESS_FILE=str(work / "access.toml"),
+               ONENET_ACCESS_LOG=str(work / "audit" / "access-log.jsonl"),
                AIRFLOW_CONN_ONENET_HEALTH_CODES=f"file://{root / 'health_codes' / 'drop'}?stable_seconds=0")
     phases: dict[str, dict[str, Any]] = {}
     with environment(**env):
