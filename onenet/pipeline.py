@@ -152,7 +152,7 @@ def reconcile(source: str, *, reset_cursor: bool = False,
     if not reconcilable(source):
         raise ConnectorError(f"{source}: no reconciliation for this source (its connector has no reconcile()); "
                              f"reconcilable: {', '.join(s for s in SOURCES if reconcilable(s))}")
-    conn = connection(settings.CONN_IDS[source], settings.embedded_uri(source))
+    conn = connection(settings.CONN_IDS[source], lambda: settings.embedded_uri(source))
     module = importlib.import_module(f"connectors.{source}")
     con = _open_warehouse(f"reconcile {source}")
     try:
