@@ -67,9 +67,9 @@ def _side(side: str, district: Path, warehouse: Path, url: str | None) -> dict:
         seconds = time.perf_counter() - began
     finally:
         con.close()
-    found = {}
+    found: dict[str, int] = {}
     for r in results:
-        for kind, n in r.reconciled.items():
+        for kind, n in (r.reconciled or {}).items():
             found[kind] = found.get(kind, 0) + n
     return {"side": side, "seconds": seconds, "rows": sum(r.rows_in for r in results),
             "landed": sum(r.rows_landed for r in results), "found": found}

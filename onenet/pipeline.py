@@ -46,8 +46,9 @@ class DiskFull(ConnectorError):
     """A step ran out of disk space: one line naming the step, the path and what to do."""
 
 
-def _disk_full(exc: BaseException) -> str | None:
-    """The path of a 'no space left on device' anywhere in `exc`'s chain ('' if none is named), else None."""
+def _disk_full(error: BaseException) -> str | None:
+    """The path of a 'no space left on device' anywhere in `error`'s chain ('' if none is named), else None."""
+    exc: BaseException | None = error
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

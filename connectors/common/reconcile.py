@@ -13,7 +13,7 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -66,7 +66,7 @@ class Reconciliation:
     # Work done in a background DuckDB cursor while the source is still being read (DuckDB
     # releases the GIL): raw's current versions, and each page's keys and record hashes.
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
-    _cursor: object = field(default=None, repr=False)
+    _cursor: Any = field(default=None, repr=False)  # a duckdb cursor of the load's connection, once begun
     _raw: Future | None = field(default=None, repr=False)
     _pages: list[tuple[pa.Schema, Future]] = field(default_factory=list, repr=False)
 
