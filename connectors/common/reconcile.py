@@ -114,7 +114,7 @@ class Reconciliation:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         if self._cursor is not None:
-            self._cursor.close()  # type: ignore[attr-defined]
+            self._cursor.close()
             self._cursor = None
 
     # -- inside Load.finish's transaction -----------------------------------------------------
