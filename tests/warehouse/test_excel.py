@@ -75,3 +75,25 @@ def test_libreoffice_opens_the_workbook_and_shows_text_as_typed(book, tmp_path):
     assert '=HYPERLINK(""http://evil"",""点我"")' in text  # the text as typed, not a link or a value
     assert "+1+1" in text and "-2+3" in text and "@SUM(A1)" in text and "正常文本" in text
     assert "2026-11-03" in text
+
+
+def test_long_text_wraps_codes_do_not_and_a_day_shows_no_time(tmp_path):
+    from warehouse.excel import PRINT_SCALE_MIN, column_px, print_scale
+
+    long = "龙腾家园3号楼3单元地下车库入口垃圾桶满溢的问题，污水横流，请尽快处理" * 2
+    # a Beijing midnight (a silo that keeps days) and a real time
+    rows = [("GD2026110600021", dt.datetime(2026, 10, 31, 16, tzinfo=dt.UTC), dt.datetime(2026, 11, 1, 9, 30),
+             long, long, long, long)] * 3
+    columns = [Column("工单号"), Column("日", "datetime"), Column("时", "datetime")] + [
+        Column(f"长文本{i}", width=40) for i in range(4)]
+    write_workbook(tmp_path / "w.xlsx", [Sheet("宽表", columns, rows)])
+    ws = openpyxl.load_workbook(tmp_path / "w.xlsx")["宽表"]
+    widths = [ws.column_dimensions[c].width for c in "ABCDEFG"]
+    assert widths[0] >= len("GD2026110600021")  # a code is never narrowed into two lines
+    assert widths[3] < 35 and ws.cell(row=2, column=4).alignment.wrap_text  # long text gave way and wraps
+    assert print_scale([w - 0.71 for w in widths]) >= PRINT_SCALE_MIN - 0.01, [column_px(w) for w in widths]
+    assert ws.row_dimensions[2].height > 2 * 16  # as tall as its wrapped text
+    assert ws.cell(row=2, column=2).number_format == "yyyy-mm-dd"
+    assert ws.cell(row=2, column=2).value == dt.datetime(2026, 11, 1)
+    assert ws.cell(row=2, column=3).number_format == "yyyy-mm-dd hh:mm"
+    assert ws.print_title_rows == "$1:$1"  # the header repeats on every printed page

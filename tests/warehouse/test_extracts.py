@@ -4,7 +4,9 @@ The warehouse is read only as the tests' oracle."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 import shutil
 import stat
@@ -14,9 +16,11 @@ import openpyxl
 import pytest
 
 from onenet import pipeline
+from tests.warehouse.pdf_text import page_text_sizes
 from warehouse import audit_log, db
 from warehouse.access import AccessDenied, Principal
-from warehouse.extracts.community import extract_path, write_extracts
+from warehouse.excel import write_workbook
+from warehouse.extracts.community import build_sheets, extract_path, fetch, write_extracts
 from warehouse.identity import os_user
 from warehouse.publish import ID_SHAPED
 from warehouse.publish.snapshot import SnapshotError, open_communities
@@ -161,7 +165,7 @@ def test_no_cell_starts_a_formula_from_source_text(town):
                     assert cell.quotePrefix, (ws.title, cell.coordinate, cell.value)
     _, tickets = _sheet(path, "热线工单")
     hostile = next(r for r in tickets if r[0] == ticket)
-    assert hostile[5].startswith("=HYPERLINK") and hostile[7] == "@SUM(1+1)"
+    assert hostile[3].startswith("=HYPERLINK") and hostile[5] == "@SUM(1+1)"
 
 
 def test_the_workbook_opens_in_libreoffice_with_the_warehouses_figures(published_town, tmp_path):
@@ -184,7 +188,8 @@ def test_the_workbook_opens_in_libreoffice_with_the_warehouses_figures(published
     assert f"常住人口（去重后）,{residents}," in overview
     assert f"重点人群,{special}," in overview
     tickets_csv = next((tmp_path / "csv").glob("*热线工单*.csv")).read_text(encoding="utf-8")
-    assert tickets_csv.count("\n") - 1 == openpyxl.load_workbook(path)["热线工单"].max_row - 1
+    # cells of several lines (a deadline per line) are one quoted CSV field each
+    assert len(list(csv.reader(io.StringIO(tickets_csv)))) == openpyxl.load_workbook(path)["热线工单"].max_row
 
 
 def test_all_communities_at_once_equal_each_written_alone(published_town, monkeypatch, tmp_path):
@@ -217,3 +222,65 @@ def test_write_extracts_reads_only_the_snapshots_it_is_given(published_town, tmp
     assert tickets == (town.oracle("select count(*) from core.ticket where community_code = ?", [mine_code])[0][0], 1)
     assert result.path == extract_path(tmp_path, mine_code, mine, DAY) and result.rows["热线工单"] > 0
     assert not (tmp_path / "community" / other_code).exists()
+
+
+def _to_pdf(paths, out, profile) -> None:
+    soffice = shutil.which("soffice")
+    assert soffice, "LibreOffice is missing: run `make system-deps`"
+    subprocess.run([soffice, f"-env:UserInstallation=file://{profile}", "--headless", "--convert-to", "pdf",
+                    "--outdir", str(out), *map(str, paths)], check=True, capture_output=True, timeout=300)
+
+
+def test_every_sheet_prints_on_a4_landscape_at_8_pt_or_more(published_town, tmp_path):
+    """Printed by LibreOffice, every page of every sheet is A4 landscape and its smallest text is 8 pt
+    or more (the sheet scaled to fit one page wide draws 11 pt text at 11 pt x its scale)."""
+    town = published_town
+    code, mine = town.communities()[0]
+    path = pipeline.extract(DAY, who=_staff(mine))[0].path
+    # Each sheet alone too, from the same rows, so a failure names the sheet that prints too small.
+    with open_communities(town.published, [code]) as con:
+        sheets = build_sheets(fetch(con, [code], DAY), code, mine)
+    alone = []
+    for i, sheet in enumerate(sheets):
+        alone.append(tmp_path / "alone" / f"{i}.xlsx")
+        write_workbook(alone[-1], [sheet])
+    _to_pdf([path, *alone], tmp_path / "pdf", tmp_path / "lo")
+    whole = (tmp_path / "pdf" / path.with_suffix(".pdf").name).read_bytes()
+    assert re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)", whole) and all(
+        (round(float(w)), round(float(h))) == (842, 595)
+        for w, h in re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)", whole))  # A4 landscape
+    pages = page_text_sizes(whole)
+    smallest = {}
+    for i, sheet in enumerate(sheets):
+        sheet_pages = page_text_sizes((tmp_path / "pdf" / f"{i}.pdf").read_bytes())
+        assert sheet_pages and all(sheet_pages), sheet.name
+        smallest[sheet.name] = min(min(p) for p in sheet_pages)
+    assert len(pages) >= len(sheets) and all(pages)
+    assert min(min(p) for p in pages) >= 8, f"printed text below 8 pt: {smallest}"
+    assert all(size >= 8 for size in smallest.values()), f"printed text below 8 pt: {smallest}"
+
+
+def test_dates_show_no_false_time_and_addresses_one_form(published_town):
+    town = published_town
+    code, mine = town.communities()[0]
+    path = pipeline.extract(DAY, who=_staff(mine))[0].path
+    wb = openpyxl.load_workbook(path)
+    midnight = [(ws.title, c.coordinate, c.number_format) for ws in wb.worksheets for row in ws.iter_rows()
+                for c in row if isinstance(c.value, dt.datetime) and c.value.time() == dt.time(0)]
+    assert midnight, "no date-only value to check (the registry and health codes keep days)"
+    assert all(fmt == "yyyy-mm-dd" for _, _, fmt in midnight), midnight[:5]
+    # Every address is the standardised form (compound, 号楼, 单元, room), without the district prefix;
+    # what was written is kept below it only where it reads differently.
+    std = {r[0]: r[1] for r in town.oracle(
+        "select ticket_id, split_part(address_key, '|', 1) || split_part(address_key, '|', 2) || '号楼' "
+        "from core.ticket where community_code = ? and address_key is not null", [code])}
+    header, tickets = _sheet(path, "热线工单")
+    at = header.index("地址")
+    checked = [(r[0], r[at]) for r in tickets if r[0] in std]
+    assert checked and all(address.startswith(std[t]) for t, address in checked), checked[:5]
+    assert not [a for _, a in checked if a.startswith("武汉市")]
+    as_written = [a for _, a in checked if "\n（原：" in a]
+    assert len(as_written) < len(checked)
+    for sheet, column in (("城管案件", "地址"), ("健康码变化", "住址"), ("重点人群", "住址")):
+        header, rows = _sheet(path, sheet)
+        assert not [r for r in rows if r[header.index(column)] and r[header.index(column)].startswith("武汉市")], sheet

@@ -106,23 +106,63 @@ def build_sheets(data: ExtractData, code: str, community: str) -> list[Sheet]:
     return [
         Sheet("今日概况", [Column("项目"), Column("数值"), Column("说明")], overview,
               title_lines=(f"{community} 社区日报 {day:%Y年%m月%d日}", "本表由 onenet 自动生成，同一人只出现一次")),
-        Sheet("热线工单", [Column("工单号"), Column("类型"), Column("受理时间", "datetime"), Column("类别"),
-                       Column("紧急程度"), Column("诉求内容", width=50), Column("地址", width=36),
-                       Column("来电人"), Column("联系电话"), Column("承办单位"), Column("状态"),
-                       Column("响应时限", "datetime"), Column("办结时限", "datetime"), Column("超期")], tickets),
-        Sheet("城管案件", [Column("案件号"), Column("上报时间", "datetime"), Column("大类"), Column("小类"),
-                       Column("描述", width=40), Column("地址", width=36), Column("上报人类型"),
-                       Column("热线转办工单号"), Column("状态"), Column("处置时限", "datetime"),
-                       Column("超期")], cases),
+        # Printed one A4 page wide at a readable size: the ticket's kind, state and lateness share
+        # one cell, as do its two deadlines (excel.fit_widths narrows the long text to fit).
+        Sheet("热线工单", [Column("工单号"), Column("受理时间", "datetime"), Column("类别（紧急程度）", width=10),
+                       Column("诉求内容", width=30), Column("地址", width=24), Column("来电人"),
+                       Column("联系电话"), Column("承办单位", width=10), Column("时限"),
+                       Column("状态", width=8)], [_ticket_row(t) for t in tickets],
+              title_lines=_title(community, day, "热线工单")),
+        Sheet("城管案件", [Column("案件号"), Column("上报时间", "datetime"), Column("类别", width=12),
+                       Column("描述", width=30), Column("地址", width=24), Column("上报人类型", width=10),
+                       Column("热线转办工单号"), Column("处置时限", "time"), Column("状态", width=8)],
+              [_case_row(c) for c in cases], title_lines=_title(community, day, "城管案件")),
         Sheet("健康码变化", [Column("姓名"), Column("身份证号"), Column("联系电话"), Column("现码色"),
-                        Column("原码色"), Column("变码时间", "datetime"), Column("网格"),
-                        Column("住址", width=36)], changes),
-        Sheet("重点人群", [Column("姓名"), Column("类别"), Column("身份证号"), Column("联系电话"),
-                       Column("最近联系来源"), Column("最近联系时间", "datetime"), Column("网格"),
-                       Column("住址", width=36), Column("健康码")], roster),
+                        Column("原码色"), Column("变码时间", "datetime"), Column("网格", width=20),
+                        Column("住址", width=30)], changes, title_lines=_title(community, day, "健康码变化")),
+        Sheet("重点人群", [Column("姓名"), Column("类别", width=12), Column("身份证号"), Column("联系电话"),
+                       Column("最近联系来源"), Column("最近联系时间", "datetime"), Column("网格", width=20),
+                       Column("住址", width=30), Column("健康码")], roster,
+              title_lines=_title(community, day, "重点人群")),
         Sheet("数据待核", [Column("来源系统"), Column("记录号"), Column("字段"), Column("系统中的值"),
-                       Column("合并后的值"), Column("问题", width=40)], issues),
+                       Column("合并后的值"), Column("问题", width=40)], issues,
+              title_lines=_title(community, day, "数据待核")),
     ]
+
+
+def _title(community: str, day: dt.date, sheet: str) -> tuple[str]:
+    """The line above a sheet's table, repeated on every printed page with the header."""
+    return (f"{community} {sheet}（{day:%Y年%m月%d日}）",)
+
+
+def _lines(*parts: object) -> str:
+    """The non-empty parts, one per line of a wrapped cell."""
+    return "\n".join(str(p) for p in parts if p)
+
+
+def _at(value: dt.datetime | None) -> str:
+    """An instant as a short Beijing time ('11-20 09:30') for a cell shared with other text."""
+    if value is None:
+        return "无"
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone(dt.timedelta(hours=8)))
+    return f"{value:%m-%d %H:%M}"
+
+
+def _ticket_row(t: tuple) -> tuple:
+    """A 热线工单 row as printed, from tickets.sql's row (kind, state and lateness in one cell)."""
+    (ticket_id, kind, received_at, category, content, address, caller, phone, department, status,
+     respond_by, resolve_by, overdue) = t
+    return (ticket_id, received_at, category, content, address, caller, phone, department,
+            _lines(f"响应 {_at(respond_by)}", f"办结 {_at(resolve_by)}"), _lines(kind, status, overdue))
+
+
+def _case_row(c: tuple) -> tuple:
+    """A 城管案件 row as printed, from cases.sql's row (type and kind in one cell, state and lateness in one)."""
+    (case_id, reported_at, category_type, category_name, description, address, reporter_type, ticket_id,
+     status, deadline, overdue) = c
+    return (case_id, reported_at, _lines(category_type, category_name), description, address, reporter_type,
+            ticket_id, deadline, _lines(status, overdue))
 
 
 def write_extracts(con: duckdb.DuckDBPyConnection, communities: list[tuple[str, str]], day: dt.date,

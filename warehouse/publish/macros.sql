@@ -47,3 +47,27 @@ create or replace temp macro onenet_mask_ids_in_text(t) as
             '\1********\4', 'g'),
         -- old 15-digit numbers: 6-digit division, YYMMDD, 3-digit sequence
         '(^|[^0-9])([1-9][0-9]{5})[0-9]{5}([0-9]{4})($|[^0-9])', '\1\2*****\3\4', 'g');
+
+-- An address as community staff read it: the standardised form of an address key
+-- ('花桥新村|7|2|501' -> '花桥新村7号楼2单元501'), the community's own prefix left out; null when the
+-- address was not recognised.
+create or replace temp macro onenet_address_std(k) as
+    case when k is null or split_part(k, '|', 1) = '' then null else
+        split_part(k, '|', 1)
+        || case when split_part(k, '|', 2) <> '' then split_part(k, '|', 2) || '号楼' else '' end
+        || case when split_part(k, '|', 3) <> '' then split_part(k, '|', 3) || '单元' else '' end
+        || split_part(k, '|', 4)
+    end;
+
+-- The address as written, kept only where it says more or other than the standardised form (for
+-- verification on a visit): null when, without everything up to the street and the community, full-width
+-- digits and the usual spellings of 号楼 and 室, it reads the same.
+create or replace temp macro onenet_address_as_written(raw, k) as
+    case when onenet_address_std(k) is null then raw
+         when regexp_replace(regexp_replace(regexp_replace(
+                  translate(raw, '０１２３４５６７８９＃', '0123456789#'),
+                  '^(.*街道)?([^区]{1,4}社区)?', ''),
+                  '(栋|幢|#楼|#|号楼)', '号楼', 'g'),
+                  '(室|号)$', '') = onenet_address_std(k) then null
+         else raw
+    end;

@@ -12,7 +12,10 @@ final as (
         cases.category_type,
         cases.category_name,
         cases.description,
-        cases.address,
+        case when cases.address_std is null then cases.address_as_written
+             when cases.address_as_written is null then cases.address_std
+             else cases.address_std || chr(10) || '（原：' || cases.address_as_written || '）'
+        end as address,
         cases.reporter_type,
         cases.source_ticket_id,
         cases.status_name,

@@ -10,7 +10,10 @@ select
          when 'red' then '红码' else '（首次）' end as color_before,
     changes.valid_from,
     changes.grid_name,
-    changes.address
+    case when changes.address_std is null then changes.address_as_written
+         when changes.address_as_written is null then changes.address_std
+         else changes.address_std || chr(10) || '（原：' || changes.address_as_written || '）'
+    end as address
 from community.health_change as changes
 where changes.community_code in (select unnest($communities))
   and cast(timezone('Asia/Shanghai', changes.valid_from) as date) = $day

@@ -16,7 +16,10 @@ select
     end as latest_contact_source,
     roster.latest_contact_at,
     roster.grid_name,
-    roster.household_address,
+    case when roster.address_std is null then roster.address_as_written
+         when roster.address_as_written is null then roster.address_std
+         else roster.address_std || chr(10) || '（原：' || roster.address_as_written || '）'
+    end as address,
     case roster.code_color when 'green' then '绿码' when 'yellow' then '黄码' when 'red' then '红码' end as code_color
 from community.special_group_roster as roster
 where roster.community_code in (select unnest($communities)) and $day is not null

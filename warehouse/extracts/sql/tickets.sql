@@ -12,10 +12,15 @@ final as (
         tickets.ticket_id,
         case when tickets.received_on = $day then '新增' else '未办结' end as kind,
         tickets.received_at,
-        tickets.category,
-        tickets.urgency,
+        -- the urgency only where it is not the usual one, to keep the printed sheet one page wide
+        tickets.category || case when tickets.urgency is null or tickets.urgency = '一般' then ''
+                                 else '（' || tickets.urgency || '）' end as category,
         tickets.content,
-        tickets.address,
+        -- the standardised address; as written below it where it differs (to verify on a visit)
+        case when tickets.address_std is null then tickets.address_as_written
+             when tickets.address_as_written is null then tickets.address_std
+             else tickets.address_std || chr(10) || '（原：' || tickets.address_as_written || '）'
+        end as address,
         tickets.caller_name,
         tickets.caller_phone,
         tickets.department,

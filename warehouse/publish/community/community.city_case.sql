@@ -9,6 +9,8 @@ select
     category_name,
     onenet_mask_ids_in_text(description) as description,
     address,
+    onenet_address_std(address_key) as address_std,
+    onenet_address_as_written(address, address_key) as address_as_written,
     reporter_type,
     source_ticket_id,
     status_name,

@@ -17,7 +17,9 @@ select
     periods.previous_color,
     periods.valid_from,
     person.grid_name,
-    household.address
+    household.address,
+    onenet_address_std(household.address_key) as address_std,
+    onenet_address_as_written(household.address, household.address_key) as address_as_written
 from periods
 join core.person as person using (person_id)
 left join core.household as household using (household_id)

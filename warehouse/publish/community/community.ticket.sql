@@ -10,6 +10,8 @@ select
     urgency,
     onenet_mask_ids_in_text(content) as content,
     address,
+    onenet_address_std(address_key) as address_std,
+    onenet_address_as_written(address, address_key) as address_as_written,
     caller_name,
     caller_phone,
     department,
