@@ -242,24 +242,27 @@ class Bench:
             self.report["initial"] = self.meta.get("initial", [])
             print(f"reusing {self.base}", flush=True)
             return
-        for folder in (self.base, self.work / "district", self.published):
-            shutil.rmtree(folder, ignore_errors=True)
-        self.base.mkdir(parents=True)
+        root, day = self.work / "district", self.args.day
+        # A prepare stopped after the initial load resumes from it (the district copy is then at that day).
+        resume = (self.base / "initial-before-merge.duckdb").exists()
+        if not resume:
+            for folder in (self.base, root, self.published):
+                shutil.rmtree(folder, ignore_errors=True)
+            self.base.mkdir(parents=True)
+            shutil.copytree(self.args.district, root, ignore=shutil.ignore_patterns("run", "*.sqlite-shm", "*.sqlite-wal"))
         (self.work / "etc").mkdir(mode=0o750, exist_ok=True)
         if not (self.work / "etc" / "access.toml").exists():
             write_default_access_file(self.work / "etc" / "access.toml", os_user())
-        root = self.work / "district"
-        shutil.copytree(self.args.district, root, ignore=shutil.ignore_patterns("run", "*.sqlite-shm", "*.sqlite-wal"))
-        day = self.args.day
         runner.up(root, ports=PORTS)
         try:
             for state, d in (("initial", day), ("next", day + 1)):
                 t = time.perf_counter()
-                runner.advance(root, d)
-                drop.deliver_until(root, d)
-                self.pipeline_alone("load")
-                shutil.copyfile(self.warehouse, self.base / f"{state}-before-merge.duckdb")
-                print(f"prepared {state} (day {d}) in {time.perf_counter() - t:.0f} s", flush=True)
+                if not (resume and state == "initial"):
+                    runner.advance(root, d)
+                    drop.deliver_until(root, d)
+                    self.pipeline_alone("load")
+                    shutil.copyfile(self.warehouse, self.base / f"{state}-before-merge.duckdb")
+                    print(f"prepared {state} (day {d}) in {time.perf_counter() - t:.0f} s", flush=True)
                 if state == "initial":
                     self.initial_run()
                     shutil.copytree(self.published, self.base / "published-initial", symlinks=True)
