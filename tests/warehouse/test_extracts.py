@@ -284,3 +284,53 @@ def test_dates_show_no_false_time_and_addresses_one_form(published_town):
     for sheet, column in (("城管案件", "地址"), ("健康码变化", "住址"), ("重点人群", "住址")):
         header, rows = _sheet(path, sheet)
         assert not [r for r in rows if r[header.index(column)] and r[header.index(column)].startswith("武汉市")], sheet
+
+
+def test_data_checks_say_in_chinese_what_differs_and_show_only_the_difference(town):
+    """数据待核: one row per fix, in Chinese, the two values masked so their difference shows, the fix
+    touching the most residents first; computed from full values, only masked ones published."""
+    code, mine = town.communities()[0]
+    # Two residents of one household: the registry holds one family mobile for both, the health-code
+    # platform another with its last three digits in another order (one fix, two residents).
+    household, first, second = town.oracle(
+        "select p.household_id, min(p.person_id), max(p.person_id) from core.person p "
+        "join core.person_source s using (person_id) join staging.stg_person_records r using (record_uid) "
+        "where p.community_code = ? and p.household_id is not null and r.source = 'health_codes.exports' "
+        "group by 1 having count(distinct p.person_id) >= 2 order by 1 limit 1", [code])[0]
+    con = db.connect(town.warehouse)
+    try:
+        for source, phone in (("grid_registry.residents", "13912345678"), ("health_codes.exports", "13912345867")):
+            con.execute("update staging.stg_person_records set phone_std = ?, phone_kind = 'mobile' "
+                        "where source = ? and record_uid in (select record_uid from core.person_source "
+                        "where person_id in (?, ?))", [phone, source, first, second])
+    finally:
+        con.close()
+    town.publish()
+    path = pipeline.extract(DAY, who=_staff(mine))[0].path
+    header, rows = _sheet(path, "数据待核")
+    assert header == ("问题", "涉及系统", "系统中的值", "对照值", "说明", "走访时核实", "涉及居民", "居民", "住址", "记录号")
+    problem, silos, shown, other, _, action, residents, names, _, _ = rows[0]
+    assert (problem, silos, shown, other, residents) == (
+        "手机号与网格登记不一致", "健康码平台 ↔ 网格管理系统", "********867", "********678", 2)
+    assert "手机号" in action and len(names.split("、")) == 2
+    assert [r[6] for r in rows] == sorted((r[6] for r in rows), reverse=True)  # most residents first
+    problems = {r[0] for r in rows}
+    assert {"身份证号校验位错误", "姓名与网格登记不一致"} <= problems
+    for problem, _, shown, other, detail, action, *_ in rows:
+        assert not re.search(r"[A-Za-z_]", problem + detail + action), problem  # no codes left in English
+        assert shown and shown.strip("*") != "", (problem, shown)
+        # an ID's difference may lie in its hidden birth date: then the reason says so
+        assert shown != other or (problem.startswith("身份证号") and detail), (problem, shown)
+        for value in (shown, other or ""):
+            assert not FULL_ID.search(value) and not re.search(r"1[3-9]\d{9}", value), (problem, value)
+        if problem.startswith("身份证号") and "不一致" not in problem:
+            assert MASKED_ID.match(shown) and detail, (problem, shown)  # the masked form and the reason
+        if problem.startswith("姓名"):
+            assert "*" in shown and len(shown) == len(other) or "字数" in detail
+    # What was published holds no full value: the comparison ran inside the pipeline.
+    with open_communities(town.published, [code]) as con:
+        columns = [r[0] for r in con.execute("select column_name from (describe community.data_issue)").fetchall()]
+        assert not {"value_full", "other_full"} & set(columns)
+        values = [v for row in con.execute("select * from community.data_issue").fetchall() for v in row
+                  if isinstance(v, str)]
+    assert values and not [v for v in values if FULL_ID.search(v) or re.search(r"1[3-9]\d{9}", v)]

@@ -94,7 +94,7 @@ def build_sheets(data: ExtractData, code: str, community: str) -> list[Sheet]:
         ("超期或响应超时工单", overdue, ""),
         ("未结城管案件", len(cases), "见“城管案件”"),
         ("今日转黄码/红码人员", len(changes), "见“健康码变化”"),
-        ("数据待核", len(issues), "见“数据待核”，下次走访时核实"),
+        ("数据待核", len(issues), "见“数据待核”，每行一处待更正，下次走访时核实"),
     ]
     for source, synced_at, until, stale, failed, message in data.freshness:
         state = "数据滞后" if stale else "正常"
@@ -124,8 +124,12 @@ def build_sheets(data: ExtractData, code: str, community: str) -> list[Sheet]:
                        Column("最近联系来源"), Column("最近联系时间", "datetime"), Column("网格", width=20),
                        Column("住址", width=30), Column("健康码")], roster,
               title_lines=_title(community, day, "重点人群")),
-        Sheet("数据待核", [Column("来源系统"), Column("记录号"), Column("字段"), Column("系统中的值"),
-                       Column("合并后的值"), Column("问题", width=40)], issues,
+        # One row per fix, the ones touching the most residents first; the two values masked so
+        # that only their difference shows (community.data_issue).
+        Sheet("数据待核", [Column("问题", width=12), Column("涉及系统", width=12), Column("系统中的值"),
+                       Column("对照值"), Column("说明", width=22), Column("走访时核实", width=20),
+                       Column("涉及居民", "int"), Column("居民", width=12), Column("住址", width=20),
+                       Column("记录号", width=16)], issues,
               title_lines=_title(community, day, "数据待核")),
     ]
 

@@ -71,3 +71,14 @@ create or replace temp macro onenet_address_as_written(raw, k) as
                   '(室|号)$', '') = onenet_address_std(k) then null
          else raw
     end;
+
+-- Two values compared character by character (for a data check a visit can settle): `a` with every
+-- character it shares with `b` at the same place hidden as '*', so only the difference shows
+-- ('13812345678' against '13812345687' -> '*********78'). Same-length values only.
+create or replace temp macro onenet_show_diff(a, b) as
+    array_to_string([case when substr(a, i, 1) = substr(b, i, 1) then '*' else substr(a, i, 1) end
+                     for i in range(1, length(a) + 1)], '');
+
+-- How many places two values differ at (a longer value's extra characters count).
+create or replace temp macro onenet_diff_count(a, b) as
+    len([i for i in range(1, greatest(length(a), length(b)) + 1) if substr(a, i, 1) <> substr(b, i, 1)]);

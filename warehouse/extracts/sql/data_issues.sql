@@ -1,21 +1,20 @@
--- 数据待核: records of the given communities that disagree with the merged person or fail ID checks.
--- grain: one row per record × field × issue; values already masked by mart.source_quality_issues.
--- parameters $communities (a list of codes), $day.
+-- 数据待核: what to check on the next visit in the given communities, one row per fix, in Chinese
+-- (community.data_issue: the values already masked so only their difference shows).
+-- grain: one row per community x problem x silo x wrong value; parameters $communities (codes), $day.
+-- The fixes that touch the most residents first.
 select
-    issues.community_code,
-    case issues.source
-        when 'grid_registry.residents' then '网格管理系统'
-        when 'grid_registry.grid_workers' then '网格管理系统（网格员）'
-        when 'health_codes.exports' then '健康码平台'
-        when 'hotline.tickets' then '12345热线'
-        when 'city_cases.cases' then '数字城管'
-        else issues.source
-    end as source_name,
-    issues.record_key,
-    issues.field,
-    issues.source_value,
-    issues.golden_value,
-    issues.issue
-from community.data_issue as issues
-where issues.community_code in (select unnest($communities)) and issues.seen_on <= $day
-order by issues.community_code, issues.source, issues.record_key, issues.field, issues.issue
+    checks.community_code,
+    checks.problem,
+    checks.silos,
+    checks.value_shown,
+    checks.other_shown,
+    checks.detail,
+    checks.action,
+    checks.residents,
+    checks.names,
+    checks.addresses,
+    checks.record_keys
+from community.data_issue as checks
+where checks.community_code in (select unnest($communities)) and checks.seen_on <= $day
+order by checks.community_code, checks.residents desc, checks.records desc, checks.problem, checks.silos,
+    checks.names, checks.record_keys
