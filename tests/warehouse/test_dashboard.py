@@ -105,3 +105,42 @@ def test_rendered_in_chromium_without_console_errors_and_with_charts_drawn(page,
         coloured = sum(n for n, rgb in band if any(max(abs(a - b) for a, b in zip(rgb, p, strict=True)) < 24
                                                      for p in palette))
         assert coloured > 2000, (top, coloured)
+
+
+def _tiles(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<div>([^<]+)<b>([^<]+)</b></div>', html.split('<div class="kpi">', 1)[1].split("</div></", 1)[0]
+                           + "</div>"))
+
+
+def test_tiles_and_tables_count_the_same_warnings(page, town):
+    html = page.read_text(encoding="utf-8")
+    [(label, shown)] = [(k, v) for k, v in _tiles(html).items() if "预警" in k]
+    day, count = town.oracle("select max(day_on), count(*) filter (where day_on = (select max(day_on) "
+                             "from mart.warnings)) from mart.warnings")[0]
+    assert count and label == f"最近预警日 {day:%m-%d} 的预警" and int(shown.replace(",", "")) == count
+    table = html.split("<th>日均阈值</th></tr>", 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr>") == count and table.count(f"<td>{day:%m-%d}</td>") == count
+
+
+def test_axis_ticks_are_round_and_only_risks_are_shaded(page):
+    from decimal import Decimal
+
+    html = page.read_text(encoding="utf-8")
+    charts = re.findall(r"<svg.*?</svg>", html)
+    assert charts
+    for chart in charts:
+        labels = re.findall(r'text-anchor="end" class="tick">([^<]+)<', chart)
+        values = [Decimal(v.rstrip("%").replace(",", "")) for v in labels]
+        steps = {b - a for a, b in zip(values, values[1:], strict=False)}
+        assert values[0] == 0 and len(steps) == 1, labels
+        step = steps.pop()
+        assert step.normalize().as_tuple().digits[0] in (1, 2, 5) and step.normalize().as_tuple().digits[1:] in (
+            (), (0,)), labels  # 1, 2 or 5 times a power of ten
+    heat = html.split('<table class="heat"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><th>[^<]+</th>(.*?)</tr>", heat)
+    assert rows
+    for row in rows:
+        cells = re.findall(r"<td([^>]*)>", row)
+        assert not cells[0] and not cells[1]  # residents, special groups: population, not shaded
+        assert all("background" in c for c in cells[2:] if c)
+        assert any("background" in c for c in cells[2:])

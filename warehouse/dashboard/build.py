@@ -58,9 +58,12 @@ def _section(title: str, body: str, note: str = "") -> str:
 def _kpis(con: duckdb.DuckDBPyConnection) -> str:
     persons, records = _rows(con, "select persons, records from mart.resolution_summary where source is null")[0]
     tickets, incidents = _rows(con, "select (select count(*) from mart.ticket), (select count(*) from mart.incident)")[0]
-    warnings = _rows(con, "select count(*) from mart.warnings where is_current")[0][0]
+    # The same warnings as the table under 工单量与预警: those of the latest day with any.
+    day, warnings = _rows(con, "select max(day_on), count(*) filter (where day_on = (select max(day_on) "
+                               "from mart.warnings)) from mart.warnings")[0]
+    label = f"最近预警日 {day:%m-%d} 的预警" if day else "预警"
     items = [("一人一档（合并后人数）", persons), ("四个系统的人员记录", records), ("热线工单", tickets),
-             ("事件（工单与案件合并后）", incidents), ("当前预警", warnings)]
+             ("事件（工单与案件合并后）", incidents), (label, warnings)]
     return '<div class="kpi">' + "".join(f"<div>{escape(k)}<b>{v:,}</b></div>" for k, v in items) + "</div>"
 
 
@@ -83,8 +86,9 @@ def _volume(con: duckdb.DuckDBPyConnection) -> str:
     marks = [i for i, d in enumerate(days) if d in warned]
     chart = line_chart("每日新增工单", [f"{d:%m-%d}" for d in days], {"新增工单": [float(r[1]) for r in rows]},
                        marks=marks)
+    # every warning of the latest day with any: what the 预警 tile counts
     warn_rows = _rows(con, "select day_on, scope_type, scope_name, signal, recent_count, threshold from mart.warnings "
-                           "order by day_on desc, scope_type, scope_name limit 12")
+                           "where day_on = (select max(day_on) from mart.warnings) order by scope_type, scope_name")
     table = "".join(f"<tr><td>{d:%m-%d}</td><td>{SCOPES.get(t, escape(str(t)))}</td><td>{escape(str(n))}</td>"
                     f"<td>{SIGNALS.get(s, escape(str(s)))}"
                     f"</td><td>{c:,}</td><td>{th:.1f}</td></tr>" for d, t, n, s, c, th in warn_rows)
@@ -118,7 +122,9 @@ def _heat(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> str:
         group by community_name order by community_name""", {"as_of": as_of})
     cols = ["居民", "重点人群", "近7日工单", "未结案件", "黄码", "红码", "近7日待核数据"]
     values = [[float(v) if v is not None else None for v in r[1:]] for r in rows]
-    table = heat_table("块数据", [str(r[0]) for r in rows], cols, values)
+    # residents and special groups are population, not risk: not shaded as if more were worse
+    table = heat_table("块数据", [str(r[0]) for r in rows], cols, values,
+                       worse=[False, False, True, True, True, True, True])
     return _section("块数据（按社区）", f'<div class="card">{table}</div>', f"{as_of:%Y-%m-%d} 的网格块数据汇总")
 
 

@@ -1,7 +1,8 @@
-"""Inline SVG charts (bars, lines, a heat table): no script, no font or file from outside the page."""
+"""Inline SVG charts (bars, lines, a heat table): no font or file from outside the page; ticks on round numbers."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from html import escape
 
@@ -10,18 +11,24 @@ W, H = 720, 260
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 18, 46
 
 
-def _nice_max(value: float) -> float:
-    if value <= 4:
-        return 4.0  # small counts: ticks 0..4 stay whole numbers
-    step = 10 ** (len(str(int(value))) - 1)
-    return float(((int(value) // step) + 1) * step)
+def nice_ticks(top: float, *, whole: bool = True, most: int = 6) -> list[float]:
+    """Axis ticks from 0 on round steps (1, 2 or 5 x 10^k) covering `top`, at most `most` of them;
+    `whole` keeps counts on whole numbers (never 2.5 tickets)."""
+    if top <= 0:
+        return [0.0, 1.0]
+    raw = top / (most - 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    if whole:
+        step = max(step, 1.0)
+    count = math.ceil(top / step - 1e-9)
+    return [round(i * step, 10) for i in range(count + 1)]
 
 
-def _axis(ymax: float, fmt: str) -> list[str]:
+def _axis(ticks: Sequence[float], fmt: str) -> list[str]:
     out = []
-    for i in range(5):
-        v = ymax * i / 4
-        y = TOP + (H - TOP - BOTTOM) * (1 - i / 4)
+    for v in ticks:
+        y = TOP + (H - TOP - BOTTOM) * (1 - v / ticks[-1])
         out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{W - RIGHT}" y2="{y:.1f}" stroke="#e3e3e3"/>')
         out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{format(v, fmt)}</text>')
     return out
@@ -45,8 +52,9 @@ def bar_chart(title: str, categories: Sequence[str], series: dict[str, Sequence[
               *, fmt: str = ",.0f", ymax: float | None = None) -> str:
     """Grouped vertical bars: one group per category, one bar per series."""
     values = [v for s in series.values() for v in s if v is not None]
-    top = ymax if ymax is not None else _nice_max(max(values, default=0))
-    body = _axis(top, fmt)
+    ticks = nice_ticks(ymax if ymax is not None else max(values, default=0), whole=not fmt.endswith("%"))
+    top = ticks[-1]
+    body = _axis(ticks, fmt)
     n, k = max(len(categories), 1), max(len(series), 1)
     group = (W - LEFT - RIGHT) / n
     bar = group * 0.8 / k
@@ -71,8 +79,9 @@ def line_chart(title: str, xs: Sequence[str], series: dict[str, Sequence[float |
                *, marks: Sequence[int] = (), fmt: str = ",.0f") -> str:
     """Lines over an ordered axis; `marks` are x positions flagged with a red dot (warnings)."""
     values = [v for s in series.values() for v in s if v is not None]
-    top = _nice_max(max(values, default=0))
-    body = _axis(top, fmt)
+    ticks = nice_ticks(max(values, default=0), whole=not fmt.endswith("%"))
+    top = ticks[-1]
+    body = _axis(ticks, fmt)
     n = max(len(xs) - 1, 1)
 
     def pos(i: int, v: float) -> tuple[float, float]:
@@ -102,19 +111,24 @@ def line_chart(title: str, xs: Sequence[str], series: dict[str, Sequence[float |
 
 
 def heat_table(title: str, rows: Sequence[str], columns: Sequence[str],
-               values: Sequence[Sequence[float | None]], *, fmt: str = ",.0f") -> str:
-    """An HTML table whose cells are shaded by value (darker = more), for block data by grid."""
-    flat = [v for r in values for v in r if v is not None]
-    top = max(flat, default=0) or 1
+               values: Sequence[Sequence[float | None]], *, worse: Sequence[bool] | None = None,
+               fmt: str = ",.0f") -> str:
+    """An HTML table for block data: cells of a column where more is worse (`worse`) shaded red by
+    their share of that column's largest value; the other columns (population) left plain."""
+    worse = list(worse) if worse is not None else [True] * len(columns)
+    tops = [max((r[j] for r in values if r[j] is not None), default=0) or 1 for j in range(len(columns))]
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = []
     for name, vals in zip(rows, values, strict=True):
         cells = []
-        for v in vals:
+        for j, v in enumerate(vals):
             if v is None:
                 cells.append("<td></td>")
                 continue
-            alpha = 0.08 + 0.8 * (v / top)
+            if not worse[j]:
+                cells.append(f"<td>{format(v, fmt)}</td>")
+                continue
+            alpha = 0.08 + 0.8 * (v / tops[j])
             ink = "#fff" if alpha > 0.55 else "#222"
             cells.append(f'<td style="background:rgba(194,59,78,{alpha:.2f});color:{ink}">{format(v, fmt)}</td>')
         body.append(f"<tr><th>{escape(name)}</th>{''.join(cells)}</tr>")
