@@ -7,6 +7,7 @@ import re
 import shutil
 import stat
 import subprocess
+from urllib.parse import quote
 
 import pytest
 from PIL import Image
@@ -54,7 +55,9 @@ def test_the_page_is_the_analysts_own_and_logged(page, town):
 def test_the_page_needs_nothing_from_outside_and_holds_no_personal_data(page, town):
     html = page.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
-    assert "@import" not in html and "<script" not in html
+    assert "@import" not in html
+    # inline scripts only (the filter): none loaded from a file or address
+    assert html.count("<script") == 2 and not re.search(r"<script[^>]*\bsrc\s*=", html)
     assert html.count("<svg") >= 5 and '<table class="heat"' in html
     ids = [r[0] for r in town.oracle("select id_number from core.person where id_number is not null limit 200")]
     phones = [r[0] for r in town.oracle("select phone from core.person where phone is not null limit 200")]
@@ -125,7 +128,7 @@ def test_tiles_and_tables_count_the_same_warnings(page, town):
 def test_axis_ticks_are_round_and_only_risks_are_shaded(page):
     from decimal import Decimal
 
-    html = page.read_text(encoding="utf-8")
+    html = re.sub(r"<script.*?</script>", "", page.read_text(encoding="utf-8"), flags=re.S)
     charts = re.findall(r"<svg.*?</svg>", html)
     assert charts
     for chart in charts:
@@ -144,3 +147,60 @@ def test_axis_ticks_are_round_and_only_risks_are_shaded(page):
         assert not cells[0] and not cells[1]  # residents, special groups: population, not shaded
         assert all("background" in c for c in cells[2:] if c)
         assert any("background" in c for c in cells[2:])
+
+
+def _dom(chromium: str, url: str, profile) -> str:
+    run = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                          f"--user-data-dir={profile}", "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert not [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line], run.stderr[-2000:]
+    return run.stdout
+
+
+def test_the_filter_by_street_community_and_month_works_offline_and_agrees_with_sql(page, town, tmp_path):
+    """Chromium opens the page with a filter chosen (street, community, month in the address, as the
+    selects set it); the filtered tiles and tables equal SQL on the analysts' snapshot."""
+    import duckdb
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Chromium is missing: run `make system-deps`"
+    con = duckdb.connect(str(town.published / "analyst" / "current" / "snapshot.duckdb"), read_only=True)
+    try:
+        (street, code, month), = con.execute(
+            "select street_name, max(community_code), strftime(max(day_on), '%Y-%m') from mart.grid_daily "
+            "group by 1 order by 1 limit 1").fetchall()
+        last = con.execute("select max(day_on) from mart.grid_daily where community_code = ? "
+                           "and strftime(day_on, '%Y-%m') = ?", [code, month]).fetchone()[0]
+        expected = con.execute("""
+            select sum(residents) filter (where day_on = $last), sum(new_tickets),
+                   sum(open_cases) filter (where day_on = $last),
+                   sum(yellow_codes + red_codes) filter (where day_on = $last), sum(data_issues)
+            from mart.grid_daily where community_code = $code and strftime(day_on, '%Y-%m') = $month""",
+            {"last": last, "code": code, "month": month}).fetchone()
+        warnings = con.execute("select count(*) from mart.warnings where scope_type in ('grid', 'community') "
+                               "and left(scope_key, 12) = ? and strftime(day_on, '%Y-%m') = ?", [code, month]).fetchone()[0]
+        all_tickets = con.execute("select sum(new_tickets) from mart.grid_daily where strftime(day_on, '%Y-%m') = ?",
+                                  [month]).fetchone()[0]
+    finally:
+        con.close()
+    url = f"{page.as_uri()}#street={quote(street)}&community={code}&month={month}"
+    dom = _dom(chromium, url, tmp_path / "p1")
+    tiles = dict(re.findall(r'<div data-k="(\w+)">[^<]*<b>([\d,]+)</b>', dom))
+    shown = {k: int(v.replace(",", "")) for k, v in tiles.items()}
+    assert (shown["residents"], shown["tickets"], shown["open_cases"], shown["codes"], shown["issues"]) == expected
+    assert shown["warnings"] == warnings
+    # the table under the tiles counts the same: one community row with the tiles' figures
+    [row] = re.findall(r'<tr data-community="([^"]+)">(.*?)</tr>', dom)
+    cells = [int(v.replace(",", "")) for v in re.findall(r"<td>([\d,]+)</td>", row[1])]
+    assert row[0] == code and (cells[0], cells[2], cells[3], cells[4] + cells[5], cells[6]) == expected
+    warnings_table = dom.split('id="f-warnings">', 1)[1].split("</table>", 1)[0]
+    assert warnings_table.count("<tr>") - 1 == warnings
+    assert re.search(rf'<option value="{code}" selected', dom)
+    # the filtered chart's axis is on round steps too
+    chart = dom.split('id="f-chart">', 1)[1].split("</svg>", 1)[0]
+    ticks = [int(v.replace(",", "")) for v in re.findall(r'text-anchor="end" class="tick">([^<]+)<', chart)]
+    assert ticks[0] == 0 and len({b - a for a, b in zip(ticks, ticks[1:], strict=False)}) == 1
+    assert str(ticks[1]).rstrip("0") in ("1", "2", "5"), ticks
+    # No filter: the whole district for the month, which differs from the one community.
+    whole = dict(re.findall(r'<div data-k="(\w+)">[^<]*<b>([\d,]+)</b>', _dom(chromium, f"{page.as_uri()}#month={month}",
+                                                                            tmp_path / "p2")))
+    assert int(whole["tickets"].replace(",", "")) == all_tickets > shown["tickets"]

@@ -1,9 +1,13 @@
 """Build the analyst dashboard from the analysts' published snapshot: one self-contained HTML file,
-aggregates only. It reads `mart.*` of the snapshot (warehouse/publish/analyst), never the warehouse."""
+aggregates only. It reads `mart.*` of the snapshot (warehouse/publish/analyst), never the warehouse.
+
+Its first section filters by street, community and month offline: the aggregates per community and
+day are embedded in the page as JSON and drawn by an inline script (filter.js), nothing fetched."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from html import escape
 from pathlib import Path
 
@@ -23,7 +27,10 @@ table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #e3e3e3;pa
 th{background:#f0f4fa} td:first-child,th:first-child{text-align:left}
 .kpi{display:flex;gap:16px;flex-wrap:wrap} .kpi div{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:10px 16px}
 .kpi b{display:block;font-size:24px;color:#2f6db5}
+.filters{display:flex;gap:16px;margin:8px 0 12px} .filters select{font-size:14px;padding:2px 6px}
+.scroll{max-height:300px;overflow:auto}
 """
+FILTER_JS = Path(__file__).with_name("filter.js")
 
 
 SCOPES = {"grid": "网格", "category": "类别", "community": "社区", "street": "街道"}
@@ -37,7 +44,7 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None =
 def build_dashboard(con: duckdb.DuckDBPyConnection, out: Path) -> Path:
     """Write the dashboard to `out` (an .html file) and return its path."""
     as_of = _rows(con, "select max(day_on) from mart.grid_daily")[0][0] or dt.date.today()
-    sections = [_kpis(con), _rates(con), _volume(con), _issue_of_month(con), _heat(con, as_of),
+    sections = [_kpis(con), _filter(con), _rates(con), _volume(con), _issue_of_month(con), _heat(con, as_of),
                 _dedup(con), _quality(con)]
     html = (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>onenet 区级数据看板</title>'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head><body>'
@@ -65,6 +72,42 @@ def _kpis(con: duckdb.DuckDBPyConnection) -> str:
     items = [("一人一档（合并后人数）", persons), ("四个系统的人员记录", records), ("热线工单", tickets),
              ("事件（工单与案件合并后）", incidents), (label, warnings)]
     return '<div class="kpi">' + "".join(f"<div>{escape(k)}<b>{v:,}</b></div>" for k, v in items) + "</div>"
+
+
+def _filter(con: duckdb.DuckDBPyConnection) -> str:
+    """The section filtered in the page: its data (per community and day, warnings per scope) and script."""
+    days = _rows(con, """
+        select street_name, community_code, community_name, strftime(day_on, '%Y-%m-%d'),
+               strftime(day_on, '%Y-%m'), sum(residents)::bigint, sum(special_group_residents)::bigint,
+               sum(new_tickets)::bigint, sum(open_cases)::bigint, sum(yellow_codes)::bigint,
+               sum(red_codes)::bigint, sum(data_issues)::bigint
+        from mart.grid_daily where community_code is not null
+        group by all order by 2, 4""")
+    names = ["street", "community_code", "community_name", "day", "month", "residents", "special", "new_tickets",
+             "open_cases", "yellow", "red", "data_issues"]
+    communities = sorted({(r[1], r[2], r[0]) for r in days})
+    # grid and community warnings belong to the community their key starts with; category warnings
+    # are district-wide (shown when no street or community is chosen)
+    streets = {code: street for code, _, street in communities}
+    warnings = [[d, t, n, sig, key[:12] if t in ("grid", "community") else None,
+                 streets.get(key[:12]) if t in ("grid", "community") else None, c]
+                for d, t, n, sig, key, c in _rows(con, """
+                    select strftime(day_on, '%Y-%m-%d'), scope_type, scope_name, signal, scope_key, recent_count
+                    from mart.warnings order by day_on, scope_type, scope_name""")]
+    data = {"columns": {n: i for i, n in enumerate(names)}, "days": [list(r) for r in days],
+            "streets": sorted({r[0] for r in days if r[0]}), "communities": [list(c) for c in communities],
+            "months": sorted({r[4] for r in days}), "warnings": warnings, "scopes": SCOPES, "signals": SIGNALS}
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    body = ('<div class="filters"><label>街道 <select id="f-street"></select></label>'
+            '<label>社区 <select id="f-community"></select></label>'
+            '<label>月份 <select id="f-month"></select></label></div><div class="kpi" id="f-tiles"></div>'
+            '<div class="grid"><div class="card" id="f-chart"></div><div class="card"><table id="f-table"></table>'
+            '<br><div class="scroll"><table id="f-warnings"></table></div></div></div>'
+            f'<script type="application/json" id="f-data">{payload}</script>'
+            f'<script>{FILTER_JS.read_text(encoding="utf-8")}</script>')
+    return _section("按街道、社区、月份查看", body,
+                    "在此选择街道、社区和月份（离线可用）；居民、未结案件和码色为所选月份最后一天的数，工单和待核数据为全月合计；"
+                    "预警表即“本月预警”所数的各条。下方各节为全区汇总。")
 
 
 def _rates(con: duckdb.DuckDBPyConnection) -> str:
