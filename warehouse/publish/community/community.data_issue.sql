@@ -221,7 +221,10 @@ grouped as (
         string_agg(distinct person_name, '、' order by person_name) as names,
         string_agg(distinct grid_name, '、' order by grid_name) as grids,
         string_agg(distinct address, '、' order by address) as addresses,
-        string_agg(distinct record_key, '、' order by record_key) as record_keys,
+        -- the first three record numbers and how many there are: enough to find them in the silo
+        array_to_string(list_slice(array_agg(distinct record_key order by record_key), 1, 3), '、')
+            || case when count(distinct record_key) > 3 then ' 等' || count(distinct record_key) || '条' else '' end
+            as record_keys,
         cast(timezone('Asia/Shanghai', min(seen_at)) as date) as seen_on
     from named
     group by community_code, problem, source, source_name, value_full, other_full
