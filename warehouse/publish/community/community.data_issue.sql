@@ -6,7 +6,7 @@
 -- grain: one row per community x problem x silo x (full) silo value x (full) value it disagrees with.
 with
 
-records as (
+records as materialized (
 
     select
         records.record_uid,
@@ -35,10 +35,14 @@ records as (
 
 ),
 
-registry as (
+registry as materialized (
 
-    -- the grid registry's own record of each person: what the other silos are held against
-    select person_id, any_value(name_std) as name_std, any_value(phone_std) as phone_std
+    -- the grid registry's own record of each person: what the other silos are held against (its
+    -- latest record where it holds two, chosen the same way every run so the snapshot stays stable)
+    select
+        person_id,
+        first(name_std order by seen_at desc nulls last, record_key) as name_std,
+        first(phone_std order by seen_at desc nulls last, record_key) as phone_std
     from records
     where source = 'grid_registry.residents'
     group by person_id
