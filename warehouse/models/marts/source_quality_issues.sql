@@ -116,8 +116,8 @@ clock_issues as (
         clock_findings.source || '.' || clock_findings.entity as source,
         clock_findings.record_key,
         persons.person_key,
-        -- for the silo's owner, not for a community's visit list (community.data_issue places
-        -- issues by grid): no grid, no community
+        -- for the silo's owner, not for a community's visit list (community.data_issue, built from
+        -- the full values in the publish policy): no grid, no community
         cast(null as varchar) as grid_code,
         cast(null as varchar) as community_name,
         clock_findings.found_at as seen_at,
