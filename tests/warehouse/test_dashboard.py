@@ -204,3 +204,22 @@ def test_the_filter_by_street_community_and_month_works_offline_and_agrees_with_
     whole = dict(re.findall(r'<div data-k="(\w+)">[^<]*<b>([\d,]+)</b>', _dom(chromium, f"{page.as_uri()}#month={month}",
                                                                             tmp_path / "p2")))
     assert int(whole["tickets"].replace(",", "")) == all_tickets > shown["tickets"]
+
+
+def test_choosing_in_the_selects_filters_the_page(page, town, tmp_path):
+    """The selects themselves drive the filter: a copy of the page with a script that picks a
+    community and a month in them, as a user would, shows that community's figures."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Chromium is missing: run `make system-deps`"
+    code, month = town.oracle("select max(community_code), strftime(max(day_on), '%Y-%m') from mart.grid_daily")[0]
+    tickets = town.oracle("select sum(new_tickets) from mart.grid_daily where community_code = ? "
+                          "and strftime(day_on, '%Y-%m') = ?", [code, month])[0][0]
+    pick = ("<script>function pick(id, v){var s=document.getElementById(id);s.value=v;"
+            "s.dispatchEvent(new Event('change'));}"
+            f"pick('f-month','{month}');pick('f-community','{code}');</script>")
+    copy = tmp_path / "picked.html"
+    copy.write_text(page.read_text(encoding="utf-8").replace("</body>", pick + "</body>"), encoding="utf-8")
+    dom = re.sub(r"<script.*?</script>", "", _dom(chromium, copy.as_uri(), tmp_path / "p"), flags=re.S)
+    tiles = dict(re.findall(r'<div data-k="(\w+)">[^<]*<b>([\d,]+)</b>', dom))
+    assert int(tiles["tickets"].replace(",", "")) == tickets
+    assert re.findall(r'<tr data-community="([^"]+)">', dom) == [code]

@@ -112,6 +112,7 @@
     var parts = [["street", $("f-street").value], ["community", $("f-community").value], ["month", $("f-month").value]]
       .filter(function (p) { return p[1]; }).map(function (p) { return p[0] + "=" + encodeURIComponent(p[1]); });
     location.hash = parts.join("&");
+    render(); // at once, not only on the hashchange event that follows
   }
 
   ["f-street", "f-community", "f-month"].forEach(function (id) { $(id).addEventListener("change", choose); });
