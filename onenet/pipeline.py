@@ -230,19 +230,25 @@ def republish() -> PublishResult:
 def _publish_serving(url: str, version: str) -> str:
     """Load the current snapshots into the PostgreSQL serving database; return a one-line outcome."""
     from warehouse.publish import serving
-    from warehouse.publish.snapshot import SHARED_RELATIONS, communities, open_snapshot
+    from warehouse.publish.snapshot import (
+        SHARED_RELATIONS,
+        communities,
+        hold_version,
+        parquet_files,
+    )
 
     root = settings.published_dir()
     index = communities(root)
-    with open_snapshot(root, "analyst") as analyst:
-        relations = {q: analyst.parquet(q) for q in analyst.relations()}
+    # The versions are held (not opened): only their Parquet files are read.
+    with hold_version(root, "analyst") as analyst:
+        relations = parquet_files(analyst)
         community: dict[str, list[Path]] = {}
         with ExitStack() as stack:
             for code in index:
-                snap = stack.enter_context(open_snapshot(root, "community", code))
-                for q in snap.relations():
+                held = stack.enter_context(hold_version(root, "community", code))
+                for q, path in parquet_files(held).items():
                     if q not in SHARED_RELATIONS:  # the same for every community: nothing to secure by row
-                        community.setdefault(q, []).append(snap.parquet(q))
+                        community.setdefault(q, []).append(path)
             done = serving.publish_serving(url, version, relations, community,
                                            [(code, c["name"]) for code, c in index.items()])
     return (f"{len(done.published)} relations loaded, {len(done.skipped)} unchanged, {len(done.dropped)} dropped, "

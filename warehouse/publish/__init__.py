@@ -31,6 +31,7 @@ import shutil
 import time
 import tomllib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -335,6 +336,7 @@ def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: st
                 con.execute(f"copy {table} to '{out}.parquet' (format parquet)")
             con.execute(f"drop table {table}")
         index = {}
+        installs: list[tuple[Path, Path, dict]] = []
         for code, name in communities:
             folder = community_folder(code)
             index[code] = {"name": name, "folder": folder}
@@ -365,8 +367,13 @@ def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: st
                     os.link(staging / f"{rel.qualified}.empty.parquet", target)
             manifest = {"version": version, "audience": "community", "community_code": code,
                         "community_name": name, "relations": sorted(hashes), "hashes": digest}
-            _install(community_dir, tmp, version, manifest, lambda final: _write_views(final, rels))
-            result.communities_published += 1
+            installs.append((community_dir, tmp, manifest))
+        # Each community's views file and link swap is independent of the others: a few at a time
+        # (DuckDB releases the GIL while it writes a file).
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for _ in pool.map(lambda job: _install(job[0], job[1], version, job[2],
+                                                   lambda final: _write_views(final, rels)), installs):
+                result.communities_published += 1
         _write_index(root, index)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -84,6 +84,23 @@ def community_code(root: Path, community: str) -> str:
 @contextmanager
 def open_snapshot(root: Path, audience: str, community_code: str | None = None) -> Iterator[Snapshot]:
     """The current snapshot of `audience` (and community), read-only, held for the block."""
+    with hold_version(root, audience, community_code) as version_dir:
+        con = _connect(version_dir, audience)
+        try:
+            yield Snapshot(con, audience, version_dir.name, version_dir, community_code)
+        finally:
+            con.close()
+
+
+def parquet_files(version_dir: Path) -> dict[str, Path]:
+    """A held version's relations ("mart.hotline_rates") and their Parquet files."""
+    return {p.stem: p for p in sorted((version_dir / "parquet").glob("*.parquet"))}
+
+
+@contextmanager
+def hold_version(root: Path, audience: str, community_code: str | None = None) -> Iterator[Path]:
+    """The folder of the current version of `audience` (and community), kept from removal for the
+    block (a shared lock on its `.readers`), without opening its database."""
     base = audience_dir(root, audience, community_code)
     for _ in range(5):  # the version may be replaced between following the link and locking it
         try:
@@ -101,11 +118,7 @@ def open_snapshot(root: Path, audience: str, community_code: str | None = None) 
             os.close(fd)
             continue
         try:
-            con = _connect(version_dir, audience)
-            try:
-                yield Snapshot(con, audience, version_dir.name, version_dir, community_code)
-            finally:
-                con.close()
+            yield version_dir
         finally:
             os.close(fd)
         return
