@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .exceptions import SchemaDrift
 
@@ -97,12 +98,16 @@ def check_required(entity: Entity, batch: pa.Table) -> None:
 
 
 def land(con: duckdb.DuckDBPyConnection, entity: Entity, batch: pa.Table, load_id: str,
-         extracted_at: str) -> Landed:
+         extracted_at: str, *, new_keys: bool = False) -> Landed:
     """Insert rows whose (key, record hash) is not in raw yet; call inside the load's transaction.
 
     `batch` holds the source columns plus `_source_position`. New source columns are added to the
     raw table (and reported); the hash covers the source columns only, so the same record
     delivered twice (an overlap window, a page served twice, a re-run) lands once.
+
+    `new_keys`: the caller vouches that raw holds no row of any key of `batch` and that no key
+    repeats within it (Load.expect_new_keys checks the repeats): every row is fresh, so they are
+    inserted without the comparison.
     """
     check_required(entity, batch)
     source_cols = [c for c in batch.column_names if c not in LINEAGE]
@@ -128,40 +133,12 @@ def land(con: duckdb.DuckDBPyConnection, entity: Entity, batch: pa.Table, load_i
                 if c not in existing:
                     con.execute(f"alter table {entity.table} add column {_quote(c)} {types[c]}")
                     new_columns.append((c, types[c]))
-        key_cols = ", ".join(_quote(k) for k in entity.key)
-        cols = ", ".join(_quote(c) for c in source_cols)
-        # Against what raw holds already: nothing to compare with on a first load into an empty table.
-        # A row is skipped only when it equals its key's *current* version (the one of the latest
-        # load), not any earlier one: a value reverted to an earlier version lands again.
-        checks = []
-        current = ""
-        if existing and con.execute(f"select 1 from {entity.table} limit 1").fetchall():
-            current = f", current_versions as ({current_versions_sql(entity, '_incoming')})"
-            key_match = " and ".join(f"c.{_quote(k)} is not distinct from i.{_quote(k)}" for k in entity.key)
-            checks.append(f"not exists (select 1 from current_versions c where {key_match} and c._record_hash = i._h)")
-            legacy = con.execute(f"select 1 from {entity.table} where length(_record_hash) = "
-                                 f"{LEGACY_HASH_LENGTH} limit 1").fetchall()
-            if legacy:
-                # Versions landed with the old md5 hash: compare those by that hash, so a record
-                # delivered again after the change of hash still lands once.
-                checks.append(f"not exists (select 1 from current_versions c where {key_match} and "
-                              f"c._record_hash = {legacy_record_hash_sql(source_cols, 'i')})")
-        where = ("where " + " and ".join(checks)) if checks else ""
         changed = _changed_types(con, existing, source_cols, batch)
         try:
-            landed = con.execute(f"""
-                insert into {entity.table} ({cols}, _load_id, _extracted_at, _record_hash, _source_position)
-                with numbered as (
-                    select i.*, {record_hash_number_sql(source_cols, 'i')} as _hn from _incoming i
-                ), hashed as (
-                    select *, printf('%016x', _hn) as _h from numbered
-                ){current}, fresh as (
-                    select * from hashed i
-                    {where}
-                    qualify row_number() over (partition by {key_cols}, _hn order by _source_position) = 1
-                )
-                select {cols}, ?::varchar, ?::timestamptz, _h, _source_position from fresh
-            """, [load_id, extracted_at]).fetchall()[0][0]
+            if new_keys:
+                landed = _insert_all(con, entity, batch, source_cols, load_id, extracted_at)
+            else:
+                landed = _insert_fresh(con, entity, batch, source_cols, bool(existing), load_id, extracted_at)
         except (duckdb.ConversionException, duckdb.BinderException) as exc:
             if not changed:
                 raise
@@ -173,6 +150,71 @@ def land(con: duckdb.DuckDBPyConnection, entity: Entity, batch: pa.Table, load_i
     finally:
         del _incoming
     return Landed(batch.num_rows, landed, batch.num_rows - landed, new_columns)
+
+
+def _insert_all(con: duckdb.DuckDBPyConnection, entity: Entity, batch: pa.Table, source_cols: list[str],
+                load_id: str, extracted_at: str) -> int:
+    """Insert every row of `batch` (keys new to raw, none repeated: see land's `new_keys`)."""
+    _all = batch  # noqa: F841 - scanned by name, as _incoming
+    cols = ", ".join(_quote(c) for c in source_cols)
+    return con.execute(f"""
+        insert into {entity.table} ({cols}, _load_id, _extracted_at, _record_hash, _source_position)
+        select {cols}, ?::varchar, ?::timestamptz, {record_hash_sql(source_cols)}, _source_position from _all
+    """, [load_id, extracted_at]).fetchall()[0][0]
+
+
+def _insert_fresh(con: duckdb.DuckDBPyConnection, entity: Entity, batch: pa.Table, source_cols: list[str],
+                  existing: bool, load_id: str, extracted_at: str) -> int:
+    """Insert the rows of `batch` that are fresh: one per (key, record hash) of the batch (the first
+    by _source_position), and none whose key's current version in raw has that hash. Returns how
+    many were inserted.
+
+    The choice is made on a narrow projection (key, hash, position and row number), never on the
+    whole rows: only the chosen rows' numbers come back, and the insert then takes those rows
+    straight from the batch. Carrying every column through the de-duplication and the comparison
+    with raw cost most of a landing's memory and time (bench/README.md, health-code memory).
+    """
+    key_cols = ", ".join(_quote(k) for k in entity.key)
+    numbers = pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), batch.num_rows)), 1)
+    _numbered = batch.append_column("_i", numbers)  # noqa: F841
+    # Against what raw holds already: nothing to compare with on a first load into an empty table.
+    # A row is skipped only when it equals its key's *current* version (the one of the latest
+    # load), not any earlier one: a value reverted to an earlier version lands again. Only the
+    # batch's own keys are looked up (current_versions_sql's keys_from).
+    checks, current, legacy_col = [], "", ""
+    if existing and con.execute(f"select 1 from {entity.table} limit 1").fetchall():
+        current = f", current_versions as ({current_versions_sql(entity, 'distinct_rows')})"
+        key_match = " and ".join(f"c.{_quote(k)} is not distinct from d.{_quote(k)}" for k in entity.key)
+        checks.append(f"not exists (select 1 from current_versions c where {key_match} "
+                      "and c._record_hash = printf('%016x', d._hn))")
+        legacy = con.execute(f"select 1 from {entity.table} where length(_record_hash) = "
+                             f"{LEGACY_HASH_LENGTH} limit 1").fetchall()
+        if legacy:
+            # Versions landed with the old md5 hash: compare those by that hash, so a record
+            # delivered again after the change of hash still lands once.
+            legacy_col = f", any_value({legacy_record_hash_sql(source_cols, 'i')}) as _lh"
+            checks.append(f"not exists (select 1 from current_versions c where {key_match} and "
+                          "c._record_hash = d._lh)")
+    where = ("where " + " and ".join(checks)) if checks else ""
+    fresh = con.execute(f"""
+        with distinct_rows as (
+            select {key_cols}, _hn, coalesce(arg_min(_i, _source_position), min(_i)) as _i{legacy_col}
+            from (select i.*, {record_hash_number_sql(source_cols, 'i')} as _hn from _numbered i) i
+            group by all
+        ){current}
+        select _i, _hn from distinct_rows d {where} order by _i
+    """).to_arrow_table()
+    del _numbered
+    if fresh.num_rows == 0:
+        return 0
+    rows = batch if fresh.num_rows == batch.num_rows else batch.take(fresh.column("_i"))
+    _fresh = rows.append_column("_hn", fresh.column("_hn"))  # noqa: F841 - scanned by name, as _incoming
+    del rows, fresh
+    cols = ", ".join(_quote(c) for c in source_cols)
+    return con.execute(f"""
+        insert into {entity.table} ({cols}, _load_id, _extracted_at, _record_hash, _source_position)
+        select {cols}, ?::varchar, ?::timestamptz, printf('%016x', _hn), _source_position from _fresh
+    """, [load_id, extracted_at]).fetchall()[0][0]
 
 
 def _changed_types(con: duckdb.DuckDBPyConnection, existing: dict[str, str],

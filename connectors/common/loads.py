@@ -75,6 +75,9 @@ class Load:
     _eager = False  # land batches as they are added (land_as_added)
     _eager_rows = 0  # ... once this many rows are waiting
     _open = False   # the load's transaction is open (eager landing began it)
+    _buffer_setting: Any = None  # write_buffer_row_group_count before eager landing lowered it
+    _new_keys = False  # expect_new_keys(): the rows added since hold keys raw did not have
+    _span_keys: list[Any]  # ... the sorted hashes of the keys of those rows landed so far
 
     def __init__(self, con: duckdb.DuckDBPyConnection, entity: Entity, *, full_refresh: bool = False,
                  reconcile: Any = None):
@@ -218,6 +221,7 @@ class Load:
         if self._open:
             self._open = False
             self.con.execute("rollback")
+        self._restore_buffer_setting()
         with transaction(self.con):
             self.con.execute("update meta.loads set finished_at = now(), status = 'failed', message = ? "
                              "where load_id = ?", [r.message, self.load_id])
@@ -239,6 +243,36 @@ class Load:
         self._eager = True
         self._eager_rows = min_rows
 
+    def expect_new_keys(self, new: bool = True) -> None:
+        """The rows added from now on (until the next call) hold keys of which raw has no version
+        yet — the caller checked, e.g. a file of an export day raw holds no row of. Eager landing
+        then inserts them without comparing them with raw's current versions, as long as no key
+        repeats among them (checked here, by a hash of the key, across all their batches); a
+        batch in which one repeats (or might: two keys with the same hash) is compared as usual."""
+        if self._eager and self._batches:
+            self._land_batches()  # rows added before the call are not vouched for
+        self._new_keys = new
+        self._span_keys = []
+
+    def _keys_new(self, batch: pa.Table) -> bool:
+        """Whether `batch`'s keys are vouched new to raw and repeat neither within it nor in the
+        span's batches landed before; records its key hashes either way."""
+        if not self._new_keys:
+            return False
+        import numpy as np  # not at import: only eager loads need it
+
+        _keys = batch.select(list(self.entity.key))  # noqa: F841 - scanned by name
+        cols = ", ".join('"' + k.replace('"', '""') + '"' for k in self.entity.key)
+        hashes = np.sort(self.con.execute(f"select hash({cols}) as h from _keys").fetchnumpy()["h"])
+        new = bool(len(hashes) == 0 or not (hashes[1:] == hashes[:-1]).any())
+        for seen in self._span_keys:
+            if not new:
+                break
+            at = np.minimum(np.searchsorted(seen, hashes), len(seen) - 1)
+            new = not bool((seen[at] == hashes).any())
+        self._span_keys.append(hashes)
+        return new
+
     def mark(self) -> tuple[int, int, int, int, int]:
         """Where the load stands: give it to undo() to take back what is landed after it."""
         if self._eager and self._batches:
@@ -255,16 +289,21 @@ class Load:
                              [self.load_id, position_prefix])
         del self._batches[batches:]
         del self._quarantine[held:]
+        self._new_keys, self._span_keys = False, []  # what comes next must be vouched for again
         r = self.result
         r.rows_in, r.rows_landed, r.duplicates_skipped = rows_in, landed, duplicates
 
     def _land_batches(self) -> None:
         if not self._open:
+            self._buffer_one_row_group()
             self.con.execute("begin transaction")
             self._open = True
         batch = pa.concat_tables(self._batches, promote_options="permissive")
         self._batches.clear()
-        landed = land(self.con, self.entity, batch, self.load_id, self._started_at)
+        landed = land(self.con, self.entity, batch, self.load_id, self._started_at, new_keys=self._keys_new(batch))
+        del batch
+        # Arrow's allocator keeps freed blocks for reuse; between batches nothing of them is needed.
+        pa.default_memory_pool().release_unused()
         r = self.result
         r.rows_in, r.rows_landed = r.rows_in + landed.rows_in, r.rows_landed + landed.landed
         r.duplicates_skipped += landed.duplicates
@@ -272,6 +311,21 @@ class Load:
             self.con.execute("insert into meta.schema_changes values (?, ?, ?, ?, 'added', ?, now())",
                              [self.load_id, self.entity.source, self.entity.name, name, dtype])
             self.note(f"new source column {name!r} ({dtype}) landed")
+
+    def _buffer_one_row_group(self) -> None:
+        # DuckDB buffers up to `write_buffer_row_group_count` (5) row groups of an uncommitted
+        # insert in memory before writing them to the database file: with 1, each row group is
+        # written once full, so a load landing batch after batch holds about one row group per
+        # thread (bench/README.md, health-code memory). Restored when the load's transaction ends.
+        if self._buffer_setting is None:
+            self._buffer_setting = self.con.execute(
+                "select current_setting('write_buffer_row_group_count')").fetchall()[0][0]
+            self.con.execute("set write_buffer_row_group_count = 1")
+
+    def _restore_buffer_setting(self) -> None:
+        if self._buffer_setting is not None:
+            self.con.execute(f"set write_buffer_row_group_count = {int(self._buffer_setting)}")
+            self._buffer_setting = None
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -285,6 +339,8 @@ class Load:
         except BaseException:
             self._open = False
             self.con.execute("rollback")
+            self._restore_buffer_setting()
             raise
         self._open = False
         self.con.execute("commit")
+        self._restore_buffer_setting()

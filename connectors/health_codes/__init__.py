@@ -155,6 +155,10 @@ def _read_file(con: duckdb.DuckDBPyConnection, load: Load, drop: helpers.DropFil
     mark = load.mark()
     mode: str | None = None
     while True:
+        # A day raw holds no row of (not even from this load: it sees its own rows) cannot repeat a
+        # key raw has: its rows land without the comparison with raw's current versions, unless a
+        # record number repeats within the file (Load.expect_new_keys checks).
+        load.expect_new_keys(_new_day(con, drop.export_date))
         reader = helpers.ExportReader(drop.name, _opener(drop.path), probe, young=young, mode=mode)
         repeated = kept = 0
         try:
@@ -191,6 +195,16 @@ def _read_file(con: duckdb.DuckDBPyConnection, load: Load, drop: helpers.DropFil
     for note in reader.notes:
         load.note(note)
     return reader.rows + len(reader.bad_lines)
+
+
+def _new_day(con: duckdb.DuckDBPyConnection, export_date: str) -> bool:
+    """Whether raw holds no row of this export date (or raw has no table yet)."""
+    schema, name = settings.EXPORTS.table.split(".")
+    if not con.execute("select 1 from information_schema.tables where table_schema = ? and table_name = ?",
+                       [schema, name]).fetchall():
+        return True
+    return not con.execute(f"select 1 from {settings.EXPORTS.table} where export_date = ? limit 1",
+                           [export_date]).fetchall()
 
 
 def _opener(path: Path) -> helpers.Opener:

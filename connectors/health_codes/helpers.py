@@ -252,10 +252,12 @@ class ExportReader:
     """
 
     def __init__(self, file_name: str, opener: Opener, found: Probe, *, young: bool, mode: str | None = None,
-                 block_size: int = settings.READ_BLOCK_BYTES, chunk_rows: int = settings.XLSX_CHUNK_ROWS):
+                 block_size: int | None = None, chunk_rows: int | None = None):
         self.file_name, self.opener, self.probe, self.young = file_name, opener, found, young
         self.mode = mode            # 'utf-8', 'gb18030' or 'by-line'; None: decided from the probe
-        self.block_size, self.chunk_rows = block_size, chunk_rows
+        # The settings as they are now (not when this module was imported): tests shrink them.
+        self.block_size = block_size or settings.READ_BLOCK_BYTES
+        self.chunk_rows = chunk_rows or settings.XLSX_CHUNK_ROWS
         self.names: list[str] = list(settings.HEADERS.values())
         self.rows = 0
         self.bad_lines: list[int] = []

@@ -518,6 +518,69 @@ def test_a_changed_file_under_a_loaded_name_lands_only_changed_rows(con, folder)
     assert f"{path.name}: changed since it was loaded" in result.message
 
 
+
+def spy_landing_paths(monkeypatch) -> dict[str, int]:
+    """Counts of landings inserted without the comparison ('all') and through it ('fresh')."""
+    from connectors.common import landing
+
+    calls = {"all": 0, "fresh": 0}
+    for path, name in (("all", "_insert_all"), ("fresh", "_insert_fresh")):
+        real = getattr(landing, name)
+
+        def spy(*args, _real=real, _path=path, **kwargs):
+            calls[_path] += 1
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(landing, name, spy)
+    return calls
+
+
+def test_a_new_days_file_lands_without_comparison_yet_never_twice(con, folder, monkeypatch):
+    # A day raw has no row of lands without the comparison with raw's current versions (the fast
+    # path of bench/README.md's health-code memory section), in landings of a few rows. The same
+    # bytes read again under the same name (--retry-file), and the file rewritten with one row
+    # changed, go through the comparison: nothing lands twice, only the changed row lands.
+    monkeypatch.setattr(settings, "READ_BLOCK_BYTES", 256)
+    monkeypatch.setattr(settings, "LAND_ROWS", 4)
+    path = folder / export_name(DAY, "csv")
+    write_export(path, people(12), fmt="csv")
+    calls = spy_landing_paths(monkeypatch)
+    first = sync(con, folder)
+    assert (first.rows_in, first.rows_landed) == (12, 12)
+    assert calls["all"] > 1 and calls["fresh"] == 0
+    fast = calls["all"]
+    [again] = health_codes.sync(con, connection(folder), retry_file=path.name)
+    assert (again.rows_in, again.rows_landed, again.duplicates_skipped) == (12, 0, 12)
+    assert calls["all"] == fast and calls["fresh"] > 1  # the day is in raw now: compared
+    table = people(12)
+    table = table.set_column(table.column_names.index("vaccine_doses"), "vaccine_doses",
+                             pa.array([3] * 11 + [4], pa.int32()))
+    write_export(path, table, fmt="csv")
+    changed = sync(con, folder)
+    assert (changed.rows_in, changed.rows_landed, changed.duplicates_skipped) == (12, 1, 11)
+    assert con.execute("select count(*), count(distinct (record_no, _record_hash)) from raw.health_codes_exports"
+                       ).fetchall() == [(13, 13)]
+
+
+def test_a_record_number_repeated_across_landings_of_a_new_day_lands_once(con, folder, monkeypatch):
+    # A new day's file that repeats record numbers, in separate landings: identical repeats land
+    # once, a corrected repeat lands as the key's newer version (as a whole read of the file would).
+    monkeypatch.setattr(settings, "READ_BLOCK_BYTES", 256)
+    monkeypatch.setattr(settings, "LAND_ROWS", 3)
+    path = folder / export_name(DAY, "csv")
+    write_export(path, people(6), fmt="csv")
+    lines = path.read_bytes().split(b"\r\n")
+    repeated = lines[1]                                    # record 1 again, the same
+    corrected = lines[2].replace(b",3,", b",4,", 1)        # record 2 again, with another dose count
+    path.write_bytes(b"\r\n".join([*lines[:-1], repeated, corrected, b""]))
+    age(path)
+    calls = spy_landing_paths(monkeypatch)
+    result = sync(con, folder)
+    assert (result.rows_in, result.rows_landed, result.duplicates_skipped) == (8, 7, 1)
+    assert calls["all"] >= 1 and calls["fresh"] >= 1  # the landings with a repeat were compared
+    assert con.execute("select record_no, count(*) from raw.health_codes_exports group by 1 having count(*) > 1"
+                       ).fetchall() == [("2", 2)]
+
+
 # --- the connection -----------------------------------------------------------------------------
 
 def test_the_connection_is_an_airflow_file_uri(con, tmp_path):

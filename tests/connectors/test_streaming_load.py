@@ -91,3 +91,36 @@ def test_landed_batches_are_not_held_in_memory_until_the_commit(con):
         held = pa.total_allocated_bytes() - base
         assert load.finish({}).rows_landed == 6 * n
     assert held < 12 << 20, held  # one batch is about 8 MB; all six would be 48 MB
+
+
+def buffer_setting(con) -> int:
+    return int(con.execute("select current_setting('write_buffer_row_group_count')").fetchall()[0][0])
+
+
+def test_eager_landing_writes_row_groups_at_once_and_restores_the_setting(con):
+    before = buffer_setting(con)
+    with Load(con, ROWS) as load:
+        load.land_as_added()
+        load.add(rows("a"), "f line 2")
+        assert buffer_setting(con) == 1  # each full row group of the open insert goes to the file
+        load.finish({}, watermark=None)
+    assert buffer_setting(con) == before
+    with pytest.raises(SourceUnavailable), Load(con, ROWS) as load:
+        load.land_as_added()
+        load.add(rows("b"), "f line 2")
+        raise SourceUnavailable("gone")
+    assert buffer_setting(con) == before
+
+
+def test_keys_vouched_new_land_once_even_when_they_repeat_across_batches(con):
+    with Load(con, ROWS) as load:
+        load.land_as_added()
+        load.expect_new_keys()
+        load.add(rows("a", "b"), "f line 2")
+        load.add(rows("b", "c"), "f line 4")            # b again, the same: a duplicate
+        load.add(rows("c", v="2"), "f line 6")          # c again, changed: a new version
+        load.add(pa.table({"id": ["d", "d"], "v": ["1", "1"]}), "f line 7")  # d twice in one batch
+        r = load.finish({}, watermark=None)
+    assert (r.rows_in, r.rows_landed, r.duplicates_skipped) == (7, 5, 2)
+    assert con.execute("select id, v from raw.demo_rows order by id, v").fetchall() == [
+        ("a", "1"), ("b", "1"), ("c", "1"), ("c", "2"), ("d", "1")]
