@@ -186,7 +186,8 @@ def test_appending_needs_no_warehouse_lock(tmp_path):
 
     warehouse = tmp_path / "warehouse.duckdb"
     duckdb.connect(str(warehouse)).close()
-    env = {**os.environ, "ONENET_HOME": str(tmp_path), "ONENET_WAREHOUSE": str(warehouse)}
+    env = {**os.environ, "ONENET_HOME": str(tmp_path), "ONENET_WAREHOUSE": str(warehouse),
+           "ONENET_ACCESS_LOG": str(tmp_path / "audit" / "access-log.jsonl")}
     # Another process holds the warehouse's write lock, as a running merge does.
     holder = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
