@@ -231,10 +231,10 @@ def _publish_serving(url: str, version: str) -> str:
     """Load the current snapshots into the PostgreSQL serving database; return a one-line outcome."""
     from warehouse.publish import serving
     from warehouse.publish.snapshot import (
-        SHARED_RELATIONS,
         communities,
         hold_version,
         parquet_files,
+        shared_relations,
     )
 
     root = settings.published_dir()
@@ -246,8 +246,9 @@ def _publish_serving(url: str, version: str) -> str:
         with ExitStack() as stack:
             for code in index:
                 held = stack.enter_context(hold_version(root, "community", code))
+                shared = shared_relations(held)
                 for q, path in parquet_files(held).items():
-                    if q not in SHARED_RELATIONS:  # the same for every community: nothing to secure by row
+                    if q not in shared:  # the same for every community: nothing to secure by row
                         community.setdefault(q, []).append(path)
             done = serving.publish_serving(url, version, relations, community,
                                            [(code, c["name"]) for code, c in index.items()])

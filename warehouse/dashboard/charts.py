@@ -116,7 +116,7 @@ def heat_table(title: str, rows: Sequence[str], columns: Sequence[str],
     """An HTML table for block data: cells of a column where more is worse (`worse`) shaded red by
     their share of that column's largest value; the other columns (population) left plain."""
     worse = list(worse) if worse is not None else [True] * len(columns)
-    tops = [max((r[j] for r in values if r[j] is not None), default=0) or 1 for j in range(len(columns))]
+    tops = [max((v for r in values if (v := r[j]) is not None), default=0.0) or 1.0 for j in range(len(columns))]
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = []
     for name, vals in zip(rows, values, strict=True):

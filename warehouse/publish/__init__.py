@@ -366,7 +366,8 @@ def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: st
                 else:
                     os.link(staging / f"{rel.qualified}.empty.parquet", target)
             manifest = {"version": version, "audience": "community", "community_code": code,
-                        "community_name": name, "relations": sorted(hashes), "hashes": digest}
+                        "community_name": name, "relations": sorted(hashes), "hashes": digest,
+                        "shared": sorted(shared)}
             installs.append((community_dir, tmp, manifest))
         # Each community's views file and link swap is independent of the others: a few at a time
         # (DuckDB releases the GIL while it writes a file).

@@ -23,8 +23,7 @@ import duckdb
 from warehouse.publish import community_folder
 
 DATABASES = {"analyst": "snapshot.duckdb", "community": "snapshot.duckdb"}
-# Community relations without a community column: the same rows in every community's snapshot.
-SHARED_RELATIONS = frozenset({"community.freshness"})
+
 
 
 class SnapshotError(RuntimeError):
@@ -90,6 +89,13 @@ def open_snapshot(root: Path, audience: str, community_code: str | None = None) 
             yield Snapshot(con, audience, version_dir.name, version_dir, community_code)
         finally:
             con.close()
+
+
+def shared_relations(version_dir: Path) -> set[str]:
+    """Community relations without a community column (the same rows in every community's snapshot),
+    as the publish that wrote the version recorded them in its manifest."""
+    manifest = json.loads((version_dir / "manifest.json").read_text(encoding="utf-8"))
+    return set(manifest.get("shared", []))
 
 
 def parquet_files(version_dir: Path) -> dict[str, Path]:
@@ -180,12 +186,13 @@ def open_communities(root: Path, codes: list[str]) -> Iterator[duckdb.DuckDBPyCo
         con = duckdb.connect()
         stack.callback(con.close)
         relations = snapshots[0].relations() if snapshots else []
+        shared = shared_relations(snapshots[0].path) if snapshots else set()
         for qualified in relations:
             files = [str(s.parquet(qualified)) for s in snapshots]
             schema = qualified.split(".")[0]
             con.execute(f"create schema if not exists {schema}")
             # Each file is one community's rows; relations shared by all (freshness) are read once.
-            source = files[:1] if qualified in SHARED_RELATIONS else files
+            source = files[:1] if qualified in shared else files
             con.execute(f"create view {qualified} as select * from read_parquet({source!r})")
         con.execute("set allowed_directories = ?", [[str(s.path / "parquet") + "/" for s in snapshots]])
         con.execute("set timezone = 'Asia/Shanghai'")
