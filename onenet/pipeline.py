@@ -40,6 +40,7 @@ SOURCES = ("hotline", "city_cases", "grid_registry", "health_codes")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class DiskFull(ConnectorError):
@@ -108,6 +109,23 @@ def _open_warehouse(step: str) -> duckdb.DuckDBPyConnection:
             time.sleep(0.5)
 
 
+def _in_warehouse(step: str, work: Callable[[duckdb.DuckDBPyConnection], R]) -> R:
+    """Run `work` on the warehouse (waiting for it if another step holds it), then close it."""
+    con = _open_warehouse(step)
+    try:
+        return work(con)
+    finally:
+        con.close()
+
+
+def _each_result(results: list[T], on_result: Callable[[T], None] | None) -> list[T]:
+    """Hand each result to `on_result` (the CLI prints a line per table) once the step has closed."""
+    for r in results:
+        if on_result:
+            on_result(r)
+    return results
+
+
 @_one_line_when_disk_full("sync")
 def sync(source: str, *, full_refresh: bool = False, retry_file: str | None = None,
          on_result: Callable[[LoadResult], None] | None = None) -> list[LoadResult]:
@@ -122,16 +140,9 @@ def sync(source: str, *, full_refresh: bool = False, retry_file: str | None = No
         raise ConnectorError(f"{source}: --retry-file applies to the health_codes file drop only")
     conn = connection(settings.CONN_IDS[source], lambda: settings.embedded_uri(source))
     module = importlib.import_module(f"connectors.{source}")
-    con = _open_warehouse(source)
-    try:
-        options = {"retry_file": retry_file} if retry_file is not None else {}
-        results: list[LoadResult] = module.sync(con, conn, full_refresh=full_refresh, **options)
-    finally:
-        con.close()
-    for r in results:
-        if on_result:
-            on_result(r)
-    return results
+    options = {"retry_file": retry_file} if retry_file is not None else {}
+    return _each_result(_in_warehouse(source, lambda con: module.sync(con, conn, full_refresh=full_refresh,
+                                                                        **options)), on_result)
 
 
 def reconcilable(source: str) -> bool:
@@ -155,15 +166,9 @@ def reconcile(source: str, *, reset_cursor: bool = False,
                              f"reconcilable: {', '.join(s for s in SOURCES if reconcilable(s))}")
     conn = connection(settings.CONN_IDS[source], lambda: settings.embedded_uri(source))
     module = importlib.import_module(f"connectors.{source}")
-    con = _open_warehouse(f"reconcile {source}")
-    try:
-        results: list[LoadResult] = module.reconcile(con, conn, reset_cursor=reset_cursor)
-    finally:
-        con.close()
-    for r in results:
-        if on_result:
-            on_result(r)
-    return results
+    return _each_result(_in_warehouse(f"reconcile {source}",
+                                      lambda con: module.reconcile(con, conn, reset_cursor=reset_cursor)),
+                        on_result)
 
 
 @_one_line_when_disk_full("validate")
@@ -173,15 +178,8 @@ def validate(source: str, *, on_result: Callable[[ValidationResult], None] | Non
 
     if source not in SOURCES:
         raise ConnectorError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)} or 'all'")
-    con = _open_warehouse(f"validate {source}")
-    try:
-        results = runner.validate(con, source, settings.gx_dir())
-    finally:
-        con.close()
-    for r in results:
-        if on_result:
-            on_result(r)
-    return results
+    return _each_result(_in_warehouse(f"validate {source}",
+                                      lambda con: runner.validate(con, source, settings.gx_dir())), on_result)
 
 
 @_one_line_when_disk_full("merge")
@@ -220,11 +218,7 @@ def publish(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> Publis
 
 def republish() -> PublishResult:
     """Publish every audience's snapshot from the warehouse as it is now (the daily extract run)."""
-    con = _open_warehouse("publish")
-    try:
-        return publish(con)
-    finally:
-        con.close()
+    return _in_warehouse("publish", publish)
 
 
 def _publish_serving(url: str, version: str) -> str:
