@@ -42,10 +42,20 @@ def main() -> None:
               help="Beijing date of day 0.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write the district to [default: $ONENET_DISTRICT or var/district].")
-def simulate(residents: int, seed: int, days: int, start_date, out: Path | None) -> None:
-    """Generate a synthetic district: true population, four noisy silos, ground truth."""
+@click.option("--districts", type=click.IntRange(2, 8), default=None,
+              help="Generate a city of this many districts instead (folder default: var/city).")
+@click.option("--residents-per-district", type=click.IntRange(100, 5_000_000), default=None,
+              help="With --districts: residents of each district [default: --residents].")
+def simulate(residents: int, seed: int, days: int, start_date, out: Path | None, districts: int | None,
+             residents_per_district: int | None) -> None:
+    """Generate a synthetic district (or with --districts a city): true population, four noisy silos, ground truth."""
     from simulators.district.generate import GeneratorError, Step, generate
 
+    if districts is not None:
+        return _simulate_city(districts, residents_per_district or residents, seed, days, start_date.date(),
+                              out or settings.home() / "city")
+    if residents_per_district is not None:
+        raise OnenetError("--residents-per-district needs --districts")
     out = out or settings.district_dir()
     with _progress() as progress:
         task = None
@@ -72,6 +82,21 @@ def simulate(residents: int, seed: int, days: int, start_date, out: Path | None)
                f"{c['micro_grids']:,} micro-grids; registry {c['registry_residents_day0']:,} rows, "
                f"{c['hotline_tickets']:,} hotline tickets, {c['city_cases']:,} city cases, "
                f"{c['health_code_rows']:,} health-code rows over {days} days")
+
+
+def _simulate_city(districts: int, residents: int, seed: int, days: int, start, out: Path) -> None:
+    from simulators.city.generate import generate_city
+    from simulators.district.generate import GeneratorError
+
+    try:
+        manifest = generate_city(out, districts=districts, residents=residents, seed=seed, days=days, start=start)
+    except GeneratorError as exc:
+        raise OnenetError(str(exc)) from exc
+    c = manifest["counts"]
+    names = ", ".join(f"{d['name']} ({d['folder']})" for d in manifest["districts"])
+    click.echo(f"city written to {out}: {names}; {c['city_persons']:,} true persons, {c['movers']:,} movers, "
+               f"{c['stale_registrations']:,} stale registrations, {c['cross_callers']:,} callers from another "
+               f"district, {c['cross_district_tickets']:,} tickets about another district")
 
 
 @main.group()

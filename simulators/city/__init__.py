@@ -1,0 +1,1 @@
+"""A simulated city: several districts from the district generator, with people who cross between them."""
