@@ -1,7 +1,7 @@
 """Person resolution vs Splink 5, side by side on the same standardised records, against ground truth.
 
     .venv/bin/python -m bench.resolution_vs_splink --warehouse /tmp/d13/warehouse.duckdb \
-        [--district /tmp/d13/district] [--memory-limit 8GB] [--threads 2] \
+        [--district /tmp/d13/district] [--memory-limit 8GB] [--threads 2] [--pairs 3] [--json OUT.json] \
         [--splink-python /tmp/splink-venv/bin/python] [--threshold 0.999] [--skip-splink]
     .venv/bin/python -m bench.resolution_vs_splink --district /tmp/district13 [--input FILE.duckdb]
 
@@ -9,38 +9,89 @@
 (bench/district_warehouse.py; read-only, never modified); --district then defaults to the district
 copy next to it (WAREHOUSE_DIR/district), whose truth/ scores both sides. Without --warehouse,
 --input is a DuckDB file holding the person-records table (built from the district's silo files by
-bench/resolution_input.py when missing, a stand-in for the real staging). Splink runs as a
-subprocess in its own venv on the same columns exported to parquet. Both sides get the same DuckDB
-memory_limit and threads; both wall times include everything after the input exists; peak RSS is
-this process's (ours) and the Splink subprocess's.
+bench/resolution_input.py when missing, a stand-in for the real staging).
+
+The two sides run through bench/compare.py: --pairs rounds, the order alternating, each run a fresh
+process (bench/resolution_ours_side.py in our venv, bench/splink_side.py in Splink's). Both get the
+same records, DuckDB memory_limit and threads. The ratio is of the seconds each side reports:
+resolution from its input table loaded to clusters written; interpreter start, imports and input
+loading are excluded on both sides (the process wall times, which include them, are printed too).
+Peak RSS is each side's process. F1 is scored on each side's last run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
+import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import resolution_input
-from warehouse import db
-from warehouse.resolve import resolve
+import duckdb
+
+from bench import compare, resolution_input
 from warehouse.resolve.person_config import person_config
 
+TIMED = ("inner seconds reported by each side: from its input table loaded to clusters written "
+         "(ours: resolve() into core.person_source, committed; Splink: training, predict, clustering, "
+         "parquet write); interpreter start, imports and input loading excluded on both sides")
+WALL = "process wall: interpreter start, imports, input loading, resolution and write on both sides"
 
-def _scores(con, table: str, truth: Path, resolved: str) -> dict:
-    tp, pred, act, clusters, persons, records = con.execute(
+
+def _scores(con: duckdb.DuckDBPyConnection, table: str, truth: Path, resolved: str) -> dict:
+    tp, pred, act, clusters, persons, records = con.execute(  # type: ignore[misc]
         resolution_input.truth_pairs_sql(table, truth, resolved)).fetchone()
     p, r = tp / pred, tp / act
     return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r), "clusters": clusters,
             "true_persons": persons, "records": records}
 
 
+def _prepare(args: argparse.Namespace, work: Path) -> tuple[Path, int]:
+    """The input table copied once into WORK/input.duckdb, and the rows our configuration resolves
+    exported to WORK/input.parquet for Splink; returns the input file and its row count."""
+    source = args.input or work / "stand-in.duckdb"
+    if not source.exists():
+        t = time.perf_counter()
+        with duckdb.connect(str(source)) as c:
+            resolution_input.build(c, args.district, args.table)
+        print(f"input built from silo files in {time.perf_counter() - t:.1f} s")
+    inp = work / "input.duckdb"
+    inp.unlink(missing_ok=True)
+    cfg = person_config(input_table=args.table, threshold=args.threshold)
+    with duckdb.connect(str(inp)) as con:
+        con.execute(f"attach '{source}' as src (read_only)")
+        con.execute(f"create schema if not exists {args.table.split('.')[0]}")
+        con.execute(f"create table {args.table} as select * from src.{args.table}")
+        con.execute("detach src")
+        # Splink gets exactly the records our configuration resolves (its filter, e.g. soft-deleted rows or not).
+        con.execute(f"copy (select * from {args.table} where {cfg.filter or 'true'}) "
+                    f"to '{work}/input.parquet' (format parquet)")
+        n = con.execute(f"select count(*) from {args.table}").fetchone()[0]  # type: ignore[index]
+    print(f"input: {n:,} records of {args.table} from {source}", flush=True)
+    return inp, n
+
+
+def _sides(args: argparse.Namespace, work: Path, inp: Path) -> list[compare.Side]:
+    sides = []
+    if not args.skip_ours:
+        sides.append(compare.Side(
+            "ours", [sys.executable, "-m", "bench.resolution_ours_side", str(inp), args.table,
+                     str(work / "ours.duckdb"), str(args.threshold), args.memory_limit, str(args.threads)]))
+    if not args.skip_splink:
+        tmp = work / "splink_tmp"
+        sides.append(compare.Side(
+            "splink", [args.splink_python, str(Path(__file__).with_name("splink_side.py")),
+                       str(work / "input.parquet"), str(work / "splink.parquet"), str(args.threshold),
+                       args.memory_limit, str(args.threads), str(tmp)],
+            timeout=args.splink_timeout,
+            before=lambda: shutil.rmtree(tmp, ignore_errors=True)))  # its DuckDB file starts empty each run
+    return sides
+
+
 def main() -> None:
-    """Run both resolvers once and print precision, recall, F1, cluster counts and wall times."""
+    """Alternate both resolvers in fresh processes; print precision, recall, F1 and the timing statistics."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--warehouse", type=Path, help="a pipeline-built warehouse: use its real staging table")
     ap.add_argument("--district", type=Path, help="the district whose truth/ scores (default: next to --warehouse)")
@@ -53,6 +104,8 @@ def main() -> None:
     ap.add_argument("--memory-limit", default="8GB", help="DuckDB memory_limit for both sides")
     ap.add_argument("--threads", type=int, default=2, help="DuckDB threads for both sides")
     ap.add_argument("--splink-timeout", type=float, default=3600, help="give Splink up to this many seconds")
+    ap.add_argument("--pairs", type=int, default=3, help="rounds of one run per side, order alternating")
+    ap.add_argument("--json", type=Path, help="write every run and the statistics here")
     ap.add_argument("--work", type=Path, help="work folder (default: a new temporary folder)")
     args = ap.parse_args()
     if args.warehouse:
@@ -62,81 +115,45 @@ def main() -> None:
         args.district = args.district or args.warehouse.parent / "district"
     if not args.district:
         ap.error("--district is required without --warehouse")
+    if args.skip_ours and args.skip_splink:
+        ap.error("nothing to run")
     work = args.work or Path(tempfile.mkdtemp(prefix="resolve-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    source = args.input or work / "input.duckdb"
-    if not source.exists():
-        import duckdb
-        t = time.perf_counter()
-        with duckdb.connect(str(source)) as c:
-            resolution_input.build(c, args.district, args.table)
-        print(f"input built from silo files in {time.perf_counter() - t:.1f} s")
-    con = db.connect(work / "warehouse.duckdb")
-    con.execute(f"set memory_limit = '{args.memory_limit}'")
-    con.execute(f"set threads = {args.threads}")
-    con.execute(f"attach '{source}' as src (read_only)")
-    schema = args.table.split(".")[0]
-    con.execute(f"create schema if not exists {schema}")
-    con.execute(f"create table {args.table} as select * from src.{args.table}")
-    # Splink gets exactly the records our configuration resolves (its filter, e.g. soft-deleted rows or not).
-    cfg = person_config(input_table=args.table, threshold=args.threshold)
-    con.execute(f"copy (select * from {args.table} where {cfg.filter or 'true'}) to '{work}/input.parquet' "
-                f"(format parquet)")
-    con.execute("detach src")
+    inp, _ = _prepare(args, work)
     truth = args.district / "truth"
 
-    n_input = con.execute(f"select count(*) from {args.table}").fetchone()[0]  # type: ignore[index]
-    print(f"input: {n_input:,} records of {args.table} from {source}; truth {truth}", flush=True)
-
-    rows = []
-    if not args.skip_ours:
-        t = time.perf_counter()
-        with db.transaction(con):
-            result = resolve(con, cfg, run_id="bench")
-        ours_s = time.perf_counter() - t
-        ours = _scores(con, args.table, truth, "core.person_source")
-        ours_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"ours: {ours_s:.1f} s; records {result.records:,}, profiles {result.profiles:,}, "
-              f"pairs {result.pairs_scored:,}, links {result.links:,}; steps {json.dumps(result.timings)}")
-        print(f"ours: precision {ours['precision']:.5f} recall {ours['recall']:.5f} F1 {ours['f1']:.5f} "
-              f"clusters {ours['clusters']:,} true persons {ours['true_persons']:,}", flush=True)
-        rows.append(("onenet resolver", ours, ours_s, ours_mb))
-    if not args.skip_splink:
-        t = time.perf_counter()
-        # Splink's progress lines (stderr) go to a file, so a run that times out still says how far it got.
-        log = work / "splink.log"
-        with log.open("w") as err:
-            try:
-                proc = subprocess.run([args.splink_python, str(Path(__file__).with_name("splink_side.py")),
-                                       str(work / "input.parquet"), str(work / "splink.parquet"),
-                                       str(args.threshold), args.memory_limit, str(args.threads),
-                                       str(work / "splink_tmp")],
-                                      stdout=subprocess.PIPE, stderr=err, text=True, timeout=args.splink_timeout)
-            except subprocess.TimeoutExpired:
-                proc = subprocess.CompletedProcess([], -9, "", "")
-        progress = [ln for ln in log.read_text().splitlines() if ln.strip()]
-        proc.stderr = "\n".join(progress[-3:]) or "(no output)"
-        if proc.returncode == -9:
-            proc.stderr += f"\ntimed out after {args.splink_timeout:.0f} s"
-        splink_s = time.perf_counter() - t
-        splink_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        if proc.returncode != 0:
-            print(f"splink FAILED after {splink_s:.1f} s (exit {proc.returncode}, peak RSS {splink_mb:,.0f} MB): "
-                  + " | ".join(proc.stderr.strip().splitlines()[-3:]))
-        else:
-            print(f"splink: {splink_s:.1f} s; steps {proc.stdout.strip().splitlines()[-1]}")
-            con.execute(f"create table splink_out as select * from '{work}/splink.parquet'")
-            rows.append(("splink 5.0.0", _scores(con, args.table, truth, "splink_out"), splink_s, splink_mb))
-    print(f"\nmemory_limit {args.memory_limit}, threads {args.threads}, threshold {args.threshold}")
-    print(f"{'':16} {'precision':>9} {'recall':>8} {'F1':>8} {'clusters':>9} {'true':>9} {'records':>10} "
-          f"{'wall s':>7} {'peak MB':>8}")
-    for label, sc, secs, mb in rows:
-        print(f"{label:16} {sc['precision']:9.5f} {sc['recall']:8.5f} {sc['f1']:8.5f} {sc['clusters']:9,} "
-              f"{sc['true_persons']:9,} {sc['records']:10,} {secs:7.1f} {mb:8,.0f}")
-    if len(rows) == 2:
-        (_, a, ta, ma), (_, b, tb, mb_) = rows
-        print(f"\nratios ours/splink: time {ta / tb:.2f}, peak RSS {ma / mb_:.2f}, F1 {a['f1'] / b['f1']:.4f}, "
-              f"precision {a['precision'] / b['precision']:.4f}, recall {a['recall'] / b['recall']:.4f}")
+    comp = compare.run_rounds(_sides(args, work, inp), rounds=args.pairs, timed=TIMED, measure="reported",
+                              title=f"person resolution, {args.table}, memory_limit {args.memory_limit}, "
+                                    f"threads {args.threads}, threshold {args.threshold}", log_dir=work)
+    wall = compare.Comparison(comp.title, WALL, "wall", comp.sides, comp.runs)
+    scores: dict[str, dict] = {}
+    with duckdb.connect(str(inp), read_only=True) as con:
+        last = {r.side: r for r in comp.runs}
+        if "ours" in last and last["ours"].ok:
+            con.execute(f"attach '{work / 'ours.duckdb'}' as ours (read_only)")
+            scores["ours"] = _scores(con, args.table, truth, "ours.core.person_source")
+            print(f"ours, last run: {json.dumps(last['ours'].report)}")
+        if "splink" in last and last["splink"].ok:
+            scores["splink"] = _scores(con, args.table, truth, f"'{work / 'splink.parquet'}'")
+            print(f"splink, last run: {json.dumps(last['splink'].report)}")
+    print()
+    print(comp.report())
+    if len(comp.sides) == 2:
+        print(compare.summary_line("ours", "splink", wall.stats("ours", "splink")) + "  [process wall]")
+    print(f"\n{'':8} {'precision':>9} {'recall':>8} {'F1':>8} {'clusters':>9} {'true':>9} {'records':>10} "
+          f"{'median s':>8} {'peak MB':>8}")
+    for side, sc in scores.items():
+        runs = [r for r in comp.runs if r.side == side and r.ok]
+        med = compare.median([r.reported_s for r in runs if r.reported_s is not None])
+        print(f"{side:8} {sc['precision']:8.5f} {sc['recall']:8.5f} {sc['f1']:8.5f} {sc['clusters']:9,} "
+              f"{sc['true_persons']:9,} {sc['records']:10,} {med:8.1f} {max(r.peak_mb for r in runs):8,.0f}")
+    if len(scores) == 2:
+        a, b = scores["ours"], scores["splink"]
+        print(f"F1 ours/splink {a['f1'] / b['f1']:.4f}, precision {a['precision'] / b['precision']:.4f}, "
+              f"recall {a['recall'] / b['recall']:.4f}")
+    if args.json:
+        compare.write_json(args.json, [comp, wall], scores=scores, work=str(work))
+        print(f"runs and statistics: {args.json}")
 
 
 if __name__ == "__main__":
