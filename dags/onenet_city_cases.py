@@ -14,11 +14,13 @@ connector's cursor and lands nothing the warehouse already holds. Connection:
 `AIRFLOW_CONN_ONENET_CITY_CASES` (unset: the simulator on 127.0.0.1).
 """
 
-from onenet.dag_factory import data_interval_timetable, source_dag
+from onenet.dag_factory import data_interval_timetable, each_district, source_dag
 
-onenet_city_cases = source_dag(
+# One DAG per district of $ONENET_DISTRICTS (onenet_city_cases__<name>), or onenet_city_cases without it.
+globals().update(each_district(lambda district: source_dag(
     "city_cases",
     schedule=data_interval_timetable("0 * * * *"),
     doc_md=__doc__,
     tags=["hourly", "http"],
-)
+    district=district,
+)))

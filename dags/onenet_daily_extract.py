@@ -32,38 +32,61 @@ staff through `onenet.alerts` (group robot, e-mail as fallback) when the 07:00 r
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import DAG, CronTriggerTimetable, dag, task
 from airflow.sdk.definitions.callback import SyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
+from onenet import districts
 from onenet import orchestration as orch
-from onenet.dag_factory import EXTRACTS_ASSET, START_DATE, TIMEOUTS, TIMEZONE, dag_args, run_end
+from onenet.dag_factory import (
+    START_DATE,
+    TIMEOUTS,
+    TIMEZONE,
+    dag_args,
+    dag_id,
+    district_tags,
+    each_district,
+    extracts_asset,
+    pool,
+    run_end,
+)
+from onenet.districts import District
 
 
-@dag(schedule=CronTriggerTimetable("0 7 * * *", timezone=TIMEZONE, interval=timedelta(days=1)),
-     start_date=START_DATE, catchup=False, max_active_runs=1, default_args=dag_args("extract"),
-     doc_md=__doc__, tags=["onenet", "extract", "daily"],
-     # Staff open the workbooks at 08:00: a 07:00 run not done by then alerts them (onenet.alerts).
-     deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_LOGICAL_DATE, interval=timedelta(hours=1),
-                            callback=SyncCallback("onenet.alerts.deadline_missed",
-                                                  kwargs={"what": "07:00 社区日报导出"})))
-def onenet_daily_extract() -> None:
-    @task(pool=orch.POOL, outlets=[EXTRACTS_ASSET], execution_timeout=TIMEOUTS["extract"])
-    def extract(data_interval_end: datetime | None = None, dag_run: Any = None) -> dict[str, Any]:
-        """Write yesterday's (Beijing) extracts."""
-        return orch.extract_for_day(orch.extract_day(run_end(data_interval_end, dag_run)))
+def daily_extract(district: District | None) -> DAG:
+    """onenet_daily_extract, or onenet_daily_extract__<name> for a district (its warehouse, pool, Asset)."""
+    slot = pool(district)
 
-    @task(pool=orch.POOL, execution_timeout=TIMEOUTS["reports"])
-    def reports(data_interval_end: datetime | None = None, dag_run: Any = None) -> dict[str, Any]:
-        """Fill the report templates for yesterday (Beijing)."""
-        return orch.reports_for_day(orch.extract_day(run_end(data_interval_end, dag_run)))
+    @dag(dag_id=dag_id("onenet_daily_extract", district),
+         schedule=CronTriggerTimetable("0 7 * * *", timezone=TIMEZONE, interval=timedelta(days=1)),
+         start_date=START_DATE, catchup=False, max_active_runs=1, default_args=dag_args("extract", district),
+         doc_md=__doc__, tags=["onenet", "extract", "daily", *district_tags(district)],
+         # Staff open the workbooks at 08:00: a 07:00 run not done by then alerts them (onenet.alerts).
+         deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_LOGICAL_DATE, interval=timedelta(hours=1),
+                                callback=SyncCallback("onenet.alerts.deadline_missed",
+                                                      kwargs={"what": "07:00 社区日报导出"})))
+    def onenet_daily_extract() -> None:
+        @task(pool=slot, outlets=[extracts_asset(district)], execution_timeout=TIMEOUTS["extract"])
+        def extract(data_interval_end: datetime | None = None, dag_run: Any = None) -> dict[str, Any]:
+            """Write yesterday's (Beijing) extracts."""
+            with districts.active(district):
+                return orch.extract_for_day(orch.extract_day(run_end(data_interval_end, dag_run)))
 
-    @task(pool=orch.POOL, execution_timeout=TIMEOUTS["dashboard"])
-    def dashboard() -> dict[str, Any]:
-        """Rebuild the analyst dashboard and the data dictionary."""
-        return orch.rebuild_dashboard()
+        @task(pool=slot, execution_timeout=TIMEOUTS["reports"])
+        def reports(data_interval_end: datetime | None = None, dag_run: Any = None) -> dict[str, Any]:
+            """Fill the report templates for yesterday (Beijing)."""
+            with districts.active(district):
+                return orch.reports_for_day(orch.extract_day(run_end(data_interval_end, dag_run)))
 
-    extract() >> reports() >> dashboard()
+        @task(pool=slot, execution_timeout=TIMEOUTS["dashboard"])
+        def dashboard() -> dict[str, Any]:
+            """Rebuild the analyst dashboard and the data dictionary."""
+            with districts.active(district):
+                return orch.rebuild_dashboard()
+
+        extract() >> reports() >> dashboard()
+
+    return onenet_daily_extract()
 
 
-onenet_daily_extract()
+globals().update(each_district(daily_extract))

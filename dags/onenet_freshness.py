@@ -17,23 +17,39 @@ timeout 5 min (one small query).
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import DAG, dag, task
 
-from onenet import orchestration as orch
-from onenet.dag_factory import START_DATE, dag_args, data_interval_timetable
-
-
-@dag(schedule=data_interval_timetable("0 * * * *"), start_date=START_DATE, catchup=False, max_active_runs=1,
-     default_args=dag_args("check"), doc_md=__doc__, tags=["onenet", "alerts", "hourly"])
-def onenet_freshness() -> None:
-    @task(pool=orch.POOL, execution_timeout=timedelta(minutes=5))
-    def check_freshness() -> dict[str, Any]:
-        """Alert on every source staler than its tolerance."""
-        from onenet import alerts
-
-        return alerts.check_freshness()
-
-    check_freshness()
+from onenet import districts
+from onenet.dag_factory import (
+    START_DATE,
+    dag_args,
+    dag_id,
+    data_interval_timetable,
+    district_tags,
+    each_district,
+    pool,
+)
+from onenet.districts import District
 
 
-onenet_freshness()
+def freshness(district: District | None) -> DAG:
+    """onenet_freshness, or onenet_freshness__<name> for a district (its warehouse and pool)."""
+
+    @dag(dag_id=dag_id("onenet_freshness", district), schedule=data_interval_timetable("0 * * * *"),
+         start_date=START_DATE, catchup=False, max_active_runs=1, default_args=dag_args("check", district),
+         doc_md=__doc__, tags=["onenet", "alerts", "hourly", *district_tags(district)])
+    def onenet_freshness() -> None:
+        @task(pool=pool(district), execution_timeout=timedelta(minutes=5))
+        def check_freshness() -> dict[str, Any]:
+            """Alert on every source staler than its tolerance."""
+            from onenet import alerts
+
+            with districts.active(district):
+                return alerts.check_freshness()
+
+        check_freshness()
+
+    return onenet_freshness()
+
+
+globals().update(each_district(freshness))

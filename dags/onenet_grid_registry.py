@@ -17,11 +17,13 @@ Connection: `AIRFLOW_CONN_ONENET_GRID_REGISTRY` (PostgreSQL/MariaDB URI; unset: 
 SQLite registry).
 """
 
-from onenet.dag_factory import data_interval_timetable, source_dag
+from onenet.dag_factory import data_interval_timetable, each_district, source_dag
 
-onenet_grid_registry = source_dag(
+# One DAG per district of $ONENET_DISTRICTS (onenet_grid_registry__<name>), or onenet_grid_registry without it.
+globals().update(each_district(lambda district: source_dag(
     "grid_registry",
     schedule=data_interval_timetable("0 0 * * *"),
     doc_md=__doc__,
     tags=["nightly", "sql"],
-)
+    district=district,
+)))

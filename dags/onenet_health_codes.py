@@ -19,12 +19,14 @@ loaded before. Connection: `AIRFLOW_CONN_ONENET_HEALTH_CODES` (`file:///path/to/
 the simulator's drop folder).
 """
 
-from onenet.dag_factory import data_interval_timetable, source_dag
+from onenet.dag_factory import data_interval_timetable, each_district, source_dag
 
-onenet_health_codes = source_dag(
+# One DAG per district of $ONENET_DISTRICTS (onenet_health_codes__<name>), or onenet_health_codes without it.
+globals().update(each_district(lambda district: source_dag(
     "health_codes",
     schedule=data_interval_timetable("0 0 * * *"),
     doc_md=__doc__,
     tags=["daily", "file-drop", "sensor"],
     wait_for_daily_file=True,
-)
+    district=district,
+)))

@@ -16,11 +16,13 @@ present and lands only what the warehouse does not hold yet (usually nothing): i
 Connection: `AIRFLOW_CONN_ONENET_HOTLINE` (unset: the simulator on 127.0.0.1).
 """
 
-from onenet.dag_factory import data_interval_timetable, source_dag
+from onenet.dag_factory import data_interval_timetable, each_district, source_dag
 
-onenet_hotline = source_dag(
+# One DAG per district of $ONENET_DISTRICTS (onenet_hotline__<name>), or onenet_hotline without it.
+globals().update(each_district(lambda district: source_dag(
     "hotline",
     schedule=data_interval_timetable("*/15 * * * *"),
     doc_md=__doc__,
     tags=["every-15-minutes", "http"],
-)
+    district=district,
+)))

@@ -47,4 +47,11 @@ def onenet_merge() -> None:
     merge()
 
 
-onenet_merge()
+# With $ONENET_DISTRICTS, one merge per district (onenet.dag_factory.district_merge_dag) instead.
+from onenet import districts  # noqa: E402 - kept apart from the merge's own imports
+from onenet.dag_factory import district_merge_dag, each_district  # noqa: E402
+
+if districts.configured():
+    globals().update(each_district(lambda district: district_merge_dag(district, doc_md=__doc__)))
+else:
+    onenet_merge()

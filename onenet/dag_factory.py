@@ -3,10 +3,16 @@
 The DAG files in dags/ call `source_dag(...)` with their schedule and docs; each task calls one
 function of onenet.orchestration. Only Airflow's SDK and onenet.orchestration (no DuckDB, no
 Great Expectations) are imported here, so parsing a DAG file stays cheap.
+
+Every builder takes a `district` (onenet.districts): None builds today's single-district DAG; a
+district gets the same DAG under `<dag_id>__<name>`, with its own pool, Assets and settings
+(`each_district` builds one per configured district).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +26,9 @@ from airflow.sdk import (
     task,
 )
 
+from onenet import districts
 from onenet import orchestration as orch
+from onenet.districts import District
 
 TIMEZONE = "Asia/Shanghai"
 START_DATE = datetime(2024, 1, 1, tzinfo=orch.BEIJING)
@@ -46,7 +54,8 @@ class StaffAlert(BaseNotifier):
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "onenet-data-engineering",
     "retries": 3,
-    "retry_delay": timedelta(minutes=1),
+    # ONENET_RETRY_DELAY_SECONDS: a test cluster that kills workers on purpose retries sooner.
+    "retry_delay": timedelta(seconds=float(os.environ.get("ONENET_RETRY_DELAY_SECONDS") or 60)),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=15),
     "execution_timeout": timedelta(minutes=30),
@@ -101,19 +110,57 @@ initial sync reads — at 1.3M residents at most 10.2 s — plus one key diff), 
 """
 
 
-def dag_args(kind: str) -> dict[str, Any]:
-    """DEFAULT_ARGS with the priority of a kind of DAG (PRIORITY): source, merge, extract or reconcile."""
-    return {**DEFAULT_ARGS, "priority_weight": PRIORITY[kind], "weight_rule": "absolute"}
+def dag_args(kind: str, district: District | None = None) -> dict[str, Any]:
+    """DEFAULT_ARGS with the priority of a kind of DAG (PRIORITY): source, merge, extract or reconcile;
+    a district with a Celery queue sends its tasks there."""
+    args = {**DEFAULT_ARGS, "priority_weight": PRIORITY[kind], "weight_rule": "absolute"}
+    if district is not None and district.queue:
+        args["queue"] = district.queue
+    return args
 
 
-def source_asset(source: str) -> Asset:
+def pool(district: District | None) -> str:
+    """The pool of the warehouse's one writer: onenet_duckdb, or the district's own."""
+    return orch.POOL if district is None else district.pool
+
+
+def dag_id(base: str, district: District | None) -> str:
+    return base if district is None else district.dag_id(base)
+
+
+def district_tags(district: District | None) -> list[str]:
+    return [] if district is None else [f"district:{district.name}"]
+
+
+def _asset(uri: str, name: str, group: str, district: District | None, **extra: Any) -> Asset:
+    if district is not None:
+        uri, name = district.asset_uri(uri), f"{name}__{district.name}"
+    return Asset(uri=uri, name=name, group=group, **extra)
+
+
+def source_asset(source: str, district: District | None = None) -> Asset:
     """The Asset of a source's staged tables (one per source: its tables are validated together)."""
-    return Asset(uri=orch.asset_uri(source), name=f"onenet_staging_{source}", group="onenet_staging",
-                 extra={"tables": list(orch.STAGED_TABLES[source])})
+    return _asset(orch.asset_uri(source), f"onenet_staging_{source}", "onenet_staging", district,
+                  extra={"tables": list(orch.STAGED_TABLES[source])})
 
 
-CORE_ASSET = Asset(uri=orch.CORE_ASSET_URI, name="onenet_core", group="onenet_core")
-EXTRACTS_ASSET = Asset(uri=orch.EXTRACTS_ASSET_URI, name="onenet_daily_extracts", group="onenet_exports")
+def core_asset(district: District | None = None) -> Asset:
+    return _asset(orch.CORE_ASSET_URI, "onenet_core", "onenet_core", district)
+
+
+def extracts_asset(district: District | None = None) -> Asset:
+    return _asset(orch.EXTRACTS_ASSET_URI, "onenet_daily_extracts", "onenet_exports", district)
+
+
+CORE_ASSET = core_asset()
+EXTRACTS_ASSET = extracts_asset()
+
+
+def each_district(build: Callable[..., DAG | None]) -> dict[str, DAG]:
+    """`build(district=…)`'s DAG for every district $ONENET_DISTRICTS lists, or its one DAG (district
+    None) when none is listed; by dag_id, for a DAG file's globals()."""
+    dags = (build(district=d) for d in districts.for_dags())
+    return {d.dag_id: d for d in dags if d is not None}
 
 
 def data_interval_timetable(cron: str) -> CronDataIntervalTimetable:
@@ -144,20 +191,20 @@ def run_end(data_interval_end: datetime | None, dag_run: Any) -> datetime:
 
 
 def source_dag(source: str, *, schedule: Any, doc_md: str | None, tags: list[str],
-               wait_for_daily_file: bool = False) -> DAG:
+               wait_for_daily_file: bool = False, district: District | None = None) -> DAG:
     """Build the DAG `onenet_<source>`: [wait_for_file →] sync → validate → publish.
 
     `schedule` is a data_interval_timetable(cron): a run triggered without a logical date covers
     up to its run_after (orch.run_interval) from the start of that cron's latest complete interval.
     """
-    asset = source_asset(source)
+    asset = source_asset(source, district)
     cron = schedule.expression
 
-    @dag(dag_id=f"onenet_{source}", schedule=schedule, start_date=START_DATE, catchup=False,
-         max_active_runs=1, default_args=dag_args("source"), doc_md=(doc_md or "") + SOURCE_DOC,
-         tags=["onenet", "source", source, *tags], dagrun_timeout=timedelta(hours=20))
+    @dag(dag_id=dag_id(f"onenet_{source}", district), schedule=schedule, start_date=START_DATE, catchup=False,
+         max_active_runs=1, default_args=dag_args("source", district), doc_md=(doc_md or "") + SOURCE_DOC,
+         tags=["onenet", "source", source, *tags, *district_tags(district)], dagrun_timeout=timedelta(hours=20))
     def source_pipeline() -> None:
-        @task(pool=orch.POOL, execution_timeout=TIMEOUTS["sync"])
+        @task(pool=pool(district), execution_timeout=TIMEOUTS["sync"])
         def sync(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
                  dag_run: Any = None) -> dict[str, Any]:
             """Land what the source holds and the warehouse does not (incremental, idempotent)."""
@@ -165,14 +212,16 @@ def source_dag(source: str, *, schedule: Any, doc_md: str | None, tags: list[str
 
             start, end = task_interval(cron, data_interval_start, data_interval_end, dag_run)
             try:
-                return orch.sync_interval(source, start, end)
+                with districts.active(district):
+                    return orch.sync_interval(source, start, end)
             except orch.SyncMisconfigured as exc:  # a wrong connection: fail now, retries cannot fix it
                 raise AirflowFailException(str(exc)) from exc
 
-        @task(pool=orch.POOL, execution_timeout=TIMEOUTS["validate"])
+        @task(pool=pool(district), execution_timeout=TIMEOUTS["validate"])
         def validate(synced: Any) -> dict[str, Any]:  # Any: at parse time it is an XComArg
             """Great Expectations on the new batches: critical failures to quarantine, the rest to staging."""
-            return orch.validate_source(source)
+            with districts.active(district):
+                return orch.validate_source(source)
 
         @task(outlets=[asset], execution_timeout=TIMEOUTS["publish"])
         def publish(synced: Any, validated: Any, **context: Any) -> dict[str, Any]:
@@ -187,13 +236,13 @@ def source_dag(source: str, *, schedule: Any, doc_md: str | None, tags: list[str
 
         synced = sync()
         if wait_for_daily_file:
-            WaitForHealthFile(task_id="wait_for_file", cron=cron) >> synced
+            WaitForHealthFile(task_id="wait_for_file", cron=cron, district=district) >> synced
         publish(synced, validate(synced))
 
     return source_pipeline()
 
 
-def reconcile_dag(source: str, *, doc_md: str | None) -> DAG | None:
+def reconcile_dag(source: str, *, doc_md: str | None, district: District | None = None) -> DAG | None:
     """Build the DAG `onenet_reconcile_<source>`: reconcile → validate → publish, on the cadence the
     connector's settings declare (RECONCILE_SCHEDULE, Beijing time); None when it declares none.
 
@@ -203,13 +252,14 @@ def reconcile_dag(source: str, *, doc_md: str | None) -> DAG | None:
     cron = orch.reconcile_schedule(source)
     if cron is None:
         return None
-    asset = source_asset(source)
+    asset = source_asset(source, district)
 
-    @dag(dag_id=f"onenet_reconcile_{source}", schedule=data_interval_timetable(cron), start_date=START_DATE,
-         catchup=False, max_active_runs=1, default_args=dag_args("reconcile"), doc_md=(doc_md or "") + RECONCILE_DOC,
-         tags=["onenet", "reconcile", source], dagrun_timeout=timedelta(hours=6))
+    @dag(dag_id=dag_id(f"onenet_reconcile_{source}", district), schedule=data_interval_timetable(cron),
+         start_date=START_DATE, catchup=False, max_active_runs=1, default_args=dag_args("reconcile", district),
+         doc_md=(doc_md or "") + RECONCILE_DOC, tags=["onenet", "reconcile", source, *district_tags(district)],
+         dagrun_timeout=timedelta(hours=6))
     def reconcile_pipeline() -> None:
-        @task(pool=orch.POOL, execution_timeout=TIMEOUTS["reconcile"])
+        @task(pool=pool(district), execution_timeout=TIMEOUTS["reconcile"])
         def reconcile(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None,
                       dag_run: Any = None) -> dict[str, Any]:
             """Compare the source's complete current state with raw; land the difference and tombstones."""
@@ -217,14 +267,16 @@ def reconcile_dag(source: str, *, doc_md: str | None) -> DAG | None:
 
             start, end = task_interval(cron, data_interval_start, data_interval_end, dag_run)
             try:
-                return orch.reconcile_source(source, start, end)
+                with districts.active(district):
+                    return orch.reconcile_source(source, start, end)
             except orch.SyncMisconfigured as exc:
                 raise AirflowFailException(str(exc)) from exc
 
-        @task(pool=orch.POOL, execution_timeout=TIMEOUTS["validate"])
+        @task(pool=pool(district), execution_timeout=TIMEOUTS["validate"])
         def validate(reconciled: Any) -> dict[str, Any]:
             """Great Expectations on what the reconciliation landed (tombstones pass as they are)."""
-            return orch.validate_source(source)
+            with districts.active(district):
+                return orch.validate_source(source)
 
         @task(outlets=[asset], execution_timeout=TIMEOUTS["publish"])
         def publish(reconciled: Any, validated: Any, **context: Any) -> dict[str, Any]:
@@ -243,6 +295,40 @@ def reconcile_dag(source: str, *, doc_md: str | None) -> DAG | None:
     return reconcile_pipeline()
 
 
+def district_merge_dag(district: District | None, *, doc_md: str | None) -> DAG | None:
+    """`onenet_merge__<name>`: dags/onenet_merge.py's merge for one district, on its own staging Assets.
+
+    Built here, not by copying the DAG file: dags/onenet_merge.py calls this for each configured
+    district and keeps its own DAG for the single-district default.
+    """
+    from airflow.sdk import Param
+
+    if district is None:  # the single-district merge is dags/onenet_merge.py's own
+        return None
+    by_uri = {source_asset(s, district).uri: s for s in orch.SOURCES}
+    staged: Any = source_asset(orch.SOURCES[0], district)
+    for source in orch.SOURCES[1:]:
+        staged = staged | source_asset(source, district)  # OR: as dags/onenet_merge.py
+    outlet = core_asset(district)
+
+    @dag(dag_id=district.dag_id("onenet_merge"), schedule=staged, start_date=START_DATE, catchup=False,
+         max_active_runs=1, default_args=dag_args("merge", district), doc_md=doc_md,
+         tags=["onenet", "merge", "asset-triggered", *district_tags(district)],
+         params={"full": Param(False, type="boolean",
+                               description="Resolve every record again and re-estimate the match parameters")})
+    def merge_pipeline() -> None:
+        @task(pool=district.pool, outlets=[outlet], execution_timeout=TIMEOUTS["merge"])
+        def merge(triggering_asset_events: Any = None, params: Any = None) -> dict[str, Any]:
+            """Entity resolution: staging → core, in the district's warehouse."""
+            triggered = sorted({by_uri[a.uri] for a in (triggering_asset_events or {}) if a.uri in by_uri})
+            with districts.active(district):
+                return orch.merge_sources(triggered, full=bool((params or {}).get("full", False)))
+
+        merge()
+
+    return merge_pipeline()
+
+
 class WaitForHealthFile(BaseSensorOperator):
     """Wait, deferred, until the health-code export of the run's Beijing day is in the drop folder.
 
@@ -255,10 +341,12 @@ class WaitForHealthFile(BaseSensorOperator):
     """
 
     def __init__(self, *, cron: str, poke_interval: float = 300, timeout: float = 20 * 3600,
-                 execution_timeout: timedelta = timedelta(minutes=2), **kwargs: Any) -> None:
+                 execution_timeout: timedelta = timedelta(minutes=2), district: District | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, execution_timeout=execution_timeout,
                          **kwargs)
         self.cron = cron
+        self.district = district
 
     def poke(self, context: Any) -> bool:
         return bool(self._files(context)[1])
@@ -267,7 +355,8 @@ class WaitForHealthFile(BaseSensorOperator):
         start, _ = task_interval(self.cron, context.get("data_interval_start"), context.get("data_interval_end"),
                                  context.get("dag_run"))
         day = orch.interval_day(start)
-        folder = orch.health_drop_folder()
+        with districts.active(getattr(self, "district", None)):
+            folder = orch.health_drop_folder()
         self.log.info("health_codes: looking for 健康码日报_%s in %s", f"{day:%Y%m%d}", folder)
         return folder / f"健康码日报_{day:%Y%m%d}*", orch.health_files_for(day, folder)
 
