@@ -7,9 +7,11 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Engine
 
-from connectors.common import config
+from connectors.common import config, freshness
 from connectors.common.config import Connection
 from connectors.common.exceptions import ConfigurationError, ConnectorError, SourceUnavailable
 from connectors.common.landing import check_required
@@ -84,13 +86,16 @@ def reconcile_table(con: duckdb.DuckDBPyConnection, engine: Engine, name: str, *
     spec = Reconciliation(missing_kind=settings.MISSING_KIND, overlap=overlap, unique_keys=True)
     with Load(con, entity, reconcile=spec) as load:
         greatest: helpers.Position | None = None
+        future = _Future(load, name)
         with helpers.connect(engine, hint) as source:
             table = helpers.reflect(source, name)
             check_required(entity, helpers.arrow_schema(table).empty_table())
             for page in helpers.scan(source, table, entity.key, batch_size):
                 _add(load, page)
-                if greatest is None or _later(page.greatest, greatest):
-                    greatest = page.greatest
+                reached = future.credible(page)
+                if reached is not None and (greatest is None or _later(reached, greatest)):
+                    greatest = reached
+        future.record()
         if reset_cursor and greatest is not None:
             return load.finish(greatest.state(), watermark=greatest.iso)
         return load.finish({k: v for k, v in load.state.items() if k != "watermark"})
@@ -115,26 +120,27 @@ def sync_table(con: duckdb.DuckDBPyConnection, engine: Engine, name: str, *, ful
     with Load(con, entity, full_refresh=full_refresh) as load:
         after = helpers.Position.from_state(load.state, name, entity.key)
         start = after
+        future = _Future(load, name)
         with helpers.connect(engine, hint) as source:
             table = helpers.reflect(source, name)
             # Fail on a missing or re-typed column before reading a single page.
             check_required(entity, helpers.arrow_schema(table).empty_table())
             if after is None and settings.SCAN_FIRST_LOAD:
                 # Nothing to resume from: one unordered scan, ending at the greatest position read.
-                for page in helpers.scan(source, table, entity.key, batch_size):
-                    _add(load, page)
-                    if after is None or (page.greatest.updated_at, page.greatest.key) > (after.updated_at, after.key):
-                        after = page.greatest
+                pages = helpers.scan(source, table, entity.key, batch_size)
             else:
                 # Inclusive from the saved updated_at minus the overlap, not strictly after the
                 # saved (updated_at, key): the source's clock may hand a later commit an equal or
                 # slightly older updated_at. Rows read again equal raw's current version and are
                 # skipped by landing; the position never moves backwards.
                 since = after.updated_at - overlap if after is not None else None
-                for page in helpers.pages(source, table, entity.key, None if since else after, batch_size,
-                                          since=since):
-                    _add(load, page)
-                    after = page.last if after is None or _later(page.last, after) else after
+                pages = helpers.pages(source, table, entity.key, None if since else after, batch_size, since=since)
+            for page in pages:
+                _add(load, page)
+                # Rows dated in the future land, but the position stays at the latest credible row.
+                reached = future.credible(page)
+                after = reached if reached is not None and (after is None or _later(reached, after)) else after
+        future.record()
         if after is None or after == start:
             return load.finish({k: v for k, v in load.state.items() if k != "watermark"})
         return load.finish(after.state(), watermark=after.iso)
@@ -142,6 +148,47 @@ def sync_table(con: duckdb.DuckDBPyConnection, engine: Engine, name: str, *, ful
 
 def _later(a: helpers.Position, b: helpers.Position) -> bool:
     return (a.updated_at, a.key) > (b.updated_at, b.key)
+
+
+class _Future:
+    """Rows whose updated_at is later than now + the freshness tolerance (the registry's clock runs
+    ahead): they land, but never move the cursor, and each is recorded once as a clock problem for
+    the silo's owner (meta.reconciliation_keys, kind 'future_dated', with the load as its run)."""
+
+    def __init__(self, load: Load, table: str):
+        self.load, self.table = load, table
+        self.limit = freshness.now() + freshness.TOLERANCE
+        self.rows: list[pa.Table] = []
+
+    def credible(self, page: helpers.Page) -> helpers.Position | None:
+        reached, ahead = helpers.credible(page, self.load.entity.key, self.limit)
+        if ahead.num_rows:
+            self.rows.append(ahead)
+        return reached
+
+    def record(self) -> None:
+        if not self.rows:
+            return
+        ahead = pa.concat_tables(self.rows)
+        latest = pc.max(ahead.column("updated_at")).as_py()
+        self.load.note(f"{ahead.num_rows:,} row(s) of {self.table} dated later than now + "
+                       f"{freshness.TOLERANCE.seconds // 60} min (up to {latest.isoformat()}): landed, but the "
+                       "cursor stays at the latest row dated before that — the registry's clock looks ahead; "
+                       "recorded for its owner (meta.reconciliation_keys, future_dated)")
+        entity, con = self.load.entity, self.load.con
+        name = f"_rg_future_{entity.name}"
+        con.register(name, ahead)
+        # Once per record and updated_at: the inclusive cursor reads these rows again each sync.
+        self.load.execute_on_finish(f"""
+            insert into meta.reconciliation_keys
+            select ?, ?, ?, f.record_key, 'future_dated', f.updated_at, null, try_cast(? as timestamptz),
+                   epoch(try_cast(? as timestamptz)) - epoch(f.updated_at), now()
+            from {name} f
+            where not exists (select 1 from meta.reconciliation_keys k where k.source = ? and k.entity = ?
+                              and k.kind = 'future_dated' and k.record_key = f.record_key
+                              and k.source_updated_at = f.updated_at)
+        """, [self.load.load_id, entity.source, entity.name, self.limit.isoformat(), self.limit.isoformat(),
+              entity.source, entity.name])
 
 
 def _add(load: Load, page: helpers.Page) -> None:

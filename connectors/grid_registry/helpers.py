@@ -166,7 +166,7 @@ def connect(engine: Engine, hint: str) -> SAConnection:
     """Open a connection, or fail with SourceUnavailable naming the database and what to check."""
     url = engine.url
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-            and not str(url.database).startswith("file:") and not Path(url.database).is_file():
+            and not str(url.database).startswith("file:") and not Path(str(url.database)).is_file():
         # SQLite would silently create an empty database; a missing file is a missing source.
         raise SourceUnavailable(f"{settings.SOURCE}: the registry file {url.database} does not exist; {hint}")
     try:
@@ -479,6 +479,26 @@ def to_page(table: Table, schema: pa.Schema, rows: Sequence[Any] | pa.Table, key
             held.append((f"{table.name} pk={ident(i)}", record, reason))
         page = page.filter(pa.array([i not in bad for i in range(count)]))
     return Page(page, _positions(table.name, [page.column(k) for k in key]), held, last, greatest)
+
+
+def credible(page: Page, key: Sequence[str], limit: datetime) -> tuple[Position | None, pa.Table]:
+    """(the greatest (updated_at, key) among the page's rows dated at most `limit`, or None if none
+    is; the rows dated later, as record_key (key values joined by ',') and updated_at).
+
+    A cursor must not move to a time the source's clock has not reached: a row stamped in the
+    future (a clock running ahead) would make every later change look older than the position.
+    """
+    cursor = page.rows.column(settings.CURSOR)
+    ahead = pc.fill_null(pc.greater(cursor, pa.scalar(limit.astimezone(UTC), cursor.type)), False)
+    later = page.rows.filter(ahead)
+    parts = [later.column(k).cast(pa.string()) for k in key]
+    record_key = pc.binary_join_element_wise(*parts, ",") if len(parts) > 1 else parts[0]
+    future = pa.table({"record_key": record_key, "updated_at": later.column(settings.CURSOR)})
+    rows = page.rows.filter(pc.invert(ahead))
+    if rows.num_rows == 0:
+        return None, future
+    cursor_ok, keys = rows.column(settings.CURSOR).combine_chunks(), [rows.column(k).combine_chunks() for k in key]
+    return _greatest(cursor_ok, keys, keys), future
 
 
 def _failed(table: Table, where: str, exc: Exception) -> SourceUnavailable:

@@ -239,6 +239,50 @@ def test_the_registry_cursor_reads_the_saved_instant_again_and_the_overlap_befor
     assert f"{late[0]} row(s) arrived at or behind the watermark" in results["residents"].message
 
 
+@pytest.mark.parametrize("first", ["scan", "keyset"])
+def test_a_row_dated_in_the_future_lands_but_never_moves_the_cursor(root, con, first):
+    """The registry's clock ahead: the row lands, the position stays at the latest credible row, the
+    clock problem is recorded once for the silo's owner, and the next real change is not missed."""
+    from connectors.common import freshness
+
+    conn = sqlite_conn(root)
+    if first == "keyset":
+        grid_registry.sync(con, conn)
+    state = _state(con, "residents") if first == "keyset" else None
+    ahead = datetime.now(UTC) + timedelta(days=400)
+    with sqlite3.connect(registry_file(root)) as lite:
+        future_id, later_id = [r[0] for r in lite.execute(
+            "select resident_id from residents order by resident_id limit 2").fetchall()]
+        lite.execute("update residents set phone = '13900000007', updated_at = ? where resident_id = ?",
+                     [_ts(ahead), future_id])
+    results = {r.entity: r for r in grid_registry.sync(con, conn)}
+    saved = _state(con, "residents")
+    limit = datetime.now(UTC) + freshness.TOLERANCE
+    assert datetime.fromisoformat(saved["updated_at"]) <= limit
+    assert datetime.fromisoformat(results["residents"].watermark_after) <= limit
+    assert saved["key"] != [future_id]
+    if state is not None:
+        assert saved == state  # nothing credible changed: the position did not move at all
+    assert con.execute("select phone from raw.grid_registry_residents where resident_id = ? "
+                       "and _load_id = ?", [future_id, results["residents"].load_id]).fetchone() == ("13900000007",)
+    assert "dated later than now + 10 min" in results["residents"].message
+    finding = con.execute("select record_key, kind, source_updated_at, seconds_behind_watermark "
+                          "from meta.reconciliation_keys where kind = 'future_dated'").fetchall()
+    assert [(k, kind) for k, kind, _, _ in finding] == [(future_id, "future_dated")]
+    assert finding[0][2] == ahead.replace(microsecond=ahead.microsecond) and finding[0][3] < -399 * 86400
+
+    # A real change after it, stamped now: the next sync lands it (a cursor in the future would
+    # have skipped it), and the future row, read again, is neither landed nor recorded twice.
+    with sqlite3.connect(registry_file(root)) as lite:
+        lite.execute("update residents set phone = '13900000006', updated_at = ? where resident_id = ?",
+                     [_ts(datetime.now(UTC)), later_id])
+    again = {r.entity: r for r in grid_registry.sync(con, conn)}
+    assert again["residents"].rows_landed == 1
+    assert con.execute("select count(*) from meta.reconciliation_keys where kind = 'future_dated'"
+                       ).fetchone() == (1,)
+    assert datetime.fromisoformat(_state(con, "residents")["updated_at"]) <= datetime.now(UTC) + freshness.TOLERANCE
+
+
 def test_onenet_reconcile_prints_each_table_and_the_totals_by_kind(root, tmp_path):
     from click.testing import CliRunner
 

@@ -5,6 +5,7 @@ with its kind — on a generated village, its silos on loopback, a real DuckDB w
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import sqlite3
 from datetime import UTC, datetime
@@ -104,7 +105,7 @@ def test_every_case_is_reported_with_its_kind_and_nothing_else(run):
     cases = _corpus().CASES
     assert set(run["found"]) == set(cases), "every case of cases.toml was applied"
     expected = {(keys[0], key, cases[case]["expected"]) for case, keys in run["found"].items() for key in keys[1:]
-                if cases[case]["expected"] != "cursor"}
+                if cases[case]["expected"] not in ("cursor", "future_dated")}
     with duckdb.connect(str(run["warehouse"]), read_only=True) as con:
         reported = set(con.execute(
             "select k.source || '.' || k.entity, k.record_key, k.kind from meta.reconciliation_keys k "
@@ -125,7 +126,7 @@ def test_every_case_is_reported_with_its_kind_and_nothing_else(run):
 
 def test_the_cursor_cases_landed_with_the_scheduled_sync(run):
     cases = _corpus().CASES
-    cursor = [keys for case, keys in run["found"].items() if cases[case]["expected"] == "cursor"]
+    cursor = [keys for case, keys in run["found"].items() if cases[case]["expected"] in ("cursor", "future_dated")]
     assert cursor
     with duckdb.connect(str(run["warehouse"]), read_only=True) as con:
         for source_entity, *keys in cursor:
@@ -134,6 +135,28 @@ def test_the_cursor_cases_landed_with_the_scheduled_sync(run):
             for key in keys:
                 assert con.execute(f"select count(*) from raw.{source}_{entity} where resident_id = ? "
                                    "and _load_id = ?", [key, loads[0]]).fetchone() == (1,)
+
+
+def test_a_registry_clock_ahead_moves_no_cursor_and_is_recorded_for_the_silo(run):
+    from connectors.common.freshness import TOLERANCE
+
+    cases = _corpus().CASES
+    ahead = [(case, keys) for case, keys in run["found"].items() if cases[case]["expected"] == "future_dated"]
+    assert ahead
+    with duckdb.connect(str(run["warehouse"]), read_only=True) as con:
+        for _, (source_entity, *keys) in ahead:
+            source, entity = source_entity.split(".")
+            [load] = [r for r in run["synced"][source] if r.entity == entity]
+            finished = con.execute("select finished_at from meta.loads where load_id = ?",
+                                   [load.load_id]).fetchone()[0]
+            assert datetime.fromisoformat(load.watermark_after) <= finished + TOLERANCE
+            state = con.execute("select state from meta.source_state where source = ? and entity = ?",
+                                [source, entity]).fetchone()[0]
+            assert datetime.fromisoformat(json.loads(state)["updated_at"]) <= datetime.now(UTC) + TOLERANCE
+            recorded = con.execute("select reconciliation_id, record_key from meta.reconciliation_keys "
+                                   "where kind = 'future_dated' and source = ? and entity = ?",
+                                   [source, entity]).fetchall()
+            assert recorded == [(load.load_id, key) for key in keys]
 
 
 def test_raw_converged_a_second_reconciliation_finds_nothing(run):
@@ -200,7 +223,8 @@ def test_the_cases_read_as_the_source_says(run):
                            [gone]).fetchone() == (0,)
         with sqlite3.connect(root / "grid_registry" / "registry.sqlite") as lite:
             for case in ("registry_silent_change", "registry_revert_from_backup", "registry_back_dated_update",
-                         "registry_insert_older_updated_at", "registry_equal_watermark_lower_key"):
+                         "registry_insert_older_updated_at", "registry_equal_watermark_lower_key",
+                         "registry_future_updated_at"):
                 rid = found[case][1]
                 source = lite.execute("select name, phone from residents where resident_id = ?", [rid]).fetchone()
                 assert con.execute("select name, phone from staging.stg_grid_registry__residents "

@@ -166,6 +166,11 @@ def phase2(root: Path, warehouse: Path) -> Found:
                      [watermark.astimezone(UTC).strftime(SQLITE_TS), equal["resident_id"]])
         found["registry_equal_watermark_lower_key"] = ["grid_registry.residents", equal["resident_id"]]
 
+        ahead = pick()  # a clock ahead of the real one (not the simulated one): the future for any cursor
+        lite.execute("update residents set phone = '13900000003', updated_at = ? where resident_id = ?",
+                     [(datetime.now(UTC) + timedelta(days=400)).strftime(SQLITE_TS), ahead["resident_id"]])
+        found["registry_future_updated_at"] = ["grid_registry.residents", ahead["resident_id"]]
+
         backup = memo["backup_resident"]  # restored from a backup: every column as it was
         lite.execute(f"update residents set {', '.join(f'{c} = ?' for c in backup)} where resident_id = ?",
                      [*backup.values(), backup["resident_id"]])
