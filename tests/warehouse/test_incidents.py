@@ -27,6 +27,12 @@ EXTRA = [
     ("GD08", "2026-11-10 20:00:00+08", "光明花园1号楼3单元垃圾桶满溢，没人倒"),
     # 22 h later, the same bins told in other words: a repeat of GD04
     ("GD09", "2026-11-11 08:00:00+08", "市民来电反映：光明花园1号楼北门的垃圾桶满溢了，苍蝇很多"),
+    # 26 h later, the bins in unit 2 again, but at the square where GD04 and GD09 named the north gate
+    # (and GD08 unit 3): another event
+    ("GD10", "2026-11-11 12:00:00+08", "光明花园1号楼2单元小广场垃圾桶满溢，溢到地上"),
+    # 28 h later, unit 2 and the north gate like GD04, but burning leaves, not the bins: the shared
+    # place words do not make the problems alike
+    ("GD11", "2026-11-11 14:00:00+08", "光明花园1号楼2单元北门焚烧落叶杂物，浓烟呛人"),
 ]
 
 
@@ -82,6 +88,12 @@ def test_repeat_needs_the_same_problem_in_the_text(con):
     assert m["GD09"] == ("I-GD04", "repeat_ticket", "GD04")  # the same bins in other words
 
 
+def test_two_spots_are_two_events_and_place_words_are_not_the_problem(con):
+    m = _members(con)
+    assert m["GD10"] == ("I-GD10", "single", None)  # the square, not the north gate; unit 2, not 3
+    assert m["GD11"] == ("I-GD11", "single", None)  # same unit and gate as GD04, another problem
+
+
 def test_text_similarity_counts_characters_not_bytes(con):
     # DuckDB's length() and substring() count characters: a 3-character text has 2 bigrams.
     assert con.execute("select length('垃圾桶'), list_transform(range(1, length('垃圾桶')), i -> substring('垃圾桶', i, 2))"
@@ -99,7 +111,7 @@ def test_incident_rollup(con):
     rows = con.execute(
         "select incident_id, ticket_count, case_count, is_open, category, grid_code from core.incident order by 1"
     ).fetchall()
-    assert len(rows) == 9
+    assert len(rows) == 11
     by_id = {r[0]: r[1:] for r in rows}
     assert by_id["I-GD01"] == (2, 0, False, "环境卫生", "42010200100101001")
     assert by_id["I-GD04"] == (2, 1, True, "环境卫生", "42010200100101001")

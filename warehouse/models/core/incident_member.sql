@@ -6,18 +6,24 @@
 --   same_place_category  a case without reference -> the ticket at the same compound + building,
 --                        category compatible by core.incident_category_map, the case reported from
 --                        12 h before to 24 h after the ticket was received, whose text tells of the
---                        same problem (below); the most similar, then the nearest in time
+--                        same problem (below); the one naming the same unit or spot, then the most
+--                        similar, then the nearest in time
 --   repeat_ticket        a ticket -> the earlier ticket at the same compound + building, of the same
 --                        category, received at most 48 h before it, whose text tells of the same
---                        problem; the most similar, then the earliest. A ticket that a case was
---                        transferred from opened its own incident and is never a repeat.
--- Same problem: the texts (a ticket's 诉求内容, a case's description) have a cosine similarity of at
--- least 0.1 over their character bigrams weighted by tf-idf (over every ticket and case), and do not
--- name two different units ("2单元" / "3单元"). Bigrams are taken on characters, not bytes
--- (substring() and length() count characters in DuckDB). The place itself (compound, "7号楼") and
--- punctuation are taken out first, because every candidate pair shares its place; the unit and the
--- spot ("东门") stay, they tell two events at one building apart. bench/incident_linking.py measures
--- precision and recall per rule against a generated district's truth.
+--                        problem; the one naming the same unit or spot, then the most similar, then
+--                        the earliest. A ticket that a case was transferred from opened its own
+--                        incident and is never a repeat.
+-- Same problem: the texts (a ticket's 诉求内容, a case's description) share at least two character
+-- bigrams and have a cosine similarity of at least 0.1 over their bigrams weighted by tf-idf (document
+-- frequencies over the tickets), and do not name two different units ("2单元" / "3单元") or only
+-- different spots at the building ("北门" / "小广场"; the words are listed in spot_words below, vague
+-- ones like "附近" never differ). Bigrams are taken on characters, not bytes (substring() and
+-- length() count characters in DuckDB), on the text without the place (compound, "7号楼"), the unit,
+-- the spot words and punctuation: every candidate pair shares its place, and where at the building is
+-- judged by the unit and spot rules (left in, a shared "1单元" made two problems look alike). Among a
+-- record's candidates, the one naming the same unit or spot comes first: a shared detail of where
+-- tells more than a longer text's similarity, which the cosine lowers. bench/incident_linking.py
+-- measures precision and recall per rule against a generated district's truth.
 -- Parents (not all pairs) are linked so that one ticket cannot chain two incidents together.
 -- incident_id = 'I-' || the key of the incident's earliest record (received/reported first, ties by
 -- key): re-runs give the same ids and an incident keeps its id as later records join it.
@@ -110,7 +116,6 @@ member_texts as (
     -- shares and without punctuation
     select
         'hotline.tickets:' || ticket_id as member_uid,
-        content as raw_text,
         regexp_replace(
             regexp_replace(
                 case when address_compound is not null and address_compound <> ''
@@ -121,7 +126,6 @@ member_texts as (
     union all
     select
         'city_cases.cases:' || case_id,
-        description,
         regexp_replace(
             regexp_replace(
                 case when address_compound is not null and address_compound <> ''
@@ -132,13 +136,47 @@ member_texts as (
 
 ),
 
+spot_words(word, is_vague) as (
+
+    -- where at a building a caller says the problem is. Two texts that each name a precise spot, and
+    -- no spot in common, tell of two places; a vague word ("附近") agrees with any. Edit to widen.
+    values
+        ('东门', false), ('西门', false), ('南门', false), ('北门', false), ('大门', false), ('侧门', false),
+        ('门口', false), ('东侧', false), ('西侧', false), ('南侧', false), ('北侧', false),
+        ('东边', false), ('西边', false), ('南边', false), ('北边', false), ('楼下', false), ('楼顶', false),
+        ('对面', false), ('后面', false), ('前面', false), ('电梯口', false), ('地下车库', false),
+        ('地下室', false), ('停车场', false), ('小广场', false), ('花坛', false),
+        ('附近', true), ('旁边', true), ('周边', true), ('周围', true), ('一带', true)
+
+),
+
+member_details as (
+
+    -- the unit and the precise spots a text names (the place already taken out, so a compound
+    -- called "东门小区" names no spot), and the rest: what the problem is. Where is judged by the
+    -- unit and spot rules; left in the text, a shared "1单元" made two problems look alike
+    select
+        member_texts.member_uid,
+        nullif(regexp_extract(member_texts.text, '([0-9]+)单元', 1), '') as unit,
+        coalesce(
+            list(spot_words.word order by spot_words.word) filter (where not spot_words.is_vague),
+            []) as spots,
+        regexp_replace(member_texts.text,
+            '[0-9]+单元|' || (select string_agg(word, '|' order by length(word) desc, word) from spot_words),
+            '', 'g') as text
+    from member_texts
+    left join spot_words on contains(member_texts.text, spot_words.word)
+    group by member_texts.member_uid, member_texts.text
+
+),
+
 member_bigrams as (
 
     -- character bigrams: substring() and length() count characters, not UTF-8 bytes
     select member_uid, gram, count(*) as tf
     from (
         select member_uid, unnest(list_transform(range(1, length(text)), i -> substring(text, i, 2))) as gram
-        from member_texts
+        from member_details
     )
     group by all
 
@@ -146,13 +184,17 @@ member_bigrams as (
 
 bigram_weights as materialized (
 
-    -- tf-idf: a bigram in many texts ("尽快", "反映") says little about which problem it is
+    -- tf-idf: a bigram in many texts ("尽快", "反映") says little about which problem it is. The
+    -- document frequencies are the tickets' (what callers say): the cases' descriptions repeat
+    -- their category's name ("井盖破损") in thousands of records and would make the very words
+    -- that name a problem count for little
     select
         member_bigrams.member_uid,
         member_bigrams.gram,
-        member_bigrams.tf * ln(docs.n / count(*) over (partition by member_bigrams.gram)) as w
+        member_bigrams.tf * ln((docs.n + 1) / (count(*) filter (where member_bigrams.member_uid like 'hotline.%')
+            over (partition by member_bigrams.gram) + 1)) as w
     from member_bigrams
-    cross join (select count(*) as n from member_texts) as docs
+    cross join (select count(*) as n from tickets) as docs
 
 ),
 
@@ -221,7 +263,11 @@ candidate_grams as materialized (
 
 candidate_dots as (
 
-    select candidate_grams.member_uid, candidate_grams.parent_uid, sum(candidate_grams.w * b.w) as dot
+    select
+        candidate_grams.member_uid,
+        candidate_grams.parent_uid,
+        sum(candidate_grams.w * b.w) as dot,
+        count(*) as shared_grams
     from candidate_grams
     join bigram_weights as b on b.member_uid = candidate_grams.parent_uid and b.gram = candidate_grams.gram
     group by all
@@ -231,24 +277,26 @@ candidate_dots as (
 candidate_similarity as (
 
     -- cosine of the two texts' tf-idf bigram vectors; two texts naming two units ("2单元" /
-    -- "3单元") are two events whatever else they share
+    -- "3单元") or two spots ("北门" / "小广场") are two events whatever else they share
     select
         candidates.*,
         -- the same words are the same problem, even where every text says them (idf 0)
-        case when ta.text <> '' and ta.text = tb.text then 1.0
+        -- one shared bigram is a word ("没人"), not a problem in common
+        case when da.text <> '' and da.text = db.text then 1.0
+            when coalesce(candidate_dots.shared_grams, 0) < 2 then 0.0
             else coalesce(candidate_dots.dot / nullif(la.norm * lb.norm, 0), 0) end as text_similarity,
-        coalesce(regexp_extract(ta.raw_text, '([0-9]+)单元', 1) <> ''
-            and regexp_extract(tb.raw_text, '([0-9]+)单元', 1) <> ''
-            and regexp_extract(ta.raw_text, '([0-9]+)单元', 1) <> regexp_extract(tb.raw_text, '([0-9]+)单元', 1),
-            false) as unit_conflict
+        coalesce(da.unit <> db.unit, false) as unit_conflict,
+        len(da.spots) > 0 and len(db.spots) > 0 and not list_has_any(da.spots, db.spots) as spot_conflict,
+        -- how many details of where the two texts share (the unit, a spot): 0, 1 or 2
+        coalesce(da.unit = db.unit, false)::int + list_has_any(da.spots, db.spots)::int as shared_details
     from candidates
     left join candidate_dots
         on candidate_dots.member_uid = candidates.member_uid
         and candidate_dots.parent_uid = candidates.parent_uid
     left join text_norms as la on la.member_uid = candidates.member_uid
     left join text_norms as lb on lb.member_uid = candidates.parent_uid
-    left join member_texts as ta on ta.member_uid = candidates.member_uid
-    left join member_texts as tb on tb.member_uid = candidates.parent_uid
+    left join member_details as da on da.member_uid = candidates.member_uid
+    left join member_details as db on db.member_uid = candidates.parent_uid
 
 ),
 
@@ -257,9 +305,9 @@ place_parents as (
     -- the case's ticket: the most similar of those telling of the same problem, then the nearest in time
     select member_uid, parent_uid, link_rule, rule_rank
     from candidate_similarity
-    where rule_rank = 2 and text_similarity >= 0.1 and not unit_conflict
+    where rule_rank = 2 and text_similarity >= 0.1 and not unit_conflict and not spot_conflict
     qualify row_number() over (
-        partition by member_uid order by text_similarity desc, seconds_apart, parent_key
+        partition by member_uid order by shared_details desc, text_similarity desc, seconds_apart, parent_key
     ) = 1
 
 ),
@@ -269,9 +317,9 @@ repeat_parents as (
     -- a repeated ticket: the most similar earlier ticket telling of the same problem
     select member_uid, parent_uid, link_rule, rule_rank
     from candidate_similarity
-    where rule_rank = 3 and text_similarity >= 0.1 and not unit_conflict
+    where rule_rank = 3 and text_similarity >= 0.1 and not unit_conflict and not spot_conflict
     qualify row_number() over (
-        partition by member_uid order by text_similarity desc, seconds_apart desc, parent_key
+        partition by member_uid order by shared_details desc, text_similarity desc, seconds_apart desc, parent_key
     ) = 1
 
 ),
