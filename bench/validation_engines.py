@@ -1,12 +1,14 @@
 """Benchmark: one expectation suite on a district-scale table, by GE in DuckDB, by GE on pandas, by hand in SQL.
 
-    .venv/bin/python bench/validation_engines.py [--registry PATH/registry.sqlite | --synthetic ROWS] [--runs 5]
+    .venv/bin/python bench/validation_engines.py [--registry PATH/registry.sqlite | --synthetic ROWS] [--runs 3]
     .venv/bin/python bench/validation_engines.py --warehouse PATH.duckdb [--sources S ...] [--runs 1]
 
 The table is the grid registry's residents (1.26M rows with the generator's noise), copied as
 delivered (strings) into `raw.grid_registry_residents` of a fresh DuckDB file; without a
 registry it is synthesised in DuckDB. Each route runs the same 11 expectations and must report
-the same unexpected counts; the best of `--runs` is kept. Targets (issue: validation engine):
+the same unexpected counts. The five routes run through bench/compare.py: `--runs` rounds (default
+3), each route in a fresh process per round, the order rotating; each process runs its route once
+untimed, then once timed; medians, ratio of medians and per-round range are reported. Targets (issue: validation engine):
 GE-in-DuckDB within 2x of the hand-written query, and at least 10x faster than GE on pandas.
 
 With --warehouse, the whole validation step instead: a copy of an already validated warehouse
@@ -22,11 +24,10 @@ import json
 import os
 import shutil
 import sqlite3
+import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import duckdb
 import great_expectations as gx
@@ -34,12 +35,15 @@ import great_expectations.expectations as gxe
 import pyarrow as pa
 import sqlalchemy as sa
 
-from expectations.engine import gx_context, validate_table
+if not __package__:  # run as a file (python bench/validation_engines.py): the repository must be importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import compare  # noqa: E402
+from expectations.engine import gx_context, validate_table  # noqa: E402
 
-T = TypeVar("T")
 TABLE = "raw.grid_registry_residents"
 REGISTRIES = [Path("/tmp/hc_big/d/grid_registry/registry.sqlite"),
-              Path("/tmp/bench13/grid_registry/registry.sqlite")]
+              Path("/tmp/bench13/grid_registry/registry.sqlite"),
+              Path("/tmp/district13/grid_registry/registry.sqlite")]
 RELATIONS = ["户主", "配偶", "子女", "父母", "其他"]
 ID_NUMBER = r"^([0-9]{17}[0-9X]|[0-9]{15})$"
 MOBILE = r"^(\+?86|0086)?1[3-9][0-9]{9}$"
@@ -138,16 +142,6 @@ def synthesise(con: duckdb.DuckDBPyConnection, rows: int) -> None:
     """)
 
 
-def best_of(runs: int, fn: Callable[[], T]) -> tuple[float, T]:
-    """The fastest of `runs` calls, and the last call's result."""
-    best = float("inf")
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
-
-
 class QueryLog:
     """Counts SQL statements SQLAlchemy sends and the time spent inside DuckDB executing them."""
 
@@ -176,11 +170,73 @@ def counts_by_name(results: list[tuple[str, dict, dict]]) -> dict[str, int | Non
             else result.get("observed_value") for t, kwargs, result in results}
 
 
-def run(args: argparse.Namespace, work: Path) -> None:
-    """Build the table under `work`, time the three routes, print the comparison."""
-    con = duckdb.connect(str(work / "warehouse.duckdb"))
+ROUTES = {
+    "hand": "(1) hand-written DuckDB query: counts",
+    "hand+ids": "    and one more query for every failing row id",
+    "ge": "(2) GE in DuckDB (validate_table): counts, result stored",
+    "ge+ids": "    the same, plus every failing row id",
+    "pandas": "(3) GE on pandas: DataFrame + validate: counts",
+}
+TIMED = ("seconds of one validation of the table in a fresh process, after one untimed run of the same route "
+         "in that process (imports, opening the DuckDB file, GE's datasource registration and a warm buffer "
+         "cache on every route alike); pandas: the DataFrame conversion is timed")
+
+
+def route(name: str, table_file: Path, gx_dir: Path) -> dict:
+    """One route, warmed once then timed once: its seconds and what it found (one side of the comparison)."""
+    con = duckdb.connect(str(table_file))
+    try:
+        if name in ("hand", "hand+ids"):
+            def once() -> dict:
+                row = con.execute(HAND_WRITTEN).fetchall()[0]
+                out: dict = {"counts": dict(zip([n for n, _ in SUITE], row, strict=True))}
+                if name == "hand+ids":
+                    out["ids"] = sum(len(ids) for _, ids in con.execute(HAND_WRITTEN_IDS).fetchall())
+                return out
+        elif name in ("ge", "ge+ids"):
+            suite = gx.ExpectationSuite("grid_registry_residents", expectations=[e for _, e in SUITE])
+            context = gx_context(gx_dir)
+            row_id = "_row_id" if name == "ge+ids" else None
+            log = QueryLog()
+
+            def once() -> dict:
+                log.statements, log.seconds = 0, 0.0
+                outcome = validate_table(context, con, TABLE, suite, row_id=row_id)
+                n = next(r.element_count for r in outcome.results if r.element_count)
+                out: dict = {"counts": counts_by_name([
+                    (r.expectation_type, r.kwargs, {"unexpected_count": r.unexpected_count, "observed_value": n})
+                    for r in outcome.results])}
+                if row_id:
+                    out["ids"] = sum(len(r.unexpected_row_ids or []) for r in outcome.results)
+                    out["ids_match_counts"] = all(len(r.unexpected_row_ids or []) == (r.unexpected_count or 0)
+                                                  for r in outcome.results)
+                    out["statements"], out["in_duckdb_s"] = log.statements, log.seconds
+                return out
+        else:
+            suite = gx.ExpectationSuite("grid_registry_residents", expectations=[e for _, e in SUITE])
+            ctx = gx.get_context(mode="ephemeral")
+            ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}  # type: ignore[assignment]
+            batch_definition = (ctx.data_sources.add_pandas("pandas").add_dataframe_asset("residents")
+                                .add_batch_definition_whole_dataframe("all"))
+
+            def once() -> dict:
+                df = con.table(TABLE).df()
+                result = batch_definition.get_batch(batch_parameters={"dataframe": df}).validate(suite)
+                configs = [(r.expectation_config, r.result) for r in result.results]
+                return {"counts": counts_by_name([(c.type, c.kwargs, res) for c, res in configs if c is not None])}
+        once()  # warm-up, untimed (see TIMED)
+        t0 = time.perf_counter()
+        out = once()
+        return {"seconds": time.perf_counter() - t0, **out}
+    finally:
+        con.close()
+
+
+def build_table(args: argparse.Namespace, work: Path) -> tuple[Path, int, str]:
+    """The residents table in WORK/warehouse.duckdb, numbered, with a typed birth year (not timed)."""
+    path = work / "warehouse.duckdb"
+    con = duckdb.connect(str(path))
     con.execute("create schema raw")
-    t0 = time.perf_counter()
     if args.synthetic or not args.registry:
         synthesise(con, args.synthetic or 1_264_530)
         source = "synthesised in DuckDB"
@@ -192,67 +248,64 @@ def run(args: argparse.Namespace, work: Path) -> None:
     con.execute(f"create or replace table {TABLE} as select row_number() over () as _row_id, *, "
                 f"try_cast(left(birth_date, 4) as integer) as birth_year from {TABLE}")
     rows = con.execute(f"select count(*) from {TABLE}").fetchall()[0][0]
-    print(f"table {TABLE}: {rows:,} rows from {source} (loaded in {time.perf_counter() - t0:.1f} s)")
-    suite = gx.ExpectationSuite("grid_registry_residents", expectations=[e for _, e in SUITE])
-    print(f"suite: {len(SUITE)} expectations; best of {args.runs} runs (pandas: best of 2)\n")
-
-    # (1) By hand: one query.
-    hand_s, hand_row = best_of(args.runs, lambda: con.execute(HAND_WRITTEN).fetchall()[0])
-    hand = dict(zip([n for n, _ in SUITE], hand_row, strict=True))
-    hand_ids_s, hand_ids = best_of(args.runs, lambda: con.execute(HAND_WRITTEN_IDS).fetchall())
-
-    # (2) GE in DuckDB through expectations.engine, results stored in a file context; first
-    # counts only (the hand-written query's work), then also every failing row's id.
-    context = gx_context(work / "gx")
-    validate_table(context, con, TABLE, suite, row_id=None)  # registers datasource, asset, ...
-    counts_s, counts_outcome = best_of(args.runs, lambda: validate_table(context, con, TABLE, suite, row_id=None))
-    log = QueryLog()
-    ids_s, ids_outcome = best_of(args.runs, lambda: validate_table(context, con, TABLE, suite, row_id="_row_id"))
-    statements, in_duckdb = log.statements / args.runs, log.seconds / args.runs
-
-    # (3) GE on pandas: the same suite on a DataFrame of the same table, conversion included.
-    pandas_ctx = gx.get_context(mode="ephemeral")
-    pandas_ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}  # type: ignore[assignment]
-    batch_definition = (pandas_ctx.data_sources.add_pandas("pandas").add_dataframe_asset("residents")
-                        .add_batch_definition_whole_dataframe("all"))
-
-    def pandas_route():
-        df = con.table(TABLE).df()
-        return batch_definition.get_batch(batch_parameters={"dataframe": df}).validate(suite)
-
-    pandas_s, pandas_result = best_of(min(args.runs, 2), pandas_route)
-
-    element_count = next(r.element_count for r in counts_outcome.results if r.element_count)
-    ge = counts_by_name([(r.expectation_type, r.kwargs, {"unexpected_count": r.unexpected_count,
-                                                         "observed_value": element_count})
-                         for r in counts_outcome.results])
-    pd_counts = counts_by_name([(r.expectation_config.type, r.expectation_config.kwargs, r.result)
-                                for r in pandas_result.results])
-    ids = sum(len(r.unexpected_row_ids or []) for r in ids_outcome.results)
-    ids_match = all(len(r.unexpected_row_ids or []) == (r.unexpected_count or 0) for r in ids_outcome.results)
-    ids_by_hand = sum(len(ids) for _, ids in hand_ids)
-
-    print(f"{'route':<62} {'seconds':>7}")
-    print(f"{'(1) hand-written DuckDB query: counts':<62} {hand_s:7.2f}")
-    print(f"{'    and one more for every failing row id':<62} {hand_s + hand_ids_s:7.2f}")
-    print(f"{'(2) GE in DuckDB (validate_table): counts, result stored':<62} {counts_s:7.2f}")
-    print(f"{'    the same, plus every failing row id (' + format(ids, ',') + ')':<62} {ids_s:7.2f}")
-    print(f"{'(3) GE on pandas: DataFrame + validate: counts':<62} {pandas_s:7.2f}")
-    print()
-    by_hand = hand_s + hand_ids_s
-    print(f"GE-DuckDB / hand-written: {counts_s / hand_s:4.1f}x counts (target <= 2x: "
-          f"{'met' if counts_s <= 2 * hand_s else 'MISSED'}); {ids_s / by_hand:4.1f}x with row ids")
-    print(f"pandas / GE-DuckDB:       {pandas_s / counts_s:4.1f}x counts (target >= 10x: "
-          f"{'met' if pandas_s >= 10 * counts_s else 'MISSED'}); {pandas_s / ids_s:4.1f}x against GE-DuckDB with row ids")
-    print(f"same counts: GE-DuckDB = hand-written {'yes' if ge == hand else 'NO'}, "
-          f"GE-pandas = hand-written {'yes' if pd_counts == hand else 'NO'}, "
-          f"row ids = unexpected counts {'yes' if ids_match else 'NO'}, "
-          f"= hand-written row ids {'yes' if ids == ids_by_hand else 'NO'}")
-    print(f"validate_table with row ids: {statements:.0f} SQLAlchemy statements, {in_duckdb:.2f} s of them in DuckDB")
-    print("\nunexpected counts:", ", ".join(f"{k} {v:,}" for k, v in hand.items()))
-    if ge != hand or pd_counts != hand:
-        print("GE-DuckDB:", ge, "\nGE-pandas:", pd_counts)
     con.close()
+    return path, rows, source
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    """Build the table under `work`, run the five routes in rounds of fresh processes, print the comparison."""
+    t0 = time.perf_counter()
+    table_file, rows, source = build_table(args, work)
+    print(f"table {TABLE}: {rows:,} rows from {source} (loaded in {time.perf_counter() - t0:.1f} s); "
+          f"suite: {len(SUITE)} expectations; {args.runs} rounds\n", flush=True)
+    sides = [compare.Side(name, [sys.executable, str(Path(__file__).resolve()), "--route", name,
+                                 "--table-file", str(table_file), "--gx-dir", str(work / f"gx-{name}")])
+             for name in ROUTES]
+    comp = compare.run_rounds(sides, rounds=args.runs, timed=TIMED, measure="reported",
+                              title=f"validation routes, {rows:,} rows, {len(SUITE)} expectations", log_dir=work)
+    pairs = [("ge", "hand"), ("ge+ids", "hand+ids"), ("pandas", "ge"), ("pandas", "ge+ids")]
+    print(comp.report(pairs))
+    reports = {name: [r.report for r in comp.runs if r.side == name and r.ok and r.report] for name in ROUTES}
+    med = {name: compare.median([t for t in comp.timings(name) if t is not None]) if reports[name] else None
+           for name in ROUTES}
+    print(f"\n{'route':<62} {'median s':>8}")
+    for name, label in ROUTES.items():
+        print(f"{label:<62} {med[name] if med[name] is not None else float('nan'):8.2f}")
+    st = {p: comp.stats(*p) for p in pairs}
+    ge_hand, ids_hand = st[("ge", "hand")], st[("ge+ids", "hand+ids")]
+    pd_ge, pd_ids = st[("pandas", "ge")], st[("pandas", "ge+ids")]
+    print()
+    if ge_hand["ratio_of_medians"] and pd_ge["ratio_of_medians"]:
+        print(f"GE-DuckDB / hand-written: {ge_hand['ratio_of_medians']:4.2f}x counts "
+              f"(per round {ge_hand['pair_ratio_min']:.2f}–{ge_hand['pair_ratio_max']:.2f}; target <= 2x: "
+              f"{'met' if ge_hand['ratio_of_medians'] <= 2 else 'MISSED'}); {_r(ids_hand)} with row ids")
+        print(f"pandas / GE-DuckDB:       {pd_ge['ratio_of_medians']:4.1f}x counts "
+              f"(per round {pd_ge['pair_ratio_min']:.1f}–{pd_ge['pair_ratio_max']:.1f}; target >= 10x: "
+              f"{'met' if pd_ge['ratio_of_medians'] >= 10 else 'MISSED'}); {_r(pd_ids)} against GE-DuckDB with row ids")
+    counts = {name: [rep["counts"] for rep in reps] for name, reps in reports.items()}
+    hand = counts["hand"][0] if counts["hand"] else None
+    same = {name: bool(c) and all(x == hand for x in c) for name, c in counts.items()}
+    ids = {rep["ids"] for name in ("hand+ids", "ge+ids") for rep in reports[name]}
+    ids_match = all(rep.get("ids_match_counts") for rep in reports["ge+ids"])
+    agree = ", ".join(f"{n} {'yes' if ok else 'NO'}" for n, ok in same.items())
+    print(f"same counts as hand-written: {agree}; "
+          f"row ids = unexpected counts {'yes' if ids_match else 'NO'}, GE row ids = hand-written row ids "
+          f"{'yes' if len(ids) == 1 else 'NO'} ({', '.join(format(i, ',') for i in sorted(ids))})")
+    if reports["ge+ids"]:
+        last = reports["ge+ids"][-1]
+        print(f"validate_table with row ids: {last['statements']} SQLAlchemy statements, "
+              f"{last['in_duckdb_s']:.2f} s of them in DuckDB (last run)")
+    if hand:
+        print("\nunexpected counts:", ", ".join(f"{k} {v:,}" for k, v in hand.items()))
+    if args.json:
+        compare.write_json(args.json, [comp], rows=rows, source=source)
+        print(f"runs and statistics: {args.json}")
+
+
+def _r(s: dict) -> str:
+    if not s["ratio_of_medians"]:
+        return "n/a"
+    return f"{s['ratio_of_medians']:.2f}x (per round {s['pair_ratio_min']:.2f}–{s['pair_ratio_max']:.2f})"
 
 
 RUN_COLUMNS = "source, entity, status, rows_in, rows_passed, rows_quarantined, rows_warned, message, results"
@@ -305,17 +358,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", type=Path, default=next((p for p in REGISTRIES if p.exists()), None))
     parser.add_argument("--synthetic", type=int, default=None, help="synthesise this many rows instead")
-    parser.add_argument("--runs", type=int, default=None, help="default 5 (1 with --warehouse)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="rounds of every route in fresh processes, default 3 (with --warehouse: runs, default 1)")
+    parser.add_argument("--json", type=Path, help="every run and statistic")
+    parser.add_argument("--route", choices=list(ROUTES), help=argparse.SUPPRESS)  # one side, run by the rounds
+    parser.add_argument("--table-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--gx-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--warehouse", type=Path, help="time the validation step on a copy of this warehouse")
     parser.add_argument("--sources", nargs="+", default=["grid_registry", "health_codes"])
     args = parser.parse_args()
-
+    if args.route:
+        print(json.dumps(route(args.route, args.table_file, args.gx_dir)))
+        return
     with tempfile.TemporaryDirectory(prefix="onenet-validation-bench-") as work:
         if args.warehouse:
             args.runs = args.runs or 1
             revalidate(args, Path(work))
         else:
-            args.runs = args.runs or 5
+            args.runs = args.runs or 3
             run(args, Path(work))
 
 
