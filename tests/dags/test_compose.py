@@ -14,6 +14,7 @@ SERVICES = COMPOSE["services"]
 AIRFLOW_SERVICES = {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
                     "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer"}
 ONE_SHOT = {"airflow-init", "airflow-cli"}  # the CLI runs one command (`docker compose run`)
+CELERY = {"redis": ["celery"], "airflow-worker": ["celery"], "flower": ["flower"]}
 
 
 def _env_example_names() -> set[str]:
@@ -28,7 +29,7 @@ def test_the_services_of_a_real_airflow_deployment_are_there():
         assert SERVICES[name]["build"] == "." and SERVICES[name]["image"].startswith("onenet-airflow:3.3.2")
     assert SERVICES["postgres"]["image"].startswith("postgres:")
     env = SERVICES["airflow-scheduler"]["environment"]
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"  # Celery with its profile
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:")
     assert "@postgres:5432/airflow" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
@@ -71,8 +72,8 @@ def test_the_simulators_are_an_optional_demo_reachable_from_the_tasks():
     assert sim["profiles"] == ["demo"]
     # They bind 127.0.0.1 only; tasks run in the scheduler (LocalExecutor), so share its network.
     assert sim["network_mode"] == "service:airflow-scheduler"
-    # the rest always runs, but the debug CLI
-    assert all(not s.get("profiles") for n, s in SERVICES.items() if n not in ("simulators", "airflow-cli"))
+    # the rest always runs, but the debug CLI and the Celery profiles' services
+    assert all(not s.get("profiles") for n, s in SERVICES.items() if n not in ("simulators", "airflow-cli", *CELERY))
 
 
 def test_warehouse_and_exports_are_volumes_and_connections_come_from_the_environment():
@@ -134,8 +135,10 @@ def test_the_api_server_listens_on_loopback_unless_opened():
 def test_secrets_reach_only_the_services_that_use_them():
     jwt = "AIRFLOW__API_AUTH__JWT_SECRET"
     with_jwt = {n for n, s in SERVICES.items() if jwt in (s.get("environment") or {})}
-    assert with_jwt == set(AIRFLOW_SERVICES)  # not airflow-init, airflow-cli, simulators, postgres
-    assert {n for n, s in SERVICES.items() if s.get("env_file")} == {"airflow-scheduler"}  # connections: tasks
+    # not airflow-init, airflow-cli, simulators, postgres, redis, flower
+    assert with_jwt == set(AIRFLOW_SERVICES) | {"airflow-worker"}
+    # the sources' connections go where tasks run: the scheduler (LocalExecutor) or the Celery workers
+    assert {n for n, s in SERVICES.items() if s.get("env_file")} == {"airflow-scheduler", "airflow-worker"}
     sim = SERVICES["simulators"]["environment"]
     assert not [k for k in sim if k.startswith("AIRFLOW")] and "ONENET_PSEUDONYM_KEY" not in sim
     assert not any("POSTGRES_PASSWORD" in str(v) for v in sim.values())
@@ -177,3 +180,45 @@ def test_the_compose_file_is_valid_against_the_compose_spec_offline(tmp_path):
                          capture_output=True, text=True, timeout=120, env=offline)
     assert run.returncode != 0 and "restart_policy" in run.stdout, run.stdout
 
+
+
+# --- issue #19: a Celery profile like Airflow's own compose, and a city's districts --------------
+
+def test_a_celery_profile_with_redis_n_workers_and_flower():
+    assert {n: SERVICES[n]["profiles"] for n in CELERY} == CELERY
+    common = SERVICES["airflow-scheduler"]["environment"]
+    assert common["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+    assert common["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("redis://redis:6379/")
+    assert SERVICES["redis"]["image"].startswith("redis:") and "ports" not in SERVICES["redis"]  # not published
+    worker = SERVICES["airflow-worker"]
+    assert worker["command"] == "celery worker" and worker["image"] == SERVICES["airflow-scheduler"]["image"]
+    assert worker["deploy"]["replicas"] == "${AIRFLOW_CELERY_WORKERS:-2}"
+    # Workers run the tasks: through the api-server's execution API, on the same warehouse folders.
+    assert worker["environment"]["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    assert worker["environment"]["AIRFLOW__CORE__EXECUTOR"] == common["AIRFLOW__CORE__EXECUTOR"]
+    assert worker["volumes"] == SERVICES["airflow-scheduler"]["volumes"]
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert worker["depends_on"]["airflow-apiserver"]["condition"] == "service_healthy"
+    assert "inspect ping" in worker["healthcheck"]["test"][1]
+    # The scheduler waits for Redis when the profile is on, and starts without it when it is off.
+    assert SERVICES["airflow-scheduler"]["depends_on"]["redis"] == {"condition": "service_healthy", "required": False}
+    flower = SERVICES["flower"]
+    assert flower["command"] == "celery flower" and flower["ports"] == [
+        "${AIRFLOW_FLOWER_BIND:-127.0.0.1}:${AIRFLOW_FLOWER_PORT:-5555}:5555"]
+    assert "AIRFLOW__API_AUTH__JWT_SECRET" not in flower["environment"] and not flower.get("env_file")
+
+
+def test_the_districts_file_gives_each_district_a_pool_and_a_home_on_the_shared_volume(monkeypatch):
+    from onenet import districts
+
+    assert SERVICES["airflow-scheduler"]["environment"]["ONENET_DISTRICTS"] == "${ONENET_DISTRICTS:-}"
+    init = SERVICES["airflow-init"]
+    assert "python -m onenet.districts pools > /tmp/district-pools.json" in init["command"][1]
+    assert "airflow pools import /tmp/district-pools.json" in init["command"][1]
+    assert "./config:/opt/onenet/config:ro" in init["volumes"]
+    found = districts.load(REPO / "compose" / "districts.example.toml")
+    assert [d.name for d in found] == ["huangpu", "pudong"]
+    for d in found:
+        assert str(d.warehouse).startswith("/opt/onenet/var/"), d  # onenet-var, which the workers mount
+        assert set(d.connections) == {"hotline", "city_cases", "grid_registry", "health_codes"}
+    assert set(districts.pools(found)) == {"onenet_duckdb_huangpu", "onenet_duckdb_pudong"}
