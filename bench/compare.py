@@ -20,6 +20,7 @@ import os
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,6 +31,19 @@ from typing import Literal
 
 Measure = Literal["wall", "reported"]
 REPO = Path(__file__).resolve().parents[1]
+# A process's peak RSS on Linux carries over from before its exec: a side forked from this (large)
+# process would report at least this process's size. So a small interpreter forks the side and
+# writes the side's own peak (KiB) to a file: `python -c LAUNCHER PEAK_FILE CMD...`.
+LAUNCHER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
 
 
 # ---- statistics (pure) ----
@@ -107,6 +121,10 @@ class Run:
         return self.returncode == 0 and not self.error
 
 
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "+-_." else "_" for c in name)
+
+
 def parse_report(stdout: str) -> dict | None:
     """The last stdout line that is a JSON object, or None."""
     for line in reversed(stdout.strip().splitlines()):
@@ -121,17 +139,19 @@ def parse_report(stdout: str) -> dict | None:
 
 
 def run_once(side: Side, rnd: int, position: int, log_dir: Path | None = None) -> Run:
-    """Run one side in a new process; wall time and peak RSS from the process itself (wait4)."""
+    """Run one side in a new process: its wall time (launcher included), stdout's JSON, its peak RSS."""
     if side.before:
         side.before()
     env = {**os.environ, **(side.env or {})}
-    err_path = (log_dir / f"{side.name.replace('/', '_')}.r{rnd}.stderr") if log_dir else None
-    with tempfile.TemporaryFile("w+") as out, (err_path.open("w+") if err_path else tempfile.TemporaryFile("w+")) as err:
+    err_path = (log_dir / f"{_safe(side.name)}.r{rnd}.stderr") if log_dir else None
+    with tempfile.TemporaryFile("w+") as out, \
+            (err_path.open("w+") if err_path else tempfile.TemporaryFile("w+")) as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".peak") as peak:
         load_before = os.getloadavg()
         t0 = time.perf_counter()
         # Its own process group, so a timeout kills its children too (servers, DuckDB helpers).
-        proc = subprocess.Popen(side.cmd, stdout=out, stderr=err, env=env, cwd=side.cwd or REPO,
-                                start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, peak.name, *side.cmd], stdout=out, stderr=err,
+                                env=env, cwd=side.cwd or REPO, start_new_session=True)
         timed_out = threading.Event()
 
         def kill() -> None:
@@ -142,7 +162,7 @@ def run_once(side: Side, rnd: int, position: int, log_dir: Path | None = None) -
         timer = threading.Timer(side.timeout, kill) if side.timeout else None
         if timer:
             timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        _, status, _ = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         if timer:
             timer.cancel()
@@ -152,6 +172,7 @@ def run_once(side: Side, rnd: int, position: int, log_dir: Path | None = None) -
         stdout = out.read()
         err.seek(0)
         tail = " | ".join(err.read().strip().splitlines()[-3:])
+        peak_kib = peak.read().strip()
     report = parse_report(stdout)
     reported = report.get("seconds") if report else None
     error = ""
@@ -162,7 +183,7 @@ def run_once(side: Side, rnd: int, position: int, log_dir: Path | None = None) -
     return Run(side=side.name, round=rnd, position=position, wall_s=wall,
                reported_s=float(reported) if isinstance(reported, int | float) else None,
                load_before=load_before, load_after=load_after,
-               peak_mb=usage.ru_maxrss / 1024,  # Linux: KiB
+               peak_mb=int(peak_kib) / 1024 if peak_kib else 0.0,  # Linux: KiB; none if killed
                returncode=proc.returncode, report=report, error=error)
 
 

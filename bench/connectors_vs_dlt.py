@@ -9,20 +9,23 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import duckdb
 import requests
 
-from simulators import clock
-from simulators.district.generate import generate
-from simulators.health_codes import drop
+if not __package__:  # run as a file (python bench/connectors_vs_dlt.py): the repository must be importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import compare  # noqa: E402
+from simulators import clock  # noqa: E402
+from simulators.district.generate import generate  # noqa: E402
+from simulators.health_codes import drop  # noqa: E402
 
 OURS_SIDE = Path(__file__).with_name("ours_side.py")
 DLT_SIDE = Path(__file__).with_name("dlt_side.py")
+PEER_SIDE = Path(__file__).with_name("peer_side.py")
 DLT_VERSION = "1.31.0"
 # The peer's venv gets our DuckDB version, so the destination engine is the same on both sides.
 DLT_PACKAGES = [f"dlt[duckdb]=={DLT_VERSION}", f"duckdb=={duckdb.__version__}", "sqlalchemy", "pyarrow",
@@ -37,19 +40,19 @@ class Row:
     connector: str
     peer: str
     rows: int
-    ours_s: float
-    peer_rows: int | None  # None: the peer did not finish within its budget
-    peer_s: float
     target: float  # ours rows/s must be at least this multiple of the peer's
+    stats: dict  # compare.summarize of ours against the peer (seconds)
 
     @property
-    def peer_rate(self) -> float:
-        # Over budget, the peer's rows/s is at most rows / budget, so the ratio is a lower bound.
-        return (self.peer_rows if self.peer_rows is not None else self.rows) / self.peer_s
+    def speed(self) -> float | None:
+        """Ours rows/s over the peer's, from the medians (same rows on both sides): peer s / ours s."""
+        r = self.stats["ratio_of_medians"]
+        return 1 / r if r else None
 
     @property
-    def ratio(self) -> float:
-        return (self.rows / self.ours_s) / self.peer_rate
+    def speed_range(self) -> tuple[float, float] | None:
+        lo, hi = self.stats["pair_ratio_min"], self.stats["pair_ratio_max"]
+        return (1 / hi, 1 / lo) if lo else None
 
 
 def ensure_district(root: Path, residents: int, days: int) -> dict:
@@ -123,81 +126,47 @@ def prepare_drops(root: Path, work: Path, health_day: int) -> tuple[Path, Path, 
     return folders[0], folders[1], folders[2], utf8
 
 
-def run_side(cmd: list[str], what: str, budget: float) -> dict:
-    """Run one side's load in its own process; {"rows": None} if it did not finish within `budget`."""
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget)
-    except subprocess.TimeoutExpired:
-        return {"rows": None, "seconds": budget}
-    if proc.returncode != 0:
-        raise RuntimeError(f"{what} failed: {proc.stderr.strip()[-800:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def run_ours(source: str, uri: str, dest: Path) -> dict:
+def ours_side(source: str, uri: str, dest: Path) -> compare.Side:
     """One initial load into a new warehouse; ours_side times sync() only."""
-    return run_side([sys.executable, str(OURS_SIDE), source, uri, str(dest)], f"our {source}", 3600)
+    return compare.Side("ours", [sys.executable, str(OURS_SIDE), source, uri, str(dest)], timeout=3600)
 
 
-def run_dlt(python: Path, source: str, url: str, work: Path, budget: float, *,
-            backend: str = "pyarrow", file_format: str = "parquet") -> dict:
-    """One initial load with dlt in its own venv, into its own DuckDB file."""
+def dlt_side(python: Path, source: str, url: str, work: Path, budget: float, name: str, *,
+             backend: str = "pyarrow", file_format: str = "parquet") -> compare.Side:
+    """One initial load with dlt in its own venv, into its own DuckDB file, with no saved state."""
     tag = f"{source}_{backend}_{file_format}"
     dest, pipelines = work / f"dlt_{tag}.duckdb", work / f"dlt_pipelines_{tag}"
-    dest.unlink(missing_ok=True)
-    shutil.rmtree(pipelines, ignore_errors=True)  # no saved state: an initial load
-    return run_side([str(python), str(DLT_SIDE), source, "--url", url, "--secret", SECRETS.get(source, ""),
-                     "--dest", str(dest), "--pipelines-dir", str(pipelines), "--backend", backend,
-                     "--loader-file-format", file_format], f"dlt {source}", budget)
 
+    def clean() -> None:
+        dest.unlink(missing_ok=True)
+        shutil.rmtree(pipelines, ignore_errors=True)  # no saved state: an initial load
 
-def run_read_csv(path: Path, dest: Path) -> dict:
-    """DuckDB's own CSV reader landing the file as text into a new database file, as our landing does."""
-    dest.unlink(missing_ok=True)
-    con = duckdb.connect(str(dest))
-    try:
-        t0 = time.perf_counter()
-        con.execute("create table exports as select * from read_csv(?, all_varchar = true)", [str(path)])
-        seconds = time.perf_counter() - t0
-        rows = con.execute("select count(*) from exports").fetchall()[0][0]
-    finally:
-        con.close()
-    return {"rows": rows, "seconds": seconds}
+    return compare.Side(name, [str(python), str(DLT_SIDE), source, "--url", url, "--secret", SECRETS.get(source, ""),
+                               "--dest", str(dest), "--pipelines-dir", str(pipelines), "--backend", backend,
+                               "--loader-file-format", file_format], timeout=budget, before=clean)
 
 
 def print_table(rows: list[Row]) -> None:
-    head = ["connector", "peer", "rows", "ours s", "ours rows/s", "peer s", "peer rows/s", "ratio", "target met?"]
+    head = ["connector", "peer", "rows", "ours s (median)", "peer s (median)", "pairs", "speed ratio (median)",
+            "per pair", "target met?"]
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
     for r in rows:
-        over = r.peer_rows is None
-        verdict = "yes" if r.ratio >= r.target else "NO"
+        s, speed, rng = r.stats, r.speed, r.speed_range
+        verdict = "n/a" if speed is None else ("yes" if speed >= r.target else "NO")
         target = f"≥ {r.target:g}x" if r.target >= 1 else f"within {1 / r.target:g}x"
-        print(f"| {r.connector} | {r.peer} | {r.rows:,} | {r.ours_s:.2f} | {r.rows / r.ours_s:,.0f} | "
-              f"{'> ' if over else ''}{r.peer_s:.2f} | {'< ' if over else ''}{r.peer_rate:,.0f} | "
-              f"{'≥ ' if over else ''}{r.ratio:.2f}x | {verdict} ({target}) |")
+        print(f"| {r.connector} | {r.peer} | {r.rows:,} | {_f(s['median_a'])} | {_f(s['median_b'])} | "
+              f"{s['pairs']} | {_f(speed)}x | {_f(rng[0]) + '–' + _f(rng[1]) if rng else 'n/a'} | "
+              f"{verdict} ({target}) |")
 
 
-def http_floor(source: str, url: str) -> dict:
-    """A bare requests loop over the same pages (500 each): what the simulator and HTTP cost alone."""
-    path, rows_key, next_key, size = {"hotline": ("/api/v1/tickets", "data", "next_cursor", "page_size"),
-                                      "city_cases": ("/api/cases", "cases", "cursor", "limit")}[source]
-    auth = {"Authorization": f"Bearer {SECRETS[source]}"} if source == "hotline" else {"X-Api-Key": SECRETS[source]}
-    rows, params = 0, {size: 500}
-    t0 = time.perf_counter()
-    with requests.Session() as session:
-        while True:
-            page = session.get(url + path, params=params, headers=auth, timeout=30).json()
-            rows += len(page[rows_key])
-            if not page["has_more"]:
-                break
-            params = {size: 500, "cursor": page[next_key]}
-    return {"rows": rows, "seconds": time.perf_counter() - t0}
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
-def best_of(runs: list[dict]) -> dict:
-    """The fastest run: the one the machine disturbed least (another job may share these 2 cores)."""
-    return min(runs, key=lambda r: r["seconds"])
+TIMED = ("seconds each side reports for one initial full load into a new DuckDB file: ours sync(), dlt "
+         "pipeline.run(), read_csv the create-table statement; interpreter start, imports, migrations and "
+         "pipeline setup excluded on every side")
 
 
 def main() -> None:
@@ -209,8 +178,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/onenet-bench-dlt/run"))
     parser.add_argument("--dlt-venv", type=Path, default=Path("/tmp/onenet-dlt-venv"))
     parser.add_argument("--dlt-budget", type=float, default=300, help="seconds one dlt load may take")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per load, sides taking turns; the fastest counts")
+    parser.add_argument("--pairs", "--repeat", type=int, default=3,
+                        help="rounds: every side once per round, in fresh processes, the order rotating")
     parser.add_argument("--only", nargs="+", choices=CONNECTORS, default=list(CONNECTORS))
+    parser.add_argument("--json", type=Path, help="every run and statistic (default WORK/connectors_vs_dlt.json)")
     args = parser.parse_args()
     root, work = args.district.resolve(), args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -221,62 +192,71 @@ def main() -> None:
     rows: list[Row] = []
     versions: dict = {}
     floors: list[str] = []
+    comparisons: list[compare.Comparison] = []
 
-    def compare(label: str, ours: Callable[[], dict], peers: dict[str, Callable[[], dict]], target: float) -> None:
-        """Each round runs ours, then every peer; the fastest run of each side is compared."""
-        ours_runs: list[dict] = []
-        peer_runs: dict[str, list[dict]] = {name: [] for name in peers}
-        for _ in range(args.repeat):
-            ours_runs.append(ours())
-            for name, run in peers.items():
-                peer_runs[name].append(run())
-        mine = best_of(ours_runs)
-        print(f"  {label}: ours {mine['rows']:,} rows, " + ", ".join(f"{r['seconds']:.2f}" for r in ours_runs) + " s",
-              flush=True)
-        for name, runs in peer_runs.items():
-            theirs = best_of(runs)
-            versions.update({k: theirs[k] for k in ("dlt", "duckdb", "connectorx") if k in theirs})
-            rows.append(Row(label, name, mine["rows"], mine["seconds"], theirs["rows"], theirs["seconds"], target))
-            print(f"    {name}: {theirs['rows'] if theirs['rows'] is None else format(theirs['rows'], ',')} rows, "
-                  + ", ".join(f"{r['seconds']:.2f}" for r in runs) + " s", flush=True)
-
-    def dlt(source: str, url: str, **options: str) -> Callable[[], dict]:
-        return partial(run_dlt, python, source, url, work, args.dlt_budget, **options)
+    def run(label: str, ours: compare.Side, peers: list[compare.Side], target: float,
+            extra: Sequence[compare.Side] = ()) -> compare.Comparison:
+        """Ours, every peer and any extra side in rounds; a Row per peer from the medians."""
+        print(f"{label}:", flush=True)
+        comp = compare.run_rounds([ours, *peers, *extra], rounds=args.pairs, timed=TIMED, measure="reported",
+                                  title=label, log_dir=work)
+        comparisons.append(comp)
+        print(comp.report(), flush=True)
+        ours_rows = {r.report.get("rows") for r in comp.runs if r.side == "ours" and r.ok and r.report}
+        for peer in peers:
+            done = [r for r in comp.runs if r.side == peer.name and r.ok and r.report]
+            reports = [r.report for r in done if r.report]
+            for rep in reports:
+                versions.update({k: rep[k] for k in ("dlt", "duckdb", "connectorx") if k in rep})
+            peer_rows = {rep.get("rows") for rep in reports}
+            if peer_rows and peer_rows != ours_rows:
+                print(f"  WARNING: rows differ, ours {ours_rows} vs {peer.name} {peer_rows}")
+            rows.append(Row(label, peer.name, next(iter(ours_rows), 0) or 0, target, comp.stats("ours", peer.name)))
+        return comp
 
     for source in [s for s in ("hotline", "city_cases") if s in args.only]:
         proc, url = start_server(root, source, work / f"{source}.log")
         try:
             uri = url.replace("http://", f"http://:{SECRETS[source]}@")
+            floor = compare.Side("HTTP floor", [sys.executable, str(PEER_SIDE), "http_floor", source, url,
+                                                SECRETS[source]])
             # dlt's duckdb default file format is insert_values; parquet is its fast path: both.
-            compare(source, partial(run_ours, source, uri, work / f"ours_{source}.duckdb"),
-                    {f"dlt rest_api ({fmt})": dlt(source, url, file_format=fmt)
-                     for fmt in ("parquet", "insert_values")}, 5)
-            floor = best_of([http_floor(source, url) for _ in range(args.repeat)])
-            floors.append(f"{source} {floor['seconds']:.2f} s")
+            comp = run(source, ours_side(source, uri, work / f"ours_{source}.duckdb"),
+                       [dlt_side(python, source, url, work, args.dlt_budget, f"dlt rest_api ({fmt})",
+                                 file_format=fmt) for fmt in ("parquet", "insert_values")], 5, [floor])
+            med = [t for t in comp.timings("HTTP floor") if t is not None]
+            floors.append(f"{source} {compare.median(med):.2f} s (median; {min(med):.2f}–{max(med):.2f})"
+                          if med else f"{source} failed")
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     if "grid_registry" in args.only:
         url = f"sqlite:///{root / 'grid_registry' / 'registry.sqlite'}"
-        compare("grid_registry", partial(run_ours, "grid_registry", url, work / "ours_grid_registry.duckdb"),
-                {f"dlt sql_database ({b})": dlt("grid_registry", url, backend=b) for b in ("connectorx", "pyarrow")}, 5)
+        run("grid_registry", ours_side("grid_registry", url, work / "ours_grid_registry.duckdb"),
+            [dlt_side(python, "grid_registry", url, work, args.dlt_budget, f"dlt sql_database ({b})", backend=b)
+             for b in ("connectorx", "pyarrow")], 5)
     if "health_codes" in args.only:
         days, big_gb, big_utf8, utf8_file = prepare_drops(root, work, args.health_day)
-        compare(f"health_codes, days 0..{args.health_day}",
-                partial(run_ours, "health_codes", f"file://{days}?stable_seconds=0", work / "ours_health_codes.duckdb"),
-                {"dlt filesystem+read_csv (parquet)": dlt("health_codes", f"file://{days}")}, 5)
+        run(f"health_codes, days 0..{args.health_day}",
+            ours_side("health_codes", f"file://{days}?stable_seconds=0", work / "ours_health_codes.duckdb"),
+            [dlt_side(python, "health_codes", f"file://{days}", work, args.dlt_budget,
+                      "dlt filesystem+read_csv (parquet)")], 5)
         for name, folder in (("UTF-8 copy", big_utf8), ("GB18030 original", big_gb)):
-            compare(f"health_codes, biggest file ({name})",
-                    partial(run_ours, "health_codes", f"file://{folder}?stable_seconds=0",
-                            work / "ours_health_codes_big.duckdb"),
-                    {"duckdb read_csv (UTF-8 copy)": partial(run_read_csv, utf8_file, work / "read_csv.duckdb")}, 0.5)
+            run(f"health_codes, biggest file ({name})",
+                ours_side("health_codes", f"file://{folder}?stable_seconds=0", work / "ours_health_codes_big.duckdb"),
+                [compare.Side("duckdb read_csv (UTF-8 copy)", [sys.executable, str(PEER_SIDE), "read_csv",
+                                                               str(utf8_file), str(work / "read_csv.duckdb")])], 0.5)
 
     print(f"\n{args.residents:,} residents, {manifest['days']} days; health-code files of days 0..{args.health_day}. "
-          f"Initial full loads, best of {args.repeat}, imports excluded on both sides; ratio = ours rows/s / peer "
-          f"rows/s. Ours: duckdb {duckdb.__version__}; peer venv: {versions}. Bare HTTP loop over the same pages "
-          f"(the floor for both sides): {'; '.join(floors) or '-'}. Load average at the end: "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}.\n")
+          f"Initial full loads, {args.pairs} rounds in fresh processes, order rotating; timed: {TIMED}. "
+          f"speed ratio = peer median s / ours median s (= ours rows/s over the peer's). A run past --dlt-budget "
+          f"is killed and left out of its side's median. Ours: duckdb {duckdb.__version__}; peer venv: {versions}. "
+          f"Bare HTTP loop over the same pages (the floor for both sides): {'; '.join(floors) or '-'}.\n")
     print_table(rows)
+    out = args.json or work / "connectors_vs_dlt.json"
+    compare.write_json(out, comparisons, residents=args.residents, days=manifest["days"], versions=versions,
+                       floors=floors)
+    print(f"\nruns and statistics: {out}")
 
 
 if __name__ == "__main__":

@@ -114,3 +114,14 @@ def test_a_failing_or_slow_side_is_recorded_not_raised(tmp_path: Path):
     assert not bad_run.ok and bad_run.returncode == 3 and "boom" in bad_run.error
     assert not slow_run.ok and "timed out" in slow_run.error
     assert comp.stats("bad", "slow")["pairs"] == 0
+
+
+def test_peak_rss_is_the_sides_own_not_the_parents(tmp_path: Path):
+    # Linux keeps a process's peak RSS across exec: forked straight from a large parent, every side
+    # would report at least the parent's size. Hold 300 MB here to show it is not inherited.
+    ballast = b"x" * (300 * 2**20)
+    big = compare.Side("big", [sys.executable, "-c", "b = b'x' * (200 * 2**20)"])
+    small = compare.Side("small", [sys.executable, "-c", "pass"])
+    comp = compare.run_rounds([big, small], rounds=1, timed="process wall", progress=False)
+    peaks = {r.side: r.peak_mb for r in comp.runs}
+    assert len(ballast) and peaks["small"] < 100 < 200 < peaks["big"] < 300
