@@ -526,6 +526,30 @@ def audit_show(n: int, log: Path | None) -> None:
                    f"{r.get('action')} {r.get('rows', 0):,} rows: {target}{extra}")
 
 
+@main.group()
+def city() -> None:
+    """The city layer: one city warehouse from what each district publishes for the city."""
+
+
+@city.command("build")
+@click.argument("published", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The city warehouse [default: <ONENET_HOME>/city.duckdb].")
+def city_build(published: tuple[Path, ...], out: Path | None) -> None:
+    """Build the city warehouse from districts' published folders (each district's $ONENET_PUBLISHED,
+    published with ONENET_CITY_KEY set): land, resolve city persons, marts; one summary."""
+    from warehouse.city.build import CityBuildError, build
+    from warehouse.city.publish import CityPublishError
+
+    try:
+        summary = build(out or settings.home() / "city.duckdb", list(published))
+    except (CityBuildError, CityPublishError) as exc:
+        raise OnenetError(str(exc)) from exc
+    for line in summary.lines():
+        click.echo(line)
+
+
 def run() -> None:  # pragma: no cover - console entry
     main(prog_name="onenet")
 

@@ -202,10 +202,15 @@ def merge(*, full: bool = False) -> MergeSummary:
 def publish(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> PublishResult:
     """Publish every audience's snapshot from the warehouse (files, then the serving database)."""
     from warehouse import audit_log
+    from warehouse.city.publish import publish_city
     from warehouse.publish import new_version
     from warehouse.publish import publish as publish_snapshots
 
     result = publish_snapshots(con, settings.published_dir(), new_version(run_id))
+    # A district of a city (ONENET_CITY_KEY set) also publishes what the city may use.
+    city = publish_city(con, settings.published_dir() / "city", result.version)
+    if city is not None:
+        result.seconds["city"] = city.seconds
     url = settings.serving_url()
     if url is None:
         result.serving = "skipped (ONENET_SERVING_URL is not set)"
