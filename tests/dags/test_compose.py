@@ -188,7 +188,7 @@ def test_a_celery_profile_with_redis_n_workers_and_flower():
     assert {n: SERVICES[n]["profiles"] for n in CELERY} == CELERY
     common = SERVICES["airflow-scheduler"]["environment"]
     assert common["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
-    assert common["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("redis://redis:6379/")
+    assert common["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://airflow:")  # as upstream
     assert SERVICES["redis"]["image"].startswith("redis:") and "ports" not in SERVICES["redis"]  # not published
     worker = SERVICES["airflow-worker"]
     assert worker["command"] == "celery worker" and worker["image"] == SERVICES["airflow-scheduler"]["image"]
