@@ -46,16 +46,24 @@ def main() -> None:
               help="Generate a city of this many districts instead (folder default: var/city).")
 @click.option("--residents-per-district", type=click.IntRange(100, 5_000_000), default=None,
               help="With --districts: residents of each district [default: --residents].")
+@click.option("--surge", type=click.FloatRange(1, 10), default=None,
+              help="A surge month like March 2022: hotline volume ramping to this multiple (x2 to x10), "
+                   "a quarter of health codes flipping in a day, city cases x3, slower silos.")
+@click.option("--surge-start-day", type=click.IntRange(1, None), default=None,
+              help="First day of the surge's ramp [default: a third into the period].")
 def simulate(residents: int, seed: int, days: int, start_date, out: Path | None, districts: int | None,
-             residents_per_district: int | None) -> None:
+             residents_per_district: int | None, surge: float | None, surge_start_day: int | None) -> None:
     """Generate a synthetic district (or with --districts a city): true population, four noisy silos, ground truth."""
     from simulators.district.generate import GeneratorError, Step, generate
+    from simulators.district.surge import SurgeSpec
 
     if districts is not None:
         return _simulate_city(districts, residents_per_district or residents, seed, days, start_date.date(),
                               out or settings.home() / "city")
     if residents_per_district is not None:
         raise OnenetError("--residents-per-district needs --districts")
+    if surge is None and surge_start_day is not None:
+        raise OnenetError("--surge-start-day needs --surge")
     out = out or settings.district_dir()
     with _progress() as progress:
         task = None
@@ -71,8 +79,9 @@ def simulate(residents: int, seed: int, days: int, start_date, out: Path | None,
                 progress.advance(task, n)
 
         try:
+            spec = SurgeSpec(peak=surge, start_day=surge_start_day) if surge is not None else None
             manifest = generate(out, residents=residents, seed=seed, days=days, start=start_date.date(),
-                                step=Step(start, advance))
+                                step=Step(start, advance), surge=spec)
         except GeneratorError as exc:
             raise OnenetError(str(exc)) from exc
         if task is not None:
@@ -82,6 +91,10 @@ def simulate(residents: int, seed: int, days: int, start_date, out: Path | None,
                f"{c['micro_grids']:,} micro-grids; registry {c['registry_residents_day0']:,} rows, "
                f"{c['hotline_tickets']:,} hotline tickets, {c['city_cases']:,} city cases, "
                f"{c['health_code_rows']:,} health-code rows over {days} days")
+    if "surge" in manifest:
+        sg = manifest["surge"]
+        click.echo(f"surge: hotline x{sg['peak']:g} from day {sg['start_day']}, at its peak on days "
+                   f"{sg['start_day'] + sg['ramp_days'] - 1}-{sg['start_day'] + sg['ramp_days'] + sg['peak_days'] - 2}")
 
 
 def _simulate_city(districts: int, residents: int, seed: int, days: int, start, out: Path) -> None:
@@ -154,14 +167,23 @@ def simulators_status(root: Path | None) -> None:
 @simulators.command("advance")
 @_root_option
 @click.option("--to", "to_day", type=click.IntRange(0, None), default=None, help="Target day.")
-@click.option("--days", type=click.IntRange(1, None), default=1, show_default=True, help="Days to move on.")
-def simulators_advance(root: Path | None, to_day: int | None, days: int) -> None:
-    """Move the simulated clock forward; the silos show the new day's data."""
+@click.option("--days", type=click.IntRange(1, None), default=None, help="Days to move on [default: 1].")
+@click.option("--minutes", type=click.IntRange(1, None), default=None,
+              help="Minutes to move on instead (e.g. 15, one hotline cycle).")
+def simulators_advance(root: Path | None, to_day: int | None, days: int | None, minutes: int | None) -> None:
+    """Move the simulated clock forward; the silos show the new day's (or minutes') data."""
     from simulators import clock, runner
 
     root = root or settings.district_dir()
+    if minutes is not None and (to_day is not None or days is not None):
+        raise OnenetError("--minutes moves the clock on its own; leave out --to and --days")
     try:
-        target = to_day if to_day is not None else clock.read_day(root) + days
+        if minutes is not None:
+            day, minute = runner.advance_minutes(root, minutes)
+            at = clock.instant_utc(clock.start_date(root), day, minute).astimezone(clock.BEIJING)
+            click.echo(f"simulated time is now {at:%Y-%m-%d %H:%M} (Beijing), day {day} + {minute} min")
+            return
+        target = to_day if to_day is not None else clock.read_day(root) + (days or 1)
         runner.advance(root, target)
     except runner.SimulatorError as exc:
         raise OnenetError(str(exc)) from exc

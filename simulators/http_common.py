@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulators import clock
+from simulators.district import surge
 
 log = logging.getLogger(__name__)
 
@@ -236,23 +237,26 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def check(self, who: str) -> None:
-        """Take one token for `who`, or raise a 429 with an integer Retry-After (>= 1 s)."""
+    def check(self, who: str, divide: float = 1.0) -> None:
+        """Take one token for `who`, or raise a 429 with an integer Retry-After (>= 1 s).
+
+        `divide` > 1 refills the bucket that many times slower (a silo under a surge's load)."""
         if self.rate <= 0:
             return
+        rate = self.rate / max(1.0, divide)
         now = time.monotonic()
         with self._lock:
             tokens, stamp = self._buckets.get(who, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - stamp) * self.rate)
+            tokens = min(self.capacity, tokens + (now - stamp) * rate)
             if tokens >= 1.0:
                 self._buckets[who] = (tokens - 1.0, now)
                 return
             self._buckets[who] = (tokens, now)
-        wait = max(1, math.ceil((1.0 - tokens) / self.rate))
+        wait = max(1, math.ceil((1.0 - tokens) / rate))
         raise ApiError(
             429,
             "rate_limited",
-            f"rate limit of {self.rate:g} requests per second exceeded; retry after {wait} s",
+            f"rate limit of {rate:g} requests per second exceeded; retry after {wait} s",
             {"Retry-After": str(wait)},
         )
 
@@ -360,6 +364,8 @@ class SimClock:
         self._sig: object = object()
         self._day = 0
         self._now_us = 0
+        self._load = 0.0
+        self._surge: surge.SurgeSpec | None = None
 
     def _refresh(self) -> tuple[int, int]:
         sig = (
@@ -368,18 +374,27 @@ class SimClock:
         )
         with self._lock:
             if sig != self._sig:
-                self._day = clock.read_day(self.root)
-                self._now_us = to_us(clock.day_end_utc(clock.start_date(self.root), self._day))
+                self._day, minute = clock.read_clock(self.root)
+                manifest = clock.manifest(self.root)
+                start = clock.start_date(self.root)
+                self._now_us = to_us(clock.instant_utc(start, self._day, minute))
+                self._load = surge.load_at(manifest, self._now_us, to_us(clock.day_start_utc(start, 0)))
+                self._surge = surge.SurgeSpec.from_dict(manifest["surge"]) if manifest.get("surge") else None
                 self._sig = sig
             return self._day, self._now_us
 
     def now_us(self) -> int:
-        """The end of the simulated day the clock has reached, in epoch microseconds."""
+        """The clock's instant (the end of the day reached, plus its minutes), in epoch microseconds."""
         return self._refresh()[1]
 
     def day(self) -> int:
         """The simulated day the clock has reached."""
         return self._refresh()[0]
+
+    def surge_load(self) -> tuple[float, surge.SurgeSpec | None]:
+        """How loaded the silos are now (0 quiet, 1 at a surge's peak) and the district's surge, if any."""
+        self._refresh()
+        return self._load, self._surge
 
 
 # --- as-of view of an event-sourced table -----------------------------------------------------
@@ -634,6 +649,9 @@ class Service:
         self.limiter = RateLimiter(rate_limit)
         self.faults = faults or Faults()
         self.clock = SimClock(self.root)
+        # The surge's timeouts are drawn from their own seeded stream: a run is reproducible.
+        self._surge_rng = random.Random(f"surge:{self.name}")
+        self._surge_lock = threading.Lock()
 
     def route(self, method: str, path: str) -> Handler:
         """The handler of a data endpoint; raise ApiError 404/405 when there is none."""
@@ -658,7 +676,10 @@ class Service:
         if request.path == "/_admin/faults":
             return self._admin_faults(request)
         handler = self.route(request.method, request.path)
-        self.limiter.check(who)
+        load, spec = self.clock.surge_load()
+        self.limiter.check(who, 1.0 + (spec.rate_limit_factor - 1.0) * load if spec else 1.0)
+        if spec is not None and load > 0:
+            self._under_load(spec, load)
         self.faults.before_data_request()
         response = handler(request)
         if response.status == 200:
@@ -666,6 +687,16 @@ class Service:
             if cut is not None:
                 response = replace(response, body=response.body[:cut])
         return response
+
+    def _under_load(self, spec: surge.SurgeSpec, load: float) -> None:
+        """A silo under a surge answers slower, and some requests time out at its gateway (504)."""
+        with self._surge_lock:
+            timed_out = self._surge_rng.random() < spec.timeout_rate * load
+        if timed_out:
+            time.sleep(spec.timeout_ms / 1000)
+            raise ApiError(504, "gateway_timeout", f"{self.name} is overloaded (surge); the request timed out, "
+                                                   f"retry later")
+        time.sleep(spec.slow_ms * load / 1000)
 
     def _admin_faults(self, request: Request) -> Response:
         if request.method == "POST":

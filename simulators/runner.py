@@ -154,18 +154,47 @@ def down(root: Path, only: str | None = None, timeout: float = 10.0) -> list[str
 
 def advance(root: Path, to_day: int) -> int:
     """Move the simulated clock to `to_day` (forward only); apply the day's changes if no silo process does."""
-    from simulators.grid_registry import registry
-    from simulators.health_codes import drop
-
     root = Path(root)
     _check_root(root)
     days = int(clock.manifest(root)["days"])
-    current = clock.read_day(root)
-    if not current <= to_day < days:
-        raise SimulatorError(f"day must be between the current day {current} and {days - 1}, got {to_day}")
+    current, minute = clock.read_clock(root)
+    first = current + 1 if minute else current  # minutes past a day's end: that day is behind us
+    if not first <= to_day < days:
+        raise SimulatorError(f"day must be between {first} (the clock is at day {current}"
+                             f"{f' + {minute} min' if minute else ''}) and {days - 1}, got {to_day}")
     clock.write_day(root, to_day)
+    _follow_day(root, to_day)
+    return to_day
+
+
+def advance_minutes(root: Path, minutes: int) -> tuple[int, int]:
+    """Move the simulated clock `minutes` forward (the 15-minute hotline cycle); return (day, minute).
+
+    Crossing a day's end does that day's work as `advance` does (registry changes, health drops).
+    """
+    root = Path(root)
+    _check_root(root)
+    if minutes < 1:
+        raise SimulatorError(f"minutes must be at least 1, got {minutes}")
+    days = int(clock.manifest(root)["days"])
+    day, minute = clock.read_clock(root)
+    total = day * clock.MINUTES_PER_DAY + minute + minutes
+    new_day, new_minute = divmod(total, clock.MINUTES_PER_DAY)
+    if (new_day, new_minute) > (days - 1, 0):
+        raise SimulatorError(f"the district's data ends with day {days - 1}; the clock is at day {day} + "
+                             f"{minute} min, {minutes} more minutes would pass it")
+    clock.write_clock(root, new_day, new_minute)
+    if new_day > day:
+        _follow_day(root, new_day)
+    return new_day, new_minute
+
+
+def _follow_day(root: Path, to_day: int) -> None:
+    """Apply the day's changes if no silo process does (the followers react to the clock themselves)."""
+    from simulators.grid_registry import registry
+    from simulators.health_codes import drop
+
     running = {s.name for s in status(root) if s.running}
-    # The followers react to the clock themselves; without them, do their work here.
     if "grid_registry" not in running:
         registry.advance(root, to_day)
     else:
@@ -178,4 +207,3 @@ def advance(root: Path, to_day: int) -> int:
             time.sleep(0.05)
     if "health_codes" not in running:
         drop.deliver_until(root, to_day)
-    return to_day

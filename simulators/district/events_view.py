@@ -10,6 +10,7 @@ import pyarrow as pa
 from . import ticket_text
 from .population import Grids, Households, Persons
 from .rng import stream
+from .surge import SurgeSpec, extra_per_day
 from .views import (
     NA,
     NoiseLog,
@@ -75,8 +76,11 @@ def _uniform(rng: np.random.Generator, lo, hi, n: int) -> np.ndarray:
 
 
 def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, days: int,
-          worker_person: np.ndarray, log: NoiseLog):
-    """Tickets and cases tables, truth links (source, key, person) and truth incidents (source, key, incident)."""
+          worker_person: np.ndarray, log: NoiseLog, surge: SurgeSpec | None = None):
+    """Tickets and cases tables, truth links (source, key, person) and truth incidents (source, key, incident).
+
+    With `surge`, each day gets more hotline incidents (and city cases) as the surge's level says.
+    """
     rng = stream(seed, "events")
     residents = int(p.is_resident.sum())
     stable = np.flatnonzero(p.is_resident & (p.left_day < 0) & (hh.arrived_day[np.maximum(p.household, 0)] < 0))
@@ -90,6 +94,10 @@ def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, 
     t0 = day0_us + rng.integers(0, days, k) * DAY + hour * HOUR + rng.integers(0, HOUR, k)
     caller = np.where(rng.random(k) < 0.85, stable[rng.integers(0, len(stable), k)],
                       outsiders[rng.integers(0, len(outsiders), k)])
+    if surge is not None:
+        cat, t0, caller = _surge_incidents(seed, surge, residents * 0.0015, days, day0_us, cat, t0, caller,
+                                           stable, outsiders)
+        k = len(cat)
     building = np.where(bld_of[caller] >= 0, bld_of[caller], rng.integers(0, len(g.building_code), k))
     extra = np.where(rng.random(k) < 0.15, rng.integers(1, 4, k), 0)
     inc = np.repeat(np.arange(k), 1 + extra)
@@ -165,6 +173,15 @@ def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, 
     own_t = day0_us + rng.integers(0, days, own) * DAY + rng.choice(np.arange(24), own, p=_day_profile()) * HOUR + rng.integers(0, HOUR, own)
     add(np.arange(k, k + own), rng.integers(0, len(CITY), own), rng.integers(0, len(g.building_code), own),
         own_t, rt, who, np.full(own, None, dtype=object))
+    if surge is not None:  # more of the city's own cases too, on their own stream
+        srng = stream(seed, "surge_cases")
+        more_t = _days_times(srng, extra_per_day(own / days, days, surge.cases), day0_us)
+        more = len(more_t)
+        add(np.arange(k + own, k + own + more), srng.integers(0, len(CITY), more),
+            srng.integers(0, len(g.building_code), more), more_t, np.full(more, "网格员"),
+            worker_person[srng.integers(0, len(worker_person), more)] if len(worker_person) else np.full(more, -1),
+            np.full(more, None, dtype=object))
+        own += more
     col = {key: np.concatenate(v) for key, v in rows.items()}
     m = len(col["t"])
     case_id = _ids("CG", col["t"])
@@ -203,6 +220,28 @@ def build(seed: int, g: Grids, hh: Households, p: Persons, rates, day0_us: int, 
     truth.append(links(CASES, case_id[has_person], p.person_id[person[has_person]]))
     incidents.append(links(CASES, case_id, all_inc[col["inc"]], "incident_id"))
     return tickets, cases, pa.concat_tables(truth), pa.concat_tables(incidents)
+
+
+def _days_times(rng: np.random.Generator, per_day: np.ndarray, day0_us: int) -> np.ndarray:
+    """Instants for per_day[d] events on each day d, spread over the hours as callers call."""
+    day = np.repeat(np.arange(len(per_day)), per_day)
+    n = len(day)
+    return day0_us + day * DAY + rng.choice(np.arange(24), n, p=_day_profile()) * HOUR + rng.integers(0, HOUR, n)
+
+
+def _surge_incidents(seed: int, surge: SurgeSpec, base_per_day: float, days: int, day0_us: int, cat: np.ndarray,
+                     t0: np.ndarray, caller: np.ndarray, stable: np.ndarray, outsiders: np.ndarray):
+    """The base incidents plus the surge's: each day's extra volume, a share of it about the epidemic."""
+    srng = stream(seed, "surge_events")
+    more_t = _days_times(srng, extra_per_day(base_per_day, days, surge.hotline), day0_us)
+    m = len(more_t)
+    weights = np.array([c[3] for c in HOTLINE]) / sum(c[3] for c in HOTLINE)
+    epidemic = [c[0] for c in HOTLINE].index("疫情防控")
+    more_cat = np.where(srng.random(m) < surge.epidemic_share, epidemic, srng.choice(len(HOTLINE), m, p=weights))
+    more_caller = np.where(srng.random(m) < 0.85, stable[srng.integers(0, len(stable), m)],
+                           outsiders[srng.integers(0, len(outsiders), m)])
+    return (np.concatenate([cat, more_cat]), np.concatenate([t0, more_t]),
+            np.concatenate([caller, more_caller]))
 
 
 def _day_profile() -> np.ndarray:

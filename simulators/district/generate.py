@@ -27,6 +27,7 @@ from simulators.grid_registry import registry
 
 from . import divisions, events_view, health_view, population, registry_view
 from .noise import NoiseRates
+from .surge import SurgeSpec
 from .views import NoiseLog
 
 GENERATOR_VERSION = "1"
@@ -63,12 +64,20 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
 
 
 def generate(out: Path, *, residents: int, seed: int, days: int = 30, start: date = DEFAULT_START,
-             rates: NoiseRates | None = None, step: Step | None = None) -> dict:
-    """Generate a district into `out`; deterministic for a seed (same arguments, same bytes)."""
+             rates: NoiseRates | None = None, step: Step | None = None, surge: SurgeSpec | None = None) -> dict:
+    """Generate a district into `out`; deterministic for a seed (same arguments, same bytes).
+
+    `surge` adds the surge month (simulators/district/surge.py); without it nothing changes.
+    """
     if not 100 <= residents <= MAX_RESIDENTS:
         raise GeneratorError(f"--residents must be between 100 and {MAX_RESIDENTS:,}, got {residents:,}")
     if not 1 <= days <= 365:
         raise GeneratorError(f"--days must be between 1 and 365, got {days}")
+    if surge is not None:
+        try:
+            surge = surge.resolved(days)
+        except ValueError as exc:
+            raise GeneratorError(str(exc)) from exc
     rates = rates or NoiseRates()
     step = step or Step()
     out = Path(out)
@@ -89,13 +98,14 @@ def generate(out: Path, *, residents: int, seed: int, days: int = 30, start: dat
 
     step.start("hotline and city cases", 1)
     tickets, cases, ev_truth, incidents = events_view.build(
-        seed, grids, hh, persons, rates, day0_us, days, workers, log)
+        seed, grids, hh, persons, rates, day0_us, days, workers, log, surge)
     _write_parquet(tickets, out / "hotline" / "tickets.parquet")
     _write_parquet(cases, out / "city_cases" / "cases.parquet")
     step.advance(1)
 
     step.start("health-code files", days)
-    health_truth = health_view.build(seed, out, grids, hh, persons, rates, start, day0_us, days, log, step.advance)
+    health_truth = health_view.build(seed, out, grids, hh, persons, rates, start, day0_us, days, log, step.advance,
+                                     surge)
     truth = pa.concat_tables([truth, ev_truth, health_truth])
     (out / "health_codes" / "drop").mkdir(parents=True, exist_ok=True)
 
@@ -117,6 +127,8 @@ def generate(out: Path, *, residents: int, seed: int, days: int = 30, start: dat
         "division_codes_source": divisions.source(), "grid_sizes": population.sizes_for(residents),
         "counts": counts, "noise": rates.as_dict(),
     }
+    if surge is not None:  # only then: a district without a surge keeps its manifest byte for byte
+        manifest["surge"] = surge.as_dict()
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     write_day(out, 0)
     return manifest

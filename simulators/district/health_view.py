@@ -13,6 +13,7 @@ from simulators.health_codes import drop, files
 
 from .population import Grids, Households, Persons
 from .rng import stream
+from .surge import SurgeSpec
 from .views import NA, NoiseLog, links, noisy_ids, noisy_names, noisy_phones, or_none, ts_array
 
 DAY = 86_400_000_000
@@ -35,8 +36,12 @@ def file_plan(day: int) -> dict:
 
 
 def build(seed: int, root: Path, g: Grids, hh: Households, p: Persons, rates, start: date, day0_us: int,
-          days: int, log: NoiseLog, progress=None) -> pa.Table:
-    """Write every day's export into the outbox; return truth links (source, record key, person)."""
+          days: int, log: NoiseLog, progress=None, surge: SurgeSpec | None = None) -> pa.Table:
+    """Write every day's export into the outbox; return truth links (source, record key, person).
+
+    With `surge`, surge.code_flip_share of the green codes turn yellow (some red) on the peak's first
+    day, within that day; they turn back by the usual rules (yellow after 7 days, red after 14).
+    """
     rng = stream(seed, "health")
     r = rates.health_codes
     age0 = (np.datetime64(start.isoformat()) - p.birth).astype(int) / 365.25
@@ -73,6 +78,11 @@ def build(seed: int, root: Path, g: Grids, hh: Households, p: Persons, rates, st
             when = t_day + rng.integers(DAY // 4, DAY * 3 // 4, n)
             last_test = np.where(test, when, last_test)
             result = np.where(test, np.where(positive, "阳性", "阴性"), result)
+            if surge is not None and day == surge.peak_day:  # their own stream: the base draws stay put
+                srng = stream(seed, "surge_health")
+                hit = (color == 0) & (srng.random(n) < surge.code_flip_share)
+                red = srng.random(n) < 0.15
+                to_red, to_yellow = to_red | (hit & red), to_yellow | (hit & ~red)
             new_color = np.select([positive | to_red, to_yellow, back], [2, 1, 0], default=color)
             flip = new_color != color
             since = np.where(flip, when, since)
