@@ -3,8 +3,10 @@
     .venv/bin/python bench/duckdb_versions.py [--pairs 32000] [--versions 1.5.6 2.0.0]
 
 Each version gets a throwaway venv under --cache (reused on later runs). Every step of
-bench/duckdb_workload.py runs in its own process so its peak RSS is its own; the versions take
-turns, seconds are the best of --repeat runs, peak MB the highest. Ratios are last / first version.
+bench/duckdb_workload.py runs through bench/compare.py: --rounds rounds (default 3), each version in
+a fresh process per round, the order rotating; seconds are medians of the step's own timed part
+(imports and data generation excluded on every version), peak MB the highest seen. Ratios are
+last / first version: the ratio of medians and the range of per-round ratios.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+if not __package__:  # run as a file (python bench/duckdb_versions.py): the repository must be importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import compare  # noqa: E402
 
 WORKLOAD = Path(__file__).with_name("duckdb_workload.py")
 TIMED = ["cluster", "string_similarity", "group_window", "arrow_roundtrip"]
@@ -55,13 +61,25 @@ def run_step(python: Path, step: str, args: argparse.Namespace) -> dict:
     return json.loads(lines[-1])
 
 
-def best_of(runs: list[dict]) -> dict:
-    """The fastest run (the least disturbed by the machine) with the highest peak RSS seen."""
-    failed = [r for r in runs if not r.get("ok")]
-    if failed:
-        return failed[0]
-    best = min(runs, key=lambda r: r["seconds"] or 0)
-    return {**best, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+def step_sides(pythons: dict[str, Path], step: str, args: argparse.Namespace) -> list[compare.Side]:
+    return [compare.Side(v, [str(py), str(WORKLOAD), "--step", step, "--pairs", str(args.pairs), "--seed",
+                             str(args.seed)], timeout=args.timeout) for v, py in pythons.items()]
+
+
+def summarise_step(comp: compare.Comparison) -> dict[str, dict]:
+    """Per version: ok, median seconds, highest peak MB, the last run's detail, or the first error."""
+    out = {}
+    for v in comp.sides:
+        runs = [r for r in comp.runs if r.side == v]
+        bad = [r for r in runs if not r.ok or not (r.report or {}).get("ok")]
+        if bad:
+            r = bad[0]
+            out[v] = {"ok": False, "error": r.error or (r.report or {}).get("error", "no JSON")}
+            continue
+        secs = [r.reported_s for r in runs if r.reported_s is not None]
+        out[v] = {"ok": True, "seconds": compare.median(secs), "peak_rss_mb": max(r.peak_mb for r in runs),
+                  "detail": (runs[-1].report or {}).get("detail")}
+    return out
 
 
 def spatial_wheels(python: Path, version: str) -> tuple[bool, list[str]]:
@@ -85,10 +103,10 @@ def fmt_ratio(new: float | None, old: float | None) -> str:
     return f"{new / old:.2f}x" if new is not None and old else "-"
 
 
-def print_table(versions: list[str], results: Results, spatial: Spatial) -> None:
+def print_table(versions: list[str], results: Results, spatial: Spatial, stats: dict[str, dict]) -> None:
     old, new = versions[0], versions[-1]
-    head = ["step"] + [f"{v} s" for v in versions] + [f"{v} peak MB" for v in versions]
-    head += [f"s {new}/{old}", f"MB {new}/{old}"]
+    head = ["step"] + [f"{v} s (median)" for v in versions] + [f"{v} peak MB" for v in versions]
+    head += [f"s {new}/{old}", "per round", f"MB {new}/{old}"]
     rows = []
     for step in TIMED:
         res = [results[v][step] for v in versions]
@@ -96,7 +114,10 @@ def print_table(versions: list[str], results: Results, spatial: Spatial) -> None
         mem = [r.get("peak_rss_mb") if r.get("ok") else None for r in res]
         cells = [f"{s:.2f}" if s is not None else "ERROR" for s in secs]
         cells += [f"{m:.0f}" if m is not None else "ERROR" for m in mem]
-        rows.append([step, *cells, fmt_ratio(secs[-1], secs[0]), fmt_ratio(mem[-1], mem[0])])
+        st = stats[step]
+        spread = (f"{st['pair_ratio_min']:.2f}-{st['pair_ratio_max']:.2f}" if st["pair_ratio_min"] is not None
+                  else "-")
+        rows.append([step, *cells, fmt_ratio(secs[-1], secs[0]), spread, fmt_ratio(mem[-1], mem[0])])
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, [("-" * w) for w in widths], *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
@@ -140,29 +161,42 @@ def verdict(versions: list[str], results: Results, spatial: Spatial) -> str:
     return f"Verdict: {new} shows no regression beyond {SLOWER}x against {old} ({cluster})."
 
 
+TIMED_WHAT = ("seconds the workload step reports for its timed part (interpreter start, imports and "
+              "generating its input excluded on every version)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=32_000, help="candidate pairs for the cluster step")
     parser.add_argument("--versions", nargs="+", default=["1.5.6", "2.0.0"])
     parser.add_argument("--cache", type=Path, default=Path("/tmp/onenet-duckdb-bench"))
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeat", type=int, default=7, help="fresh runs per step; the fastest counts")
+    parser.add_argument("--rounds", "--repeat", type=int, default=3,
+                        help="rounds per step, every version once per round in a fresh process")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per step before giving up")
+    parser.add_argument("--json", type=Path, help="every run and statistic")
     args = parser.parse_args()
     pythons = {v: ensure_venv(args.cache, v) for v in args.versions}
-    runs: dict[str, dict[str, list[dict]]] = {v: {s: [] for s in [*TIMED, "api_check"]} for v in pythons}
-    # Versions take turns run by run, so a busy spell on the machine hits them alike.
-    for i in range(args.repeat):
-        print(f"run {i + 1}/{args.repeat} ...", flush=True)
-        for step in TIMED if i else [*TIMED, "api_check"]:
-            for version, python in pythons.items():
-                runs[version][step].append(run_step(python, step, args))
-    results: Results = {v: {step: best_of(r) for step, r in runs[v].items()} for v in pythons}
+    comps = []
+    results: Results = {v: {} for v in pythons}
+    stats: dict[str, dict] = {}
+    for step in TIMED:
+        comp = compare.run_rounds(step_sides(pythons, step, args), rounds=args.rounds, timed=TIMED_WHAT,
+                                  measure="reported", title=f"duckdb step {step}")
+        comps.append(comp)
+        for v, res in summarise_step(comp).items():
+            results[v][step] = res
+        stats[step] = comp.stats(args.versions[-1], args.versions[0])
+        print(comp.report([(args.versions[-1], args.versions[0])]), flush=True)
+    for v, python in pythons.items():  # facts, not timings: once per version
+        results[v]["api_check"] = run_step(python, "api_check", args)
     spatial: Spatial = {v: spatial_wheels(python, v) for v, python in pythons.items()}
     print()
-    print_table(args.versions, results, spatial)
+    print_table(args.versions, results, spatial, stats)
     print()
     print(verdict(args.versions, results, spatial))
+    if args.json:
+        compare.write_json(args.json, comps, results=results)
 
 
 if __name__ == "__main__":
