@@ -7,9 +7,10 @@ Side A, reconcile: `connectors.grid_registry.reconcile` — every table read in 
 (the connector's own), hashed in DuckDB and compared key by key with raw's current version, the
 difference (here none) landed and the run recorded, against a warehouse the district was synced
 into once. Side B, full read: the same scans only, every page turned into Arrow and dropped.
-The sides alternate A B A B … each in a fresh process (no warm caches in Python), so a drift of
-the machine hits both. Prints each run, the median of each side, the ratio of medians and the
-range of per-pair ratios. Target (issue #14): reconciliation within 1.5x of the full read.
+The sides run through bench/compare.py: A B, B A, A B … each in a fresh process (no warm caches in
+Python), so a drift of the machine hits both; each side's own seconds (imports and opening the
+warehouse excluded on both). Prints each run with the load average, the median of each side, the
+ratio of medians and the range of per-pair ratios; --json keeps every run. Target (issue #14): reconciliation within 1.5x of the full read.
 `--url` points at a PostgreSQL/MariaDB copy (registry.load_into) instead of the SQLite file.
 """
 
@@ -17,14 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+TIMED = ("seconds each side reports: reconcile() of all five tables, or the same scans into Arrow; "
+         "interpreter start, imports and opening the warehouse excluded on both sides")
 
 
 def _conn(district: Path, url: str | None):
@@ -95,9 +96,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="A B pairs (at least 3)")
     parser.add_argument("--url", default=None, help="a PostgreSQL/MariaDB copy of the registry instead of SQLite")
     parser.add_argument("--warehouse", type=Path, default=None, help="keep the synced warehouse here")
+    parser.add_argument("--json", type=Path, help="every run and statistic")
     parser.add_argument("--side", choices=["reconcile", "read"], help=argparse.SUPPRESS)  # one run, in a child
     args = parser.parse_args()
     warehouse = args.warehouse or Path(tempfile.mkdtemp(prefix="onenet-reconcile-")) / "warehouse.duckdb"
+    from bench import compare
+
     if args.side:
         print(json.dumps(_side(args.side, args.district, warehouse, args.url)))
         return
@@ -105,21 +109,24 @@ def main() -> None:
         parser.error("--pairs must be at least 3")
     if not warehouse.exists():
         print(f"first sync of the registry into {warehouse}: {_prepare(args.district, warehouse, args.url):.1f} s")
-    runs: dict[str, list[float]] = {"reconcile": [], "read": []}
-    for pair in range(1, args.pairs + 1):
-        for side in ("reconcile", "read"):
-            command = [sys.executable, __file__, "--district", str(args.district), "--warehouse", str(warehouse),
-                       "--side", side] + (["--url", args.url] if args.url else [])
-            out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            runs[side].append(result["seconds"])
-            extra = (f", landed {result['landed']:,}, found {result['found']}" if side == "reconcile" else "")
-            print(f"pair {pair} {side:<9} {result['seconds']:7.2f} s  ({result['rows']:,} rows{extra})", flush=True)
-    a, b = statistics.median(runs["reconcile"]), statistics.median(runs["read"])
-    ratios = [x / y for x, y in zip(runs["reconcile"], runs["read"], strict=True)]
-    print(f"median reconcile {a:.2f} s, median full read {b:.2f} s, ratio of medians {a / b:.2f}x "
-          f"(per-pair ratios {min(ratios):.2f}x-{max(ratios):.2f}x; target <= 1.5x: "
-          f"{'met' if a / b <= 1.5 else 'MISSED'})")
+    sides = [compare.Side(side, [sys.executable, __file__, "--district", str(args.district), "--warehouse",
+                                 str(warehouse), "--side", side] + (["--url", args.url] if args.url else []))
+             for side in ("reconcile", "read")]
+    comp = compare.run_rounds(sides, rounds=args.pairs, timed=TIMED, measure="reported",
+                              title=f"registry reconcile vs full read ({args.url or 'SQLite'})")
+    for r in comp.runs:
+        rep = r.report or {}
+        extra = f", landed {rep['landed']:,}, found {rep['found']}" if "landed" in rep else ""
+        print(f"round {r.round + 1} {r.side:<9} {rep.get('rows', 0):,} rows{extra}  {r.error}")
+    print(comp.report())
+    s = comp.stats("reconcile", "read")
+    if s["ratio_of_medians"] is None:
+        raise SystemExit("a side failed every run")
+    print(f"median reconcile {s['median_a']:.2f} s, median full read {s['median_b']:.2f} s, ratio of medians "
+          f"{s['ratio_of_medians']:.2f}x (per-pair ratios {s['pair_ratio_min']:.2f}x-{s['pair_ratio_max']:.2f}x; "
+          f"target <= 1.5x: {'met' if s['ratio_of_medians'] <= 1.5 else 'MISSED'})")
+    if args.json:
+        compare.write_json(args.json, [comp])
 
 
 if __name__ == "__main__":
