@@ -19,12 +19,14 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 # Debian packages the tests use: LibreOffice (extracts must open there) and Chromium (the dashboard
-# is checked in a real browser), with CJK fonts. Installed once; skipped when already present.
-SYSTEM_PACKAGES := libreoffice-calc-nogui chromium fonts-noto-cjk
+# is checked in a real browser), with CJK fonts; Redis, socat and iproute2 for the Celery workers in
+# network namespaces (tests/dags/test_celery_netns.py). Installed once; skipped when already present.
+SYSTEM_PACKAGES := libreoffice-calc-nogui chromium fonts-noto-cjk redis-server socat iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 system-deps:
 	@command -v soffice >/dev/null && command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi "noto.*cjk" \
+		&& command -v redis-server >/dev/null && command -v socat >/dev/null && command -v ip >/dev/null \
 		|| ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 			--no-install-recommends $(SYSTEM_PACKAGES) >/dev/null)
 
