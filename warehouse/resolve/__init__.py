@@ -46,15 +46,12 @@ def _check_input(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
 
 
 def _drop_work(con: duckdb.DuckDBPyConnection) -> None:
-    # Table by table: DuckDB 1.5 fails the commit after a `drop schema ... cascade` of tables made
-    # in the same transaction ("another transaction has dropped this table").
-    for (name,) in con.execute("select view_name from duckdb_views() where schema_name = ?",
-                               [profiles.WORK]).fetchall():
-        con.execute(f"drop view {profiles.WORK}.{name}")
-    for (name,) in con.execute("select table_name from duckdb_tables() where schema_name = ?",
-                               [profiles.WORK]).fetchall():
-        con.execute(f"drop table {profiles.WORK}.{name}")
-    con.execute(f"drop schema if exists {profiles.WORK}")
+    """Drop the work tables and views (temporary, named with profiles.WORK_PREFIX)."""
+    like = profiles.WORK_PREFIX.replace("_", "\\_") + "%"
+    for kind, listing in (("view", "duckdb_views"), ("table", "duckdb_tables")):
+        for (name,) in con.execute(f"select {kind}_name from {listing}() where database_name = 'temp' "
+                                   f"and {kind}_name like ? escape '\\'", [like]).fetchall():
+            con.execute(f"drop {kind} temp.{name}")
 
 
 def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: str | None = None,
@@ -65,7 +62,7 @@ def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: s
     persons what changed since the last run can touch (see warehouse/resolve/incremental.py) and
     falls back to a full run when that is not possible or not worth it (the reason is recorded).
     Opens no transaction of its own: wrap the call in `warehouse.db.transaction(con)` to commit all or
-    nothing. Work tables live in schema resolve_work, dropped at the end.
+    nothing. Work tables are temporary (resolve_work_*), dropped at the end.
     """
     if mode not in ("full", "auto"):
         raise ResolveError(f"mode {mode!r}: use 'full' or 'auto'")
@@ -83,7 +80,6 @@ def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: s
     mark = [t0]
     functions.register(con)
     _drop_work(con)
-    con.execute(f"create schema {profiles.WORK}")
     stable_ids.ensure_output(con, config)
     plan: dict[str, Any] = _plan(con, config) if mode == "auto" else {"mode": "full", "why": "asked for a full run"}
     lap("changes", mark)
@@ -92,17 +88,17 @@ def resolve(con: duckdb.DuckDBPyConnection, config: ResolverConfig, *, run_id: s
         incremental.split_known(con, config)
         sub_records, persons = incremental.neighbourhood(con, config)
         plan |= {"records_resolved": sub_records, "persons_touched": persons,
-                 "identical_to_known": incremental.count(con, f"{profiles.WORK}.known")}
+                 "identical_to_known": incremental.count(con, f"{profiles.WORK}known")}
         lap("neighbourhood", mark)
         n_records, n_profiles = profiles.build(
-            con, config, only=f"{profiles.WORK}.subset",
+            con, config, only=f"{profiles.WORK}subset",
             tf_from={c: incremental.tf_table(config, c) for c in config.tf_columns})
         n_records = int(plan["records"])  # the run row counts the whole input, as a full run does
         lap("profiles", mark)
         n_pairs = pairs.build(con, config)
         lap("blocking+comparisons", mark)
         n_links, n_clusters = _link_and_cluster(con, config, params, lap, mark)
-        changes = stable_ids.apply(con, config, run_id, started, replace=f"{profiles.WORK}.affected")
+        changes = stable_ids.apply(con, config, run_id, started, replace=f"{profiles.WORK}affected")
         incremental.write_known(con, config, run_id, started)
         incremental.save_state(con, config, full=False)
         incremental.keep_touched(con, config)

@@ -26,15 +26,15 @@ def _exclusive(cfg: ResolverConfig) -> list[str]:
 
 
 def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> int:
-    """Create resolve_work.cluster (profile_id → cluster_id, how, via, weight, reason); return clusters."""
+    """Create resolve_work_cluster (profile_id → cluster_id, how, via, weight, reason); return clusters."""
     xs = _exclusive(cfg)
     xsel = "".join(f", ({x})::varchar as x{i}" for i, x in enumerate(xs))
-    con.execute(f"create or replace table {WORK}.excl as select profile_id{xsel} from {WORK}.profiles")
+    con.execute(f"create or replace temp table {WORK}excl as select profile_id{xsel} from {WORK}profiles")
     con.execute(f"""
-        create or replace table {WORK}.edges as
-        select l_id as a, r_id as b, weight, probability, reason from {WORK}.links
+        create or replace temp table {WORK}edges as
+        select l_id as a, r_id as b, weight, probability, reason from {WORK}links
         union all
-        select r_id as a, l_id as b, weight, probability, reason from {WORK}.links
+        select r_id as a, l_id as b, weight, probability, reason from {WORK}links
     """)
     empty = ("select null::bigint as profile_id, null::bigint as cluster_id, null::varchar as how, "
              "null::bigint as via, null::double as weight, null::double as probability, "
@@ -43,11 +43,11 @@ def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> int:
         select profile_id, min(profile_id) over (partition by {cfg.anchor_column}) as cluster_id,
                'anchor' as how, null::bigint as via, null::double as weight, null::double as probability,
                null::varchar as reason
-        from {WORK}.profiles where {cfg.anchor_column} is not null"""
-    con.execute(f"create or replace table {WORK}.cluster as {anchors}")
+        from {WORK}profiles where {cfg.anchor_column} is not null"""
+    con.execute(f"create or replace temp table {WORK}cluster as {anchors}")
     _join_rounds(con, cfg, len(xs))
     _components(con, len(xs))
-    return _n(con, f"select count(distinct cluster_id) from {WORK}.cluster")
+    return _n(con, f"select count(distinct cluster_id) from {WORK}cluster")
 
 
 def _join_rounds(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, nx: int) -> None:
@@ -58,17 +58,17 @@ def _join_rounds(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, nx: int) -
     # Two joiners of a cluster without a value yet must not bring two different values at once.
     same_round = "".join(f" and (b.j{i} is null or cv.x{i} is not null or b.j{i} = f.f{i})" for i in range(nx))
     sql = f"""
-        insert into {WORK}.cluster
+        insert into {WORK}cluster
         with cv as (
-            select c.cluster_id{cv} from {WORK}.cluster c join {WORK}.excl x using (profile_id) group by 1
+            select c.cluster_id{cv} from {WORK}cluster c join {WORK}excl x using (profile_id) group by 1
         ),
         cand as (
             select e.a as profile_id, c.cluster_id, e.b as via, e.weight, e.probability, e.reason{jx}
-            from {WORK}.edges e
-            join {WORK}.cluster c on c.profile_id = e.b
-            join {WORK}.excl x on x.profile_id = e.a
+            from {WORK}edges e
+            join {WORK}cluster c on c.profile_id = e.b
+            join {WORK}excl x on x.profile_id = e.a
             join cv on cv.cluster_id = c.cluster_id
-            where e.a not in (select profile_id from {WORK}.cluster){compat}
+            where e.a not in (select profile_id from {WORK}cluster){compat}
         ),
         best as (
             select * from cand
@@ -80,42 +80,42 @@ def _join_rounds(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, nx: int) -
         where true{same_round}
     """
     for _ in range(cfg.max_join_rounds):
-        before = _n(con, f"select count(*) from {WORK}.cluster")
+        before = _n(con, f"select count(*) from {WORK}cluster")
         con.execute(sql)
-        if _n(con, f"select count(*) from {WORK}.cluster") == before:
+        if _n(con, f"select count(*) from {WORK}cluster") == before:
             break
 
 
 def _components(con: duckdb.DuckDBPyConnection, nx: int) -> None:
     con.execute(f"""
-        create or replace table {WORK}.comp as
-        select profile_id, profile_id as label from {WORK}.profiles
-        where profile_id not in (select profile_id from {WORK}.cluster)
+        create or replace temp table {WORK}comp as
+        select profile_id, profile_id as label from {WORK}profiles
+        where profile_id not in (select profile_id from {WORK}cluster)
     """)
     con.execute(f"""
-        create or replace table {WORK}.cedges as
-        select e.a, e.b from {WORK}.edges e
-        where e.a in (select profile_id from {WORK}.comp) and e.b in (select profile_id from {WORK}.comp)
+        create or replace temp table {WORK}cedges as
+        select e.a, e.b from {WORK}edges e
+        where e.a in (select profile_id from {WORK}comp) and e.b in (select profile_id from {WORK}comp)
     """)
     while True:
         # One step of min-label propagation, then pointer jumping (label of my label) to converge fast.
         con.execute(f"""
-            create or replace table {WORK}.comp_next as
+            create or replace temp table {WORK}comp_next as
             select c.profile_id, least(c.label, coalesce(min(n.label), c.label)) as label
-            from {WORK}.comp c
-            left join {WORK}.cedges e on e.a = c.profile_id
-            left join {WORK}.comp n on n.profile_id = e.b
+            from {WORK}comp c
+            left join {WORK}cedges e on e.a = c.profile_id
+            left join {WORK}comp n on n.profile_id = e.b
             group by c.profile_id, c.label
         """)
         con.execute(f"""
-            create or replace table {WORK}.comp_next as
+            create or replace temp table {WORK}comp_next as
             select c.profile_id, least(c.label, coalesce(p.label, c.label)) as label
-            from {WORK}.comp_next c left join {WORK}.comp_next p on p.profile_id = c.label
+            from {WORK}comp_next c left join {WORK}comp_next p on p.profile_id = c.label
         """)
         changed = _n(con, f"""
-            select count(*) from {WORK}.comp c join {WORK}.comp_next n using (profile_id)
+            select count(*) from {WORK}comp c join {WORK}comp_next n using (profile_id)
             where c.label <> n.label""")
-        con.execute(f"create or replace table {WORK}.comp as select * from {WORK}.comp_next")
+        con.execute(f"create or replace temp table {WORK}comp as select * from {WORK}comp_next")
         if changed == 0:
             break
     if nx:
@@ -125,22 +125,22 @@ def _components(con: duckdb.DuckDBPyConnection, nx: int) -> None:
         # A component holding two exclusive values (two masked IDs) is split by value; its members
         # without a value stay alone rather than guess which side they belong to.
         con.execute(f"""
-            create or replace table {WORK}.comp as
+            create or replace temp table {WORK}comp as
             select profile_id,
                    case when not conflicted then label
                         when {anyx} then min(profile_id) over (partition by label, {xs})
                         else profile_id end as label
             from (select c.*, {xs}, ({conflict}) as conflicted
-                  from {WORK}.comp c join {WORK}.excl using (profile_id))
+                  from {WORK}comp c join {WORK}excl using (profile_id))
         """)
     con.execute(f"""
-        insert into {WORK}.cluster
-        with sized as (select *, count(*) over (partition by label) as size from {WORK}.comp),
+        insert into {WORK}cluster
+        with sized as (select *, count(*) over (partition by label) as size from {WORK}comp),
         via as (
             select s.profile_id, e.b as via, e.weight, e.probability, e.reason
             from sized s
-            join {WORK}.edges e on e.a = s.profile_id
-            join {WORK}.comp o on o.profile_id = e.b and o.label = s.label
+            join {WORK}edges e on e.a = s.profile_id
+            join {WORK}comp o on o.profile_id = e.b and o.label = s.label
             qualify row_number() over (partition by s.profile_id order by e.weight desc, e.b) = 1
         )
         select s.profile_id, s.label,

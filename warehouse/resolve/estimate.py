@@ -49,7 +49,7 @@ def estimate_u(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> dict[str,
     for c in cfg.comparisons:
         n_levels = len(c.labels)
         counts = dict(con.execute(
-            f"select g_{c.name}, count(*) from {WORK}.random_pairs where g_{c.name} >= 0 group by 1").fetchall())
+            f"select g_{c.name}, count(*) from {WORK}random_pairs where g_{c.name} >= 0 group by 1").fetchall())
         raw = np.array([counts.get(i, 0) + 0.5 for i in range(n_levels)], dtype=float)
         u[c.name] = (raw / raw.sum()).tolist()
     return u
@@ -58,7 +58,7 @@ def estimate_u(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> dict[str,
 def patterns(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (rule mask, comparison vector) of the candidate pairs with their pair counts, sorted."""
     g = ", ".join(f"g_{c.name}" for c in cfg.comparisons)
-    rows = con.execute(f"select rules, {g}, count(*) from {WORK}.pairs group by all order by all").fetchall()
+    rows = con.execute(f"select rules, {g}, count(*) from {WORK}pairs group by all order by all").fetchall()
     if not rows:
         return np.zeros((0, len(cfg.comparisons)), dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64)
     arr = np.array(rows, dtype=np.int64)

@@ -30,7 +30,7 @@ import duckdb
 
 from .config import ResolverConfig
 from .estimate import Parameters
-from .profiles import WORK
+from .profiles import WORK, WORK_PREFIX
 
 STATE_SCHEMA = "resolve_state"
 # Above this share of records changed (or persons affected), a full run costs about the same.
@@ -90,66 +90,66 @@ def has_state(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> bool:
 
 
 def find_changes(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[int, int, int]:
-    """Create resolve_work.changed (record_uid) and resolve_work.removed; return (changed, removed, total).
+    """Create resolve_work_changed (record_uid) and resolve_work_removed; return (changed, removed, total).
 
-    Also creates the view resolve_work.inp: the input with the configured columns.
+    Also creates the view resolve_work_inp: the input with the configured columns.
     """
     key = cfg.id_column
     where = f"where {cfg.filter}" if cfg.filter else ""
     source = cfg.source_column or f"'{cfg.input_table}'"
     con.execute(f"""
-        create or replace view {WORK}.inp as
+        create or replace temp view {WORK_PREFIX}inp as
         select {key}::varchar as record_uid, {source}::varchar as source,
                {cfg.key_column or key}::varchar as record_key, {', '.join(cfg.columns)}
         from {cfg.input_table} {where}
     """)
     con.execute(f"""
-        create or replace table {WORK}.hashes as
+        create or replace temp table {WORK}hashes as
         select {key}::varchar as record_uid, {_hash_sql(cfg)} as h from {cfg.input_table} {where}
     """)
     con.execute(f"""
-        create or replace table {WORK}.changed as
-        select record_uid from {WORK}.hashes h
+        create or replace temp table {WORK}changed as
+        select record_uid from {WORK}hashes h
         where not exists (select 1 from {state_table(cfg)} s where s.record_uid = h.record_uid and s.h = h.h)
     """)
     con.execute(f"""
-        create or replace table {WORK}.removed as
+        create or replace temp table {WORK}removed as
         select record_uid from {state_table(cfg)} s
-        where not exists (select 1 from {WORK}.hashes h where h.record_uid = s.record_uid)
+        where not exists (select 1 from {WORK}hashes h where h.record_uid = s.record_uid)
     """)
-    return (_n(con, f"select count(*) from {WORK}.changed"), _n(con, f"select count(*) from {WORK}.removed"),
-            _n(con, f"select count(*) from {WORK}.hashes"))
+    return (_n(con, f"select count(*) from {WORK}changed"), _n(con, f"select count(*) from {WORK}removed"),
+            _n(con, f"select count(*) from {WORK}hashes"))
 
 
 def split_known(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
-    """Move new records identical to an existing profile out of resolve_work.changed.
+    """Move new records identical to an existing profile out of resolve_work_changed.
 
     Most of a day's records repeat values already resolved (a health-code export lists the same
     person again). A new record identical, on every resolved column, to unchanged records whose
     smallest id is smaller than its own joins that profile as its full run would: same person, as
     an identical record of the profile's representative. Nothing else can change by it (clusters
     are made of profiles, and term frequencies count profiles), so it needs no re-resolution.
-    Creates resolve_work.known (record_uid, rep_uid).
+    Creates resolve_work_known (record_uid, rep_uid).
     """
     out = cfg.output_table
-    con.execute(f"create or replace table {WORK}.changed_all as select * from {WORK}.changed")
+    con.execute(f"create or replace temp table {WORK}changed_all as select * from {WORK}changed")
     con.execute(f"""
-        create or replace table {WORK}.known as
+        create or replace temp table {WORK}known as
         select c.record_uid, s.rep_uid
-        from {WORK}.changed c
-        join {WORK}.hashes h using (record_uid)
+        from {WORK}changed c
+        join {WORK}hashes h using (record_uid)
         join (select h, min(record_uid) as rep_uid from {state_table(cfg)}
-              where record_uid not in (select record_uid from {WORK}.changed)
-                and record_uid not in (select record_uid from {WORK}.removed)
+              where record_uid not in (select record_uid from {WORK}changed)
+                and record_uid not in (select record_uid from {WORK}removed)
               group by h) s on s.h = h.h
         where s.rep_uid < c.record_uid
           and c.record_uid not in (select record_uid from {out})
     """)
-    con.execute(f"delete from {WORK}.changed where record_uid in (select record_uid from {WORK}.known)")
+    con.execute(f"delete from {WORK}changed where record_uid in (select record_uid from {WORK}known)")
 
 
 def write_known(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, run_id: str, at: object) -> None:
-    """Write the rows of resolve_work.known: the person and link of their profile's representative.
+    """Write the rows of resolve_work_known: the person and link of their profile's representative.
 
     Runs after the resolved persons are written, so a representative resolved again this run
     hands on its new person. The fields are those a full run gives a profile's other records.
@@ -164,8 +164,8 @@ def write_known(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, run_id: str
                case when r.link_rule = '{rule}' then coalesce(r.linked_record_uid, r.record_uid)
                     else r.record_uid end,
                ?, ?::timestamptz
-        from {WORK}.known k
-        join {WORK}.inp i using (record_uid)
+        from {WORK}known k
+        join {WORK}inp i using (record_uid)
         join {out} r on r.record_uid = k.rep_uid
     """, [run_id, at])
 
@@ -179,45 +179,45 @@ def is_symmetric(rule: str) -> bool:
 def neighbourhood(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[int, int]:
     """Choose what to resolve again; return (records to resolve, persons touched).
 
-    Creates resolve_work.subset (record_uid: the input records to resolve) and resolve_work.affected
+    Creates resolve_work_subset (record_uid: the input records to resolve) and resolve_work_affected
     (record_uid: the output rows they replace). Works on the input table itself, so no profile of
     the whole input is built: a few hash joins of the changed records against it.
     """
     out = cfg.output_table
     con.execute(f"""
-        create or replace table {WORK}.chg as
-        select * from {WORK}.inp where record_uid in (select record_uid from {WORK}.changed)
+        create or replace temp table {WORK}chg as
+        select * from {WORK}inp where record_uid in (select record_uid from {WORK}changed)
     """)
     # Every record a blocking rule pairs with a changed one, in both roles when the rule is one-sided
     # (a symmetric rule finds the same records either way, so one join is enough).
     hops: list[str] = []
     for rule in cfg.blocking_rules:
-        hops.append(f"select r.record_uid from {WORK}.chg l join {WORK}.inp r on ({rule})")
+        hops.append(f"select r.record_uid from {WORK}chg l join {WORK}inp r on ({rule})")
         if not is_symmetric(rule):
-            hops.append(f"select l.record_uid from {WORK}.inp l join {WORK}.chg r on ({rule})")
+            hops.append(f"select l.record_uid from {WORK}inp l join {WORK}chg r on ({rule})")
     near_sql = "\nunion\n".join(hops)
-    con.execute(f"create or replace table {WORK}.near as {near_sql}")
+    con.execute(f"create or replace temp table {WORK}near as {near_sql}")
     # Persons touched: holding a nearby, changed or removed record; each is resolved whole.
     con.execute(f"""
-        create or replace table {WORK}.persons as
+        create or replace temp table {WORK}persons as
         select distinct person_id from {out}
-        where record_uid in (select record_uid from {WORK}.near)
-           or record_uid in (select record_uid from {WORK}.changed)
-           or record_uid in (select record_uid from {WORK}.removed)
+        where record_uid in (select record_uid from {WORK}near)
+           or record_uid in (select record_uid from {WORK}changed)
+           or record_uid in (select record_uid from {WORK}removed)
     """)
     con.execute(f"""
-        create or replace table {WORK}.affected as
-        select record_uid from {out} where person_id in (select person_id from {WORK}.persons)
+        create or replace temp table {WORK}affected as
+        select record_uid from {out} where person_id in (select person_id from {WORK}persons)
     """)
     con.execute(f"""
-        create or replace table {WORK}.subset as
-        select record_uid from {WORK}.affected union select record_uid from {WORK}.changed
-        union select record_uid from {WORK}.near
+        create or replace temp table {WORK}subset as
+        select record_uid from {WORK}affected union select record_uid from {WORK}changed
+        union select record_uid from {WORK}near
     """)
     # A record placed as identical to a known profile that is also in the neighbourhood is
     # resolved with it instead.
-    con.execute(f"delete from {WORK}.known where record_uid in (select record_uid from {WORK}.subset)")
-    return _n(con, f"select count(*) from {WORK}.subset"), _n(con, f"select count(*) from {WORK}.persons")
+    con.execute(f"delete from {WORK}known where record_uid in (select record_uid from {WORK}subset)")
+    return _n(con, f"select count(*) from {WORK}subset"), _n(con, f"select count(*) from {WORK}persons")
 
 
 def tf_table(cfg: ResolverConfig, column: str) -> str:
@@ -234,9 +234,9 @@ def keep_touched(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
     """Keep the ids before and after this run of every record it resolved or placed, for the models after it."""
     con.execute(f"""
         create or replace temp table {touched_table(cfg)} as
-        select person_id from {WORK}.final union select person_id from {WORK}.persons
+        select person_id from {WORK}final union select person_id from {WORK}persons
         union select person_id from {cfg.output_table}
-        where record_uid in (select record_uid from {WORK}.known)
+        where record_uid in (select record_uid from {WORK}known)
     """)
 
 
@@ -249,20 +249,20 @@ def save_state(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, *, full: boo
     con.execute(f"create schema if not exists {STATE_SCHEMA}")
     table = state_table(cfg)
     if full:
-        con.execute(f"create or replace table {table} as select record_uid, h from {WORK}.hashes")
+        con.execute(f"create or replace table {table} as select record_uid, h from {WORK}hashes")
         for c in cfg.tf_columns:
-            con.execute(f"create or replace table {tf_table(cfg, c)} as select * from {WORK}.tf_{c}")
+            con.execute(f"create or replace table {tf_table(cfg, c)} as select * from {WORK}tf_{c}")
         return
-    con.execute(f"delete from {table} where record_uid in (select record_uid from {WORK}.removed) "
-                f"or record_uid in (select record_uid from {WORK}.changed_all)")
-    con.execute(f"insert into {table} select record_uid, h from {WORK}.hashes "
-                f"where record_uid in (select record_uid from {WORK}.changed_all)")
+    con.execute(f"delete from {table} where record_uid in (select record_uid from {WORK}removed) "
+                f"or record_uid in (select record_uid from {WORK}changed_all)")
+    con.execute(f"insert into {table} select record_uid, h from {WORK}hashes "
+                f"where record_uid in (select record_uid from {WORK}changed_all)")
 
 
 def hash_all(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
-    """resolve_work.hashes for a full run (no state to compare with)."""
+    """resolve_work_hashes for a full run (no state to compare with)."""
     where = f"where {cfg.filter}" if cfg.filter else ""
     con.execute(f"""
-        create or replace table {WORK}.hashes as
+        create or replace temp table {WORK}hashes as
         select {cfg.id_column}::varchar as record_uid, {_hash_sql(cfg)} as h from {cfg.input_table} {where}
     """)

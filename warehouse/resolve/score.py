@@ -40,28 +40,28 @@ def explain_sql(cfg: ResolverConfig) -> str:
 
 
 def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, params: Parameters) -> int:
-    """Create resolve_work.links: non-vetoed pairs at or above the threshold, with weight and reason."""
+    """Create resolve_work_links: non-vetoed pairs at or above the threshold, with weight and reason."""
     con.execute(f"""
-        create or replace table {WORK}.links as
+        create or replace temp table {WORK}links as
         select l_id, r_id, round(weight, 4) as weight,
                round(1 / (1 + pow(2, -weight)), 6) as probability,
                'score ' || printf('%.1f', weight) || ': ' || ({explain_sql(cfg)}) as reason
-        from (select *, {weight_sql(cfg, params)} as weight from {WORK}.pairs where not vetoed)
+        from (select *, {weight_sql(cfg, params)} as weight from {WORK}pairs where not vetoed)
         where 1 / (1 + pow(2, -weight)) >= {cfg.threshold!r}
     """)
     if cfg.one_to_one:
         # Mutual best links only: each side's best link into the other's source is this pair.
         con.execute(f"""
-            create or replace table {WORK}.links as
+            create or replace temp table {WORK}links as
             with sided as (
                 select k.*, pl.profile_source as l_source, pr.profile_source as r_source
-                from {WORK}.links k
-                join {WORK}.profiles pl on pl.profile_id = k.l_id
-                join {WORK}.profiles pr on pr.profile_id = k.r_id
+                from {WORK}links k
+                join {WORK}profiles pl on pl.profile_id = k.l_id
+                join {WORK}profiles pr on pr.profile_id = k.r_id
             )
             select l_id, r_id, weight, probability, reason from sided
             qualify row_number() over (partition by l_id, r_source order by weight desc, r_id) = 1
                 and row_number() over (partition by r_id, l_source order by weight desc, l_id) = 1
         """)
-    row = con.execute(f"select count(*) from {WORK}.links").fetchone()
+    row = con.execute(f"select count(*) from {WORK}links").fetchone()
     return int(row[0]) if row else 0

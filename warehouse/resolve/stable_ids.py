@@ -36,16 +36,16 @@ def ensure_output(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
 
 
 def assign_records(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
-    """Create resolve_work.assign: every record with its cluster and the rule, score and record it came by."""
+    """Create resolve_work_assign: every record with its cluster and the rule, score and record it came by."""
     rule = cfg.anchor_rule.replace("'", "''")
     con.execute(f"""
-        create or replace table {WORK}.assign as
+        create or replace temp table {WORK}assign as
         with r as (
             select rec.record_uid, rec.source, rec.record_key, c.cluster_id, c.how, c.weight,
                    c.probability, c.reason, c.via, p.first_uid as profile_rep
-            from {WORK}.records rec
-            join {WORK}.cluster c using (profile_id)
-            join {WORK}.profiles p using (profile_id)
+            from {WORK}records rec
+            join {WORK}cluster c using (profile_id)
+            join {WORK}profiles p using (profile_id)
         ),
         anchor_rep as (select cluster_id, min(record_uid) as anchor_rep from r where how = 'anchor' group by 1)
         select r.record_uid, r.source, r.record_key, r.cluster_id,
@@ -63,7 +63,7 @@ def assign_records(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
                     when r.how in ('joined', 'component') then v.first_uid end as linked_record_uid
         from r
         left join anchor_rep a using (cluster_id)
-        left join {WORK}.profiles v on v.profile_id = r.via
+        left join {WORK}profiles v on v.profile_id = r.via
     """)
 
 
@@ -76,61 +76,61 @@ def apply(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, run_id: str, at: 
     """
     out = cfg.output_table
     con.execute(f"""
-        create or replace table {WORK}.sizes as
-        select cluster_id, count(*) as n, min(record_uid) as cmin from {WORK}.assign group by 1
+        create or replace temp table {WORK}sizes as
+        select cluster_id, count(*) as n, min(record_uid) as cmin from {WORK}assign group by 1
     """)
     con.execute(f"""
-        create or replace table {WORK}.votes as
+        create or replace temp table {WORK}votes as
         select a.cluster_id, p.person_id, count(*) as n
-        from {WORK}.assign a join {out} p using (record_uid) group by all
+        from {WORK}assign a join {out} p using (record_uid) group by all
     """)
     con.execute(f"""
-        create or replace table {WORK}.claim as
-        select * from {WORK}.votes
+        create or replace temp table {WORK}claim as
+        select * from {WORK}votes
         qualify row_number() over (partition by cluster_id order by n desc, person_id) = 1
     """)
     con.execute(f"""
-        create or replace table {WORK}.kept as
-        select c.cluster_id, c.person_id from {WORK}.claim c join {WORK}.sizes s using (cluster_id)
+        create or replace temp table {WORK}kept as
+        select c.cluster_id, c.person_id from {WORK}claim c join {WORK}sizes s using (cluster_id)
         qualify row_number() over (partition by c.person_id order by c.n desc, s.cmin) = 1
     """)
     row = con.execute("select last_value from meta.id_counters where entity = ?", [cfg.name]).fetchone()
     last = int(row[0]) if row else 0
     con.execute(f"""
-        create or replace table {WORK}.ids as
-        select cluster_id, person_id, false as is_new from {WORK}.kept
+        create or replace temp table {WORK}ids as
+        select cluster_id, person_id, false as is_new from {WORK}kept
         union all
         select cluster_id,
                '{cfg.id_prefix}' || lpad(({last} + row_number() over (order by cmin))::varchar, {cfg.id_digits}, '0'),
                true
-        from {WORK}.sizes where cluster_id not in (select cluster_id from {WORK}.kept)
+        from {WORK}sizes where cluster_id not in (select cluster_id from {WORK}kept)
     """)
-    new_ids = con.execute(f"select count(*) from {WORK}.ids where is_new").fetchone()
+    new_ids = con.execute(f"select count(*) from {WORK}ids where is_new").fetchone()
     n_new = int(new_ids[0]) if new_ids else 0
     if n_new:
         con.execute("insert or replace into meta.id_counters values (?, ?)", [cfg.name, last + n_new])
     con.execute(f"""
         insert into meta.person_id_changes
         select ?, ?, case when c.person_id is null then 'new' else 'split' end, i.person_id, c.person_id, s.n, ?
-        from {WORK}.ids i join {WORK}.sizes s using (cluster_id) left join {WORK}.claim c using (cluster_id)
+        from {WORK}ids i join {WORK}sizes s using (cluster_id) left join {WORK}claim c using (cluster_id)
         where i.is_new
         union all
         select ?, ?, 'merge', i.person_id, v.person_id, v.n, ?
-        from {WORK}.votes v join {WORK}.ids i using (cluster_id)
-        where v.person_id <> i.person_id and v.person_id not in (select person_id from {WORK}.kept)
+        from {WORK}votes v join {WORK}ids i using (cluster_id)
+        where v.person_id <> i.person_id and v.person_id not in (select person_id from {WORK}kept)
     """, [run_id, cfg.name, at, run_id, cfg.name, at])
     counts = dict(con.execute("select change, count(*) from meta.person_id_changes where run_id = ? group by 1",
                               [run_id]).fetchall())
     # A row unchanged since the last run keeps the run that made it, so re-runs leave the table identical.
     con.execute(f"""
-        create or replace table {WORK}.final as
+        create or replace temp table {WORK}final as
         with joined as (
             select a.*, i.person_id, p.run_id as prev_run, p.resolved_at as prev_at,
                    coalesce(p.person_id = i.person_id and p.link_rule = a.link_rule
                             and p.match_weight is not distinct from a.match_weight
                             and p.match_probability is not distinct from a.match_probability
                             and p.linked_record_uid is not distinct from a.linked_record_uid, false) as same
-            from {WORK}.assign a join {WORK}.ids i using (cluster_id) left join {out} p using (record_uid)
+            from {WORK}assign a join {WORK}ids i using (cluster_id) left join {out} p using (record_uid)
         )
         select record_uid, source, record_key, person_id, link_rule, match_weight, match_probability,
                linked_record_uid,
@@ -144,8 +144,8 @@ def apply(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, run_id: str, at: 
         con.execute(f"delete from {out} where record_uid in (select record_uid from {replace})")
         # Every record resolved again must have been among the rows just removed.
         left = con.execute(f"select count(*) from {out} where record_uid in "
-                           f"(select record_uid from {WORK}.final)").fetchone()
+                           f"(select record_uid from {WORK}final)").fetchone()
         if left and left[0]:
             raise ResolveError(f"{left[0]} resolved records still have an output row; run a full resolution")
-    con.execute(f"insert into {out} select * from {WORK}.final")
+    con.execute(f"insert into {out} select * from {WORK}final")
     return {k: int(v) for k, v in counts.items()}
