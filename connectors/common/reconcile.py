@@ -63,6 +63,13 @@ class Reconciliation:
     watermark: str | None = None
     skip_missing: str | None = None   # why no tombstones are landed this run, if so
     snapshot_rows: int = 0             # rows the source delivered
+    # A source that hashes its own rows (connectors.grid_registry.helpers.narrow_scan): the name of
+    # the meta table that keeps, per key, the source's hash and raw's current record hash as of the
+    # last reconciliation. A key whose two hashes are both unchanged is equal to raw without its
+    # row being read (split); the others' rows are read and compared as usual.
+    fingerprints: str | None = None
+    _hashed: pa.Table | None = field(default=None, repr=False)  # (key, updated_at, _sh) of every row
+    _known: pa.Table | None = field(default=None, repr=False)   # keys equal to raw: (key, _h, _v)
     # Work done in a background DuckDB cursor while the source is still being read (DuckDB
     # releases the GIL): raw's current versions, and each page's keys and record hashes.
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
@@ -107,6 +114,33 @@ class Reconciliation:
                 cursor.unregister("_rc_page")
 
         self._pages.append((rows.schema, self._pool.submit(hashed)))
+
+    def split(self, load: Load, hashed: pa.Table, fetch_all_share: float) -> pa.Table | None:
+        """Given the source's (key columns, updated_at, `_sh`) of every row, the keys whose whole rows
+        must be read: those without a fingerprint, or whose source hash or raw current hash moved
+        since it was taken. The others count as equal to raw's current version. None when more
+        than `fetch_all_share` of the keys must be read: read every row then (the first run)."""
+        con, entity = load.con, load.entity
+        self._hashed = hashed
+        keys = ", ".join(_quote(k) for k in entity.key)
+        version = _quote(entity.version) if entity.version else "null::timestamptz"
+        table, current = self.fingerprints, self._raw
+        if table is None or current is None or not con.execute(
+                "select 1 from information_schema.tables where table_schema = 'meta' and table_name = ?",
+                [table]).fetchall():
+            return None
+        _rc_hashed_rows, _rc_current = hashed, current.result()  # noqa: F841 - scanned by name
+        known = con.execute(f"""
+            select {keys}, r._record_hash as _h, null::varchar as _lh, try_cast(n.{version} as timestamptz) as _v
+            from _rc_hashed_rows n
+            join meta.{_quote(table)} f using ({keys})
+            join _rc_current r using ({keys})
+            where f._sh = n._sh and f.raw_hash = r._record_hash and not r._is_tombstone
+        """).to_arrow_table()
+        if hashed.num_rows - known.num_rows > fetch_all_share * hashed.num_rows:
+            return None
+        self._known = known
+        return con.execute(f"select {keys} from _rc_hashed_rows anti join known using ({keys})").to_arrow_table()
 
     def close(self) -> None:
         """Stop the background work (after finish, or on failure)."""
@@ -159,6 +193,9 @@ class Reconciliation:
             con.execute(f"create or replace temp table _rc_source as select {keys}, {hashes} from {source}")
             if source == "_rc_hashed":
                 con.unregister("_rc_hashed")
+            if self._known is not None:  # the keys whose fingerprints say they equal raw (split)
+                _rc_known = self._known  # noqa: F841 - scanned by name
+                con.execute("insert into _rc_source by name select * from _rc_known")
             # A source may deliver a key twice (a row that moved during the page-through): keep its
             # latest. A table with a primary key never does, so the sort is skipped then.
             if not self.unique_keys and _one(con, f"select count(*) - count(distinct ({keys})) from _rc_source"):
@@ -172,7 +209,7 @@ class Reconciliation:
                                   f"where {match_fb})").to_arrow_table()
         finally:
             con.unregister("_rc_batch")
-        self.snapshot_rows = batch.num_rows
+        self.snapshot_rows = batch.num_rows + (self._known.num_rows if self._known is not None else 0)
         return changed if changed.num_rows else None
 
     def _classify(self, load: Load, raw_exists: bool) -> None:
@@ -190,6 +227,7 @@ class Reconciliation:
                         "from _rc_source limit 0")
         try:
             self._diff(con, entity, raw, raw_exists)
+            self._fingerprint(con, entity, raw)
         finally:
             if raw == "_rc_raw_arrow":
                 con.unregister("_rc_raw_arrow")
@@ -243,6 +281,24 @@ class Reconciliation:
         con.execute(f"create or replace temp table _rc_missing as select {', '.join(_quote(k) for k in entity.key)}, "
                     "raw_version as raw_updated_at from _rc_diff where absent")
         self.raw_keys = _one(con, f"select count(*) from {raw} where not _is_tombstone")
+
+    def _fingerprint(self, con, entity: Entity, raw: str) -> None:  # noqa: ANN001
+        """Keep, per source key, its source hash and raw's current record hash once this run has
+        landed: the source's version for the keys found different, raw's unchanged one otherwise."""
+        if self.fingerprints is None or self._hashed is None:
+            return
+        keys = ", ".join(_quote(k) for k in entity.key)
+        _rc_hashed_rows = self._hashed  # noqa: F841 - scanned by name
+        con.execute(f"""
+            create or replace table meta.{_quote(self.fingerprints)} as
+            select {keys}, n._sh,
+                   case when f.{_quote(entity.key[0])} is not null or r.{_quote(entity.key[0])} is null
+                        then s._h else r._record_hash end as raw_hash
+            from _rc_hashed_rows n
+            join _rc_source s using ({keys})
+            left join _rc_found f using ({keys})
+            left join {raw} r using ({keys})
+        """)
 
     def _tally(self, load: Load) -> None:
         """Counts by kind; the guards against landing tombstones that would be wrong."""

@@ -79,22 +79,43 @@ def _each_table(conn: Connection, tables: Iterable[str] | None, batch_size: int,
 def reconcile_table(con: duckdb.DuckDBPyConnection, engine: Engine, name: str, *, reset_cursor: bool = False,
                     batch_size: int = settings.BATCH_SIZE, hint: str = "check the grid_registry connection",
                     overlap: timedelta = settings.OVERLAP) -> LoadResult:
-    """One table's reconciliation: every row in one unordered scan (one read snapshot), hashed and
-    compared in DuckDB with raw's current version of each key."""
+    """One table's reconciliation, compared in DuckDB with raw's current version of each key.
+
+    SQLite: every row in one unordered scan (one read snapshot), hashed in DuckDB. PostgreSQL and
+    MariaDB hash their rows themselves: (key, updated_at, hash) of every row is read, and whole
+    rows only of the keys whose hash or raw version changed since the last reconciliation
+    (Reconciliation.split), in the same snapshot."""
     entity = settings.ENTITIES[name]
     # One scan of a table with a primary key: one row per key, no de-duplication needed.
-    spec = Reconciliation(missing_kind=settings.MISSING_KIND, overlap=overlap, unique_keys=True)
+    spec = Reconciliation(missing_kind=settings.MISSING_KIND, overlap=overlap, unique_keys=True,
+                          fingerprints=f"fingerprints_{settings.SOURCE}_{name}")
     with Load(con, entity, reconcile=spec) as load:
         greatest: helpers.Position | None = None
         future = _Future(load, name)
         with helpers.connect(engine, hint) as source:
+            narrow = helpers.hashes_in_source(source)
+            if narrow:
+                # The hashes and the rows fetched after them must come from one snapshot.
+                source = source.execution_options(isolation_level="REPEATABLE READ")
             table = helpers.reflect(source, name)
             check_required(entity, helpers.arrow_schema(table).empty_table())
-            for page in helpers.scan(source, table, entity.key, batch_size):
+            pages = helpers.scan(source, table, entity.key, batch_size)
+            if narrow:
+                # Only (key, updated_at, hash) of every row crosses the wire; whole rows only of
+                # the keys whose hash or raw version moved since the last reconciliation.
+                hashed = helpers.narrow_scan(source, table, entity.key)
+                greatest = future.credible_rows(hashed)
+                differing = spec.split(load, hashed, settings.FETCH_ALL_SHARE)
+                if differing is not None:
+                    pages = helpers.fetch(source, table, entity.key, differing, batch_size)
+                    load.note(f"{hashed.num_rows:,} row hashes read from the source, {differing.num_rows:,} "
+                              "whole row(s) fetched")
+            for page in pages:
                 _add(load, page)
-                reached = future.credible(page)
-                if reached is not None and (greatest is None or _later(reached, greatest)):
-                    greatest = reached
+                if not narrow:  # else the position comes from the hashes, which cover every row
+                    reached = future.credible(page)
+                    if reached is not None and (greatest is None or _later(reached, greatest)):
+                        greatest = reached
         future.record()
         if reset_cursor and greatest is not None:
             return load.finish(greatest.state(), watermark=greatest.iso)
@@ -161,7 +182,10 @@ class _Future:
         self.rows: list[pa.Table] = []
 
     def credible(self, page: helpers.Page) -> helpers.Position | None:
-        reached, ahead = helpers.credible(page, self.load.entity.key, self.limit)
+        return self.credible_rows(page.rows)
+
+    def credible_rows(self, rows: pa.Table) -> helpers.Position | None:
+        reached, ahead = helpers.credible(rows, self.load.entity.key, self.limit)
         if ahead.num_rows:
             self.rows.append(ahead)
         return reached

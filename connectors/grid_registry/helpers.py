@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 from sqlalchemy import (
     URL,
@@ -481,20 +482,20 @@ def to_page(table: Table, schema: pa.Schema, rows: Sequence[Any] | pa.Table, key
     return Page(page, _positions(table.name, [page.column(k) for k in key]), held, last, greatest)
 
 
-def credible(page: Page, key: Sequence[str], limit: datetime) -> tuple[Position | None, pa.Table]:
-    """(the greatest (updated_at, key) among the page's rows dated at most `limit`, or None if none
-    is; the rows dated later, as record_key (key values joined by ',') and updated_at).
+def credible(page: pa.Table, key: Sequence[str], limit: datetime) -> tuple[Position | None, pa.Table]:
+    """(the greatest (updated_at, key) among the rows dated at most `limit`, or None if none is;
+    the rows dated later, as record_key (key values joined by ',') and updated_at).
 
     A cursor must not move to a time the source's clock has not reached: a row stamped in the
     future (a clock running ahead) would make every later change look older than the position.
     """
-    cursor = page.rows.column(settings.CURSOR)
+    cursor = page.column(settings.CURSOR)
     ahead = pc.fill_null(pc.greater(cursor, pa.scalar(limit.astimezone(UTC), cursor.type)), False)
-    later = page.rows.filter(ahead)
+    later = page.filter(ahead)
     parts = [later.column(k).cast(pa.string()) for k in key]
     record_key = pc.binary_join_element_wise(*parts, ",") if len(parts) > 1 else parts[0]
     future = pa.table({"record_key": record_key, "updated_at": later.column(settings.CURSOR)})
-    rows = page.rows.filter(pc.invert(ahead))
+    rows = page.filter(pc.invert(ahead))
     if rows.num_rows == 0:
         return None, future
     cursor_ok, keys = rows.column(settings.CURSOR).combine_chunks(), [rows.column(k).combine_chunks() for k in key]
@@ -622,3 +623,101 @@ def _sqlite_json_scan(conn: SAConnection, table: Table, schema: pa.Schema, key: 
         raise _failed(table, "in one scan", exc) from exc
     finally:
         cursor.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconciliation: the hash computed in the source database
+
+
+# Dialects that hash a whole row themselves, so a reconciliation reads only (key, updated_at,
+# hash) of every row and whole rows only of the keys that may differ. SQLite has no hash function.
+HASHING_DIALECTS = ("postgresql", "mysql")
+FETCH_KEYS = 2_000  # keys per `where key in (...)` when the differing rows are fetched
+
+
+def hashes_in_source(conn: SAConnection) -> bool:
+    """Whether the source database can hash its rows (narrow_scan)."""
+    return conn.dialect.name in HASHING_DIALECTS
+
+
+def _narrow_sql(conn: SAConnection, table: Table, key: Sequence[str]) -> str:
+    quote = conn.dialect.identifier_preparer.quote
+    name, at = quote(table.name), quote(settings.CURSOR)
+    if conn.dialect.name == "postgresql":
+        # The row's own text (every column, in order, as PostgreSQL prints it in this UTC
+        # session), hashed to 64 bits; updated_at as microseconds since 1970 (naive: UTC wall clock).
+        keys = ", ".join(f"t.{quote(k)}::text" for k in key)
+        return (f"copy (select {keys}, (extract(epoch from t.{at}) * 1000000)::bigint, "
+                f"hashtextextended(t::text, 0)::text from {name} t) to stdout with (format csv)")
+    # MariaDB: QUOTE() tells NULL from the text 'NULL' and keeps column boundaries (0x1f between);
+    # 64 bits of the MD5. One text value per row: pymysql decodes values in Python, one at a time.
+    values = ", ".join(f"quote({quote(c.name)})" for c in table.columns)
+    keys = ", ".join(quote(k) for k in key)
+    return (f"select concat_ws(',', {keys}, timestampdiff(microsecond, '1970-01-01 00:00:00', {at}), "
+            f"left(md5(concat_ws(0x1f, {values})), 16)) from {name}")
+
+
+def narrow_scan(conn: SAConnection, table: Table, key: Sequence[str]) -> pa.Table:
+    """Every row's key (text), updated_at (timestamp, UTC) and `_sh`, the source's own hash of the
+    whole row, in one statement (one read snapshot with the connection's transaction).
+
+    PostgreSQL streams it as CSV (COPY, parsed by Arrow); MariaDB as one text value per row. Keys
+    holding a comma, quote or line break are not expected in the registry: the parse fails loudly.
+    """
+    sql = _narrow_sql(conn, table, key)
+    driver = conn.connection.driver_connection
+    parts: list[bytes] = []
+    try:
+        if conn.dialect.name == "postgresql":
+            with driver.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
+                parts.extend(bytes(block) for block in copy)
+        else:
+            import pymysql.cursors  # type: ignore[import-untyped]
+
+            cursor = driver.cursor(pymysql.cursors.SSCursor)  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql)
+                while rows := cursor.fetchmany(50_000):
+                    parts.append("\n".join(line for (line,) in rows).encode() + b"\n")
+            finally:
+                cursor.close()
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _failed(table, "for reconciliation (key, updated_at, hash)", exc) from exc
+    names = [*key, settings.CURSOR, "_sh"]
+    types = {**dict.fromkeys(key, pa.string()), settings.CURSOR: pa.int64(), "_sh": pa.string()}
+    body = b"".join(parts)
+    if not body:
+        return pa.table({n: pa.array([], t) for n, t in types.items()}).cast(pa.schema(
+            [pa.field(n, settings.TS if n == settings.CURSOR else t) for n, t in types.items()]))
+    try:
+        narrow = pacsv.read_csv(pa.py_buffer(body), read_options=pacsv.ReadOptions(column_names=names),
+                                convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False))
+    except pa.ArrowInvalid as exc:
+        raise ConnectorError(f"{settings.SOURCE}: {table.name}: the source's (key, updated_at, hash) rows do not "
+                             f"parse ({exc}); a key holding a comma or line break? Reconcile without the source's "
+                             "hash: point the connection at a SQLite copy, or fix the key") from exc
+    at = narrow.column(settings.CURSOR)
+    if at.null_count:
+        raise ConnectorError(f"{settings.SOURCE}: {table.name}: a row has no {settings.CURSOR}; the reconciliation "
+                             "cannot place it — fix it in the registry, then re-run")
+    return narrow.set_column(len(key), settings.CURSOR, pc.cast(at, pa.timestamp("us")).cast(settings.TS))
+
+
+def fetch(conn: SAConnection, table: Table, key: Sequence[str], keys: pa.Table, batch_size: int) -> Iterator[Page]:
+    """The whole rows of the keys in `keys` (a table of the key columns), FETCH_KEYS keys a statement."""
+    schema = arrow_schema(table)
+    columns = [type_coerce(c, NullType()).label(c.name) for c in table.columns]
+    target = table.c[key[0]] if len(key) == 1 else tuple_(*(table.c[k] for k in key))
+    values: list[Any] = (keys.column(key[0]).to_pylist() if len(key) == 1
+                         else list(zip(*(keys.column(k).to_pylist() for k in key), strict=True)))
+    rows: list[Any] = []
+    for start in range(0, len(values), FETCH_KEYS):
+        try:
+            rows.extend(conn.execute(select(*columns).where(target.in_(values[start:start + FETCH_KEYS]))).fetchall())
+        except DBAPIError as exc:
+            raise _failed(table, "for the rows that differ", exc) from exc
+        if len(rows) >= batch_size:
+            yield to_page(table, schema, rows, key)
+            rows = []
+    if rows:
+        yield to_page(table, schema, rows, key)

@@ -21,6 +21,10 @@ OVERLAP = timedelta(minutes=5)
 # Reconciliation (a full keyset read of (key, updated_at, hash) against raw) runs nightly: hard
 # deletes and back-dated edits leave no trace a cursor can follow, and a registry night is quiet.
 RECONCILE_SCHEDULE = "30 1 * * *"     # 01:30 Beijing time, after the 00:00 sync
+# A reconciliation on PostgreSQL/MariaDB fetches whole rows only for keys that may differ; when more
+# than this share of the keys may (the first run: nothing to compare the source's hashes with),
+# one unordered scan of the table is cheaper than fetching them key by key.
+FETCH_ALL_SHARE = 0.2
 # A key the registry no longer holds was deleted outright (the registry can delete rows).
 MISSING_KIND = "hard_delete"
 BATCH_SIZE = 50_000         # rows per keyset page (and per fetch of a first load's scan)

@@ -158,6 +158,51 @@ def test_reconciliation_converges_raw_and_reports_every_kind(backend, request, r
     assert _state(con, "residents")["updated_at"] == _state(con, "residents")["watermark"]
 
 
+@pytest.mark.parametrize("server", [pytest.param("postgres", marks=pytest.mark.postgres),
+                                    pytest.param("mariadb", marks=pytest.mark.mariadb)])
+def test_a_server_hashes_its_rows_and_only_rows_that_may_differ_are_read(server, request, root, con):
+    """PostgreSQL and MariaDB hash their rows: after the first reconciliation only (key, updated_at,
+    hash) is read, plus the whole rows whose source hash or raw version moved, so a row restored
+    to the very bytes it had (its source hash as fingerprinted) is still read once raw moved on."""
+    url = request.getfixturevalue(f"{server}_url")
+
+    def connection():
+        registry.load_into(url, root)  # the server copy is a snapshot of the SQLite file
+        return parse_uri(CONN_ID, airflow_uri(url))
+
+    grid_registry.sync(con, connection())
+    first = {r.entity: r for r in grid_registry.reconcile(con, connection())}
+    assert "whole row(s) fetched" not in (first["residents"].message or "")  # no fingerprints yet: one scan
+    total = source_rows(url, "residents").num_rows
+    with sqlite3.connect(registry_file(root)) as lite:
+        ids = [r[0] for r in lite.execute("select resident_id from residents where resident_id not in "
+                                          "(select resident_id from special_groups) order by resident_id "
+                                          "limit 3").fetchall()]
+        reverted, silent, gone = ids
+        name, stamp = lite.execute("select name, updated_at from residents where resident_id = ?",
+                                   [reverted]).fetchone()
+        lite.execute("update residents set name = name || '改', updated_at = ? where resident_id = ?",
+                     [_ts(datetime.now(UTC)), reverted])
+    assert {r.entity: r for r in grid_registry.sync(con, connection())}["residents"].rows_landed == 1
+    with sqlite3.connect(registry_file(root)) as lite:
+        lite.execute("update residents set name = ?, updated_at = ? where resident_id = ?", [name, stamp, reverted])
+        lite.execute("update residents set name = name || '鑫' where resident_id = ?", [silent])
+        lite.execute("delete from residents where resident_id = ?", [gone])
+    results = {r.entity: r for r in grid_registry.reconcile(con, connection())}
+    found = kinds(con)
+    assert found[("residents", reverted)] == "revert"
+    assert found[("residents", silent)] == "silent_change"
+    assert found[("residents", gone)] == "hard_delete"
+    assert f"{total - 1:,} row hashes read from the source, 2 whole row(s) fetched" in results["residents"].message
+    assert results["residents"].rows_landed == 3 and results["residents"].rows_in == total
+    assert len(current(con, "residents")) == total - 1
+    assert con.execute("select name from raw.grid_registry_residents where resident_id = ? "
+                       "order by rowid desc limit 1", [reverted]).fetchone() == (name,)
+    again = {r.entity: r for r in grid_registry.reconcile(con, connection())}
+    assert all(set(r.reconciled.values()) == {0} and r.rows_landed == 0 for r in again.values())
+    assert "0 whole row(s) fetched" in again["residents"].message
+
+
 def test_full_refresh_reconciles_and_restarts_the_cursor(root, con):
     conn = sqlite_conn(root)
     grid_registry.sync(con, conn)
