@@ -3,15 +3,22 @@
     .venv/bin/python -m bench.health_codes_memory make --rows 2250000 --out /tmp/hc_mem/drop
     /usr/bin/time -v .venv/bin/python -m bench.health_codes_memory run --drop /tmp/hc_mem/drop
 
+    .venv/bin/python -m bench.health_codes_memory compare --drop /tmp/hc_mem/drop --before-tree /tmp/before --pairs 3
+
 `make` writes 健康码日报_20261101.csv (GB18030, the simulator's writer) of synthetic residents, about
 97 bytes a row like a district's file. `run` syncs the folder into a new DuckDB warehouse in this
-(fresh) process and prints rows, seconds, rows/s and the process's peak RSS.
+(fresh) process and prints rows, seconds, rows/s and the process's peak RSS (and a JSON line).
+`compare` runs `run` of this tree and of another one (e.g. `git archive 3ac7bdd`, the whole-file
+read) in turns, each run a fresh process, the order swapped every pair (bench/compare.py), and
+prints each run with the load average, the medians, the ratio of medians and the per-pair range.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import sys
 import tempfile
 import time
 from datetime import UTC, date, datetime
@@ -71,6 +78,24 @@ def run(drop: Path, warehouse: Path | None, memory_limit: str | None) -> None:
     print(result.summary())
     print(f"file(s) {size / 1e6:.1f} MB, rows in {result.rows_in:,}, {seconds:.2f} s, "
           f"{result.rows_in / seconds:,.0f} rows/s, peak RSS {peak_mb:,.0f} MB")
+    print(json.dumps({"seconds": seconds, "rows": result.rows_in, "peak_mb": peak_mb}))
+
+
+def compare(drop: Path, before_tree: Path, pairs: int, out: Path | None) -> None:
+    """This tree's `run` against `before_tree`'s, alternating in fresh processes (bench/compare.py)."""
+    from bench import compare as cmp
+
+    here = Path(__file__).resolve()
+    # The other tree runs this very script (it may predate it) with its own packages first on the path.
+    sides = [cmp.Side(name, [sys.executable, str(here), "run", "--drop", str(drop)],
+                      env={"PYTHONPATH": str(tree)}, cwd=tree)
+             for name, tree in (("now", here.parents[1]), ("before", before_tree.resolve()))]
+    result = cmp.run_rounds(sides, rounds=pairs, timed="the sync's own seconds (warehouse open to close, "
+                            "imports excluded); peak RSS of the whole process", measure="reported",
+                            title=f"health-code sync of {drop}: this tree vs {before_tree}")
+    print(result.report())
+    if out:
+        cmp.write_json(out, [result])
 
 
 def main() -> None:
@@ -83,13 +108,21 @@ def main() -> None:
     r.add_argument("--drop", type=Path, required=True)
     r.add_argument("--warehouse", type=Path, default=None)
     r.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 4GB (the pipeline's default)")
+    c = sub.add_parser("compare")
+    c.add_argument("--drop", type=Path, required=True)
+    c.add_argument("--before-tree", type=Path, required=True, help="a checkout of the code to compare with")
+    c.add_argument("--pairs", type=int, default=3)
+    c.add_argument("--json", type=Path, default=None, help="write every run here")
     args = parser.parse_args()
     if args.command == "make":
         path = make(args.rows, args.out)
         print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
+    elif args.command == "compare":
+        compare(args.drop, args.before_tree, args.pairs, args.json)
     else:
         run(args.drop, args.warehouse, args.memory_limit)
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path.cwd()))  # run by path from another tree: that tree's packages
     main()
