@@ -161,9 +161,13 @@ member_details as (
         coalesce(
             list(spot_words.word order by spot_words.word) filter (where not spot_words.is_vague),
             []) as spots,
-        regexp_replace(member_texts.text,
-            '[0-9]+单元|' || (select string_agg(word, '|' order by length(word) desc, word) from spot_words),
-            '', 'g') as text
+        -- the words found, longest first, replaced away (a regular expression built from the list
+        -- would not be a constant, and DuckDB would compile it again for every row: 3x the time)
+        list_reduce(
+            coalesce(list(spot_words.word order by length(spot_words.word) desc, spot_words.word)
+                filter (where spot_words.word is not null), []),
+            (rest, word) -> replace(rest, word, ''),
+            regexp_replace(member_texts.text, '[0-9]+单元', '', 'g')) as text
     from member_texts
     left join spot_words on contains(member_texts.text, spot_words.word)
     group by member_texts.member_uid, member_texts.text
