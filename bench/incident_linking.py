@@ -1,7 +1,7 @@
 """Incident linking against the generator's truth: pairwise precision and recall, per rule and per pair kind.
 
     .venv/bin/python -m bench.incident_linking --warehouse OUT/warehouse.duckdb --truth OUT/district/truth \
-        [--rebuild]
+        [--rebuild] [--wrong]
 
 Reads core.incident_member of a merged warehouse (e.g. one bench/district_warehouse.py built) and
 truth/incidents.parquet. --rebuild first runs the incident models (warehouse/models/core/incident*.sql)
@@ -10,7 +10,8 @@ again on a private copy of the warehouse, so linking changes can be measured wit
 Per rule: every record a rule attached to its parent is a link; a link is right when record and parent
 belong to the same true incident (link precision). Pairwise: every pair of records in one predicted
 incident against every pair in one true incident, overall and by kind (ticket-ticket, ticket-case,
-case-case), as bench/district_warehouse.py scores incidents.
+case-case), as bench/district_warehouse.py scores incidents. --wrong lists every wrong link with the
+record's and its parent's text.
 """
 
 from __future__ import annotations
@@ -47,6 +48,23 @@ def link_scores(con: duckdb.DuckDBPyConnection, truth: Path) -> list[tuple]:
         )
         select link_rule, count(*), count(*) filter (where ok), count(*) filter (where not ok),
                avg(ok::int) from links group by 1 order by 1
+    """).fetchall()
+
+
+def wrong_links(con: duckdb.DuckDBPyConnection, truth: Path) -> list[tuple]:
+    """Every link whose record and parent belong to different true incidents, with both texts."""
+    return con.execute(f"""
+        with t as (select source, record_key, incident_id from '{truth}/incidents.parquet'),
+        m as (select m.*, t.incident_id as true_id from core.incident_member m
+              join t on t.source = m.source and t.record_key = m.member_key),
+        texts as (select ticket_id as k, content as text from core.ticket
+                  union all select case_id, description from core.city_case)
+        select m.link_rule, m.member_key, p.member_key,
+               round((epoch(m.member_at) - epoch(p.member_at)) / 3600, 1) as hours, a.text, b.text
+        from m join m as p on p.member_key = m.linked_member_key and p.member_type = 'ticket'
+        join texts a on a.k = m.member_key join texts b on b.k = p.member_key
+        where m.link_rule not in ('single', 'anchor', 'linked_from') and m.true_id <> p.true_id
+        order by 1, 2
     """).fetchall()
 
 
@@ -95,6 +113,7 @@ def main() -> None:
     ap.add_argument("--warehouse", required=True, type=Path)
     ap.add_argument("--truth", required=True, type=Path, help="the district's truth/ folder")
     ap.add_argument("--rebuild", action="store_true", help="re-run the incident models on a copy first")
+    ap.add_argument("--wrong", action="store_true", help="list every wrong link with both texts")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="onenet-incidents-") as tmp:
         path = args.warehouse
@@ -105,6 +124,9 @@ def main() -> None:
             if args.rebuild:
                 rebuild(con)
             report(con, args.truth)
+            if args.wrong:
+                for rule, key, parent, hours, text, parent_text in wrong_links(con, args.truth):
+                    print(f"{rule} {key} -> {parent} ({hours:+.1f} h): {text} | {parent_text}")
 
 
 if __name__ == "__main__":
