@@ -16,7 +16,7 @@ CITY_PERSON = {
     "source_column": "district",
     "key_column": "person_id",
     "columns": ["id_key", "id_masked_key", "name_key", "pinyin_key", "birth_key", "birth_year", "sex",
-                "phone_key", "phone2_key"],
+                "phone_key", "phone2_key", "thin_uid"],
     "blocking_rules": [
         "l.id_key = r.id_key",
         "l.phone_key = r.phone_key",
