@@ -49,6 +49,7 @@ class CityBuildSummary:
         return [f"city built from {len(self.districts)} districts: {names}",
                 f"  {self.district_persons:,} district persons -> {self.city_persons:,} city persons "
                 f"({self.movers:,} moved between districts, {self.double_registered:,} registered in two)",
+                f"  city persons resolved: {self.resolve_mode}",
                 f"  {self.tickets:,} tickets, {self.cross_district_tickets:,} about a place in another district",
                 "  steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())]
 
@@ -92,8 +93,9 @@ def build(city_db: Path, published: list[Path]) -> CityBuildSummary:
                 con.execute(f"create schema if not exists {schema}")
             t = time.perf_counter()
             con.execute(_sql("01_person_input.sql"))
-            result = resolve(con, CITY_PERSON_CONFIG)
-            summary.resolve_mode = "full"
+            # incremental when only some district persons changed since the last build (the resolver decides)
+            result = resolve(con, CITY_PERSON_CONFIG, mode="auto")
+            summary.resolve_mode = f"{result.parameters.get('mode')} ({result.parameters.get('why', '')})".replace(" ()", "")
             summary.seconds["resolve"] = time.perf_counter() - t
             t = time.perf_counter()
             for name in sorted(resources.files("warehouse.city").joinpath("sql").iterdir(), key=lambda p: p.name):
