@@ -17,13 +17,17 @@ Cadence (Beijing time) is each connector's `RECONCILE_SCHEDULE` in its `settings
 reason beside it: the registry nightly (hard deletes and back-dated edits leave no trace a cursor
 can follow; one scan of 1.84M rows is cheap at night), the hotline and city feeds weekly (a full
 page-through costs the rate-limited API one request per page, and what escapes their cursors is
-rare). The health-code drop gets its DAG here once its connector has `reconcile()` and a
-`RECONCILE_SCHEDULE` (the hook: add a line below). Airflow DAGs only; each task calls one
-function of `onenet.orchestration`.
+rare), the health-code drop nightly (its `reconcile` is the re-check: only files whose change
+time moved are opened, so a file replaced in place with its old size and mtime, or restored to
+earlier bytes, is read again and its changed rows land). Another source gets its DAG here once
+its connector has `reconcile()` and a `RECONCILE_SCHEDULE` (add a line below). Airflow DAGs
+only; each task calls one function of `onenet.orchestration`.
 """
 
-from onenet.dag_factory import reconcile_dag
+from functools import partial
 
-onenet_reconcile_grid_registry = reconcile_dag("grid_registry", doc_md=__doc__)
-onenet_reconcile_hotline = reconcile_dag("hotline", doc_md=__doc__)
-onenet_reconcile_city_cases = reconcile_dag("city_cases", doc_md=__doc__)
+from onenet.dag_factory import each_district, reconcile_dag
+
+# Per district of $ONENET_DISTRICTS (onenet_reconcile_<source>__<name>), or one each without it.
+for _source in ("grid_registry", "hotline", "city_cases", "health_codes"):
+    globals().update(each_district(partial(reconcile_dag, _source, doc_md=__doc__)))

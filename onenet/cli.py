@@ -229,7 +229,7 @@ def sync_command(source: str, full_refresh: bool, retry_file: str | None) -> Non
 
 
 @main.command("reconcile")
-@click.argument("source", type=click.Choice(["hotline", "city_cases", "grid_registry", "all"]))
+@click.argument("source", type=click.Choice(["hotline", "city_cases", "grid_registry", "health_codes", "all"]))
 def reconcile_command(source: str) -> None:
     """Compare a source's complete current state with raw and land exactly the difference.
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
 
-def prefetch(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
+def prefetch(pages: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """The items of `pages`, produced by a background thread at most `depth` items ahead.
 
     Waiting on a socket releases the GIL, so an HTTP source's next request runs while the caller

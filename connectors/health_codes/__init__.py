@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,13 @@ from connectors.common import freshness
 from connectors.common.config import Connection
 from connectors.common.exceptions import ConfigurationError, SchemaDrift
 from connectors.common.loads import Load, LoadResult
+from connectors.common.prefetch import prefetch
 
 from . import helpers, settings
 from .exceptions import UnreadableFile
 
 log = logging.getLogger(__name__)
-__all__ = ["recheck", "sync"]
+__all__ = ["recheck", "reconcile", "sync"]
 
 
 def sync(con: duckdb.DuckDBPyConnection, conn: Connection, *, full_refresh: bool = False,
@@ -54,6 +56,14 @@ def recheck(con: duckdb.DuckDBPyConnection, conn: Connection, **options: Any) ->
     the folder are listed. The load's message says how many files and bytes were read.
     """
     return sync(con, conn, recheck=True, **options)
+
+
+def reconcile(con: duckdb.DuckDBPyConnection, conn: Connection, *, reset_cursor: bool = False,
+              **options: Any) -> list[LoadResult]:
+    """The drop's scheduled reconciliation (settings.RECONCILE_SCHEDULE): the nightly `recheck`.
+    `reset_cursor` (`onenet reconcile --reset-cursor`) forgets what was known of every file, so each
+    is read again; landing still adds only rows that differ from their key's current version."""
+    return sync(con, conn, full_refresh=reset_cursor, recheck=True, **options)
 
 
 def _load_exports(con: duckdb.DuckDBPyConnection, load: Load, folder: Path, stable: float, settle: float,
@@ -161,18 +171,22 @@ def _read_file(con: duckdb.DuckDBPyConnection, load: Load, drop: helpers.DropFil
         load.expect_new_keys(_new_day(con, drop.export_date))
         reader = helpers.ExportReader(drop.name, _opener(drop.path), probe, young=young, mode=mode)
         repeated = kept = 0
+        # The next blocks are read, decoded and parsed in a thread while DuckDB lands this one
+        # (both release the GIL most of the time): reading no longer waits for landing, nor
+        # landing for reading. The thread is only a few blocks ahead, so memory stays bounded.
+        ahead = prefetch((chunk, helpers.with_file_columns(chunk.table, drop.export_date, drop.name),
+                          helpers.positions(drop.name, chunk.lines)) for chunk in reader.chunks())
         try:
-            for chunk in reader.chunks():
-                rows = helpers.with_file_columns(chunk.table, drop.export_date, drop.name)
-                where = helpers.positions(drop.name, chunk.lines)
-                if resent and rows.num_rows:
-                    rows, where, n = _without_resent_rows(con, rows, where)
-                    repeated, kept = repeated + n, kept + rows.num_rows
-                load.add(rows, where)
-                for line, raw, reason in chunk.bad:
-                    load.quarantine(f"{drop.name} line {line}", raw,
-                                    f"{drop.name} line {line}: {reason}; the other lines were landed — correct this "
-                                    "line at the source and re-send the file")
+            with closing(ahead):  # a failure here stops the thread before it reads on
+                for chunk, rows, where in ahead:
+                    if resent and rows.num_rows:
+                        rows, where, n = _without_resent_rows(con, rows, where)
+                        repeated, kept = repeated + n, kept + rows.num_rows
+                    load.add(rows, where)
+                    for line, raw, reason in chunk.bad:
+                        load.quarantine(f"{drop.name} line {line}", raw,
+                                        f"{drop.name} line {line}: {reason}; the other lines were landed — correct "
+                                        "this line at the source and re-send the file")
         except helpers.MixedEncoding:
             load.undo(mark, prefix)  # lines in two encodings: read it again from the start, line by line
             mode = "by-line"

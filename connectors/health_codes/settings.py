@@ -38,6 +38,12 @@ FILE_NAME = re.compile(r"^健康码日报_(?P<date>\d{8})(?P<resend>[(（]重发
                        re.IGNORECASE)
 SHEET_NAME = "健康码导出"
 
+# The nightly re-check (connectors.health_codes.reconcile, DAG onenet_reconcile_health_codes), Beijing
+# time: a file replaced in place with its old size and mtime (cp -p, rsync -t), or restored to
+# earlier bytes, escapes the sync's size + mtime look; the re-check opens only files whose change
+# time moved, so a quiet night costs a directory listing. After the 00:00 sync and the registry's 01:30.
+RECONCILE_SCHEDULE = "30 2 * * *"
+
 # A file is taken once its size and mtime stay unchanged across two looks this far apart.
 STABLE_SECONDS = 2.0
 # A file modified within this many seconds that is not readable yet (a CSV without its final line

@@ -15,7 +15,8 @@ from tests.dags.conftest import DAGS, REPO
 
 EXPECTED = {"onenet_hotline", "onenet_city_cases", "onenet_grid_registry", "onenet_health_codes",
             "onenet_merge", "onenet_daily_extract", "onenet_freshness",
-            "onenet_reconcile_grid_registry", "onenet_reconcile_hotline", "onenet_reconcile_city_cases"}
+            "onenet_reconcile_grid_registry", "onenet_reconcile_hotline", "onenet_reconcile_city_cases",
+            "onenet_reconcile_health_codes"}
 WRITERS = {"sync", "validate", "merge", "extract", "reports", "dashboard", "reconcile",
            "check_freshness"}  # check_freshness only reads, but a read-only open fails while a writer holds the file  # tasks that open the DuckDB warehouse for writing
 
@@ -171,20 +172,22 @@ def test_days_of_data_intervals_are_beijing_days():
     assert orch.day_end_utc(datetime(2026, 11, 4).date()).astimezone(UTC) == datetime(2026, 11, 4, 16, tzinfo=UTC)
 
 
-def test_reconciliation_runs_nightly_for_the_registry_weekly_for_the_apis(bag):
+def test_reconciliation_runs_nightly_for_the_registry_and_the_drop_weekly_for_the_apis(bag):
     import pendulum
 
     from connectors.city_cases import settings as city
     from connectors.grid_registry import settings as registry
+    from connectors.health_codes import settings as health
     from connectors.hotline import settings as hotline
 
     end = pendulum.datetime(2026, 11, 8, 19, tz="UTC")  # Monday 03:00 in Beijing
-    lengths = {"grid_registry": timedelta(days=1), "hotline": timedelta(days=7), "city_cases": timedelta(days=7)}
-    for source, module in (("grid_registry", registry), ("hotline", hotline), ("city_cases", city)):
+    lengths = {"grid_registry": timedelta(days=1), "hotline": timedelta(days=7), "city_cases": timedelta(days=7),
+               "health_codes": timedelta(days=1)}
+    for source, module in (("grid_registry", registry), ("hotline", hotline), ("city_cases", city),
+                           ("health_codes", health)):
         dag = bag.dags[f"onenet_reconcile_{source}"]
         assert orch.reconcile_schedule(source) == module.RECONCILE_SCHEDULE
         interval = _core(dag).infer_manual_data_interval(run_after=end)
         assert interval.end - interval.start == lengths[source], source
         assert dag.task_dict["reconcile"].downstream_task_ids == {"validate", "publish"}
         assert [o.uri for o in dag.task_dict["publish"].outlets] == [orch.asset_uri(source)]
-    assert orch.reconcile_schedule("health_codes") is None  # the hook: no reconcile() there yet
