@@ -57,13 +57,14 @@ def simulate(residents: int, seed: int, days: int, start_date, out: Path | None,
     from simulators.district.generate import GeneratorError, Step, generate
     from simulators.district.surge import SurgeSpec
 
-    if districts is not None:
-        return _simulate_city(districts, residents_per_district or residents, seed, days, start_date.date(),
-                              out or settings.home() / "city")
-    if residents_per_district is not None:
+    if residents_per_district is not None and districts is None:
         raise OnenetError("--residents-per-district needs --districts")
     if surge is None and surge_start_day is not None:
         raise OnenetError("--surge-start-day needs --surge")
+    if districts is not None:
+        return _simulate_city(districts, residents_per_district or residents, seed, days, start_date.date(),
+                              out or settings.home() / "city",
+                              SurgeSpec(peak=surge, start_day=surge_start_day) if surge is not None else None)
     out = out or settings.district_dir()
     with _progress() as progress:
         task = None
@@ -97,12 +98,13 @@ def simulate(residents: int, seed: int, days: int, start_date, out: Path | None,
                    f"{sg['start_day'] + sg['ramp_days'] - 1}-{sg['start_day'] + sg['ramp_days'] + sg['peak_days'] - 2}")
 
 
-def _simulate_city(districts: int, residents: int, seed: int, days: int, start, out: Path) -> None:
+def _simulate_city(districts: int, residents: int, seed: int, days: int, start, out: Path, surge) -> None:
     from simulators.city.generate import generate_city
     from simulators.district.generate import GeneratorError
 
     try:
-        manifest = generate_city(out, districts=districts, residents=residents, seed=seed, days=days, start=start)
+        manifest = generate_city(out, districts=districts, residents=residents, seed=seed, days=days, start=start,
+                                 surge=surge)
     except GeneratorError as exc:
         raise OnenetError(str(exc)) from exc
     c = manifest["counts"]

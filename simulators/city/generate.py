@@ -32,6 +32,7 @@ from simulators.district.generate import GeneratorError, Step, generate
 from simulators.district.noise import NoiseRates
 from simulators.district.population import Grids, Households, Persons
 from simulators.district.rng import stream
+from simulators.district.surge import SurgeSpec
 
 from .districts import CITY_NAME, DISTRICTS, MAX_DISTRICTS, DistrictSpec
 from .patching import as_district
@@ -171,8 +172,10 @@ def _cross_tickets(seed: int, k: int, folder: Path, specs: list[DistrictSpec], p
 
 
 def generate_city(out: Path, *, districts: int, residents: int, seed: int, days: int = 30,
-                  start: date = DEFAULT_START, rates: Rates | None = None, step: Step | None = None) -> dict:
-    """Generate a city of `districts` districts of `residents` residents each into `out`; deterministic."""
+                  start: date = DEFAULT_START, rates: Rates | None = None, step: Step | None = None,
+                  surge: SurgeSpec | None = None) -> dict:
+    """Generate a city of `districts` districts of `residents` residents each into `out`; deterministic.
+    `surge`: every district goes through the same surge month (simulators/district/surge.py)."""
     if not 2 <= districts <= MAX_DISTRICTS:
         raise GeneratorError(f"--districts must be between 2 and {MAX_DISTRICTS}, got {districts}")
     rates = rates or Rates()
@@ -205,7 +208,8 @@ def generate_city(out: Path, *, districts: int, residents: int, seed: int, days:
         folder = out / "districts" / str(spec.code)
         folders.append(folder)
         with as_district(spec, k, taken[k], _persons_hook(k, plan, pops), _registry_hook(k, plan, pops, stale_ids)):
-            generate(folder, residents=residents, seed=district_seed(seed, k), days=days, start=start, step=step)
+            generate(folder, residents=residents, seed=district_seed(seed, k), days=days, start=start, step=step,
+                     surge=surge)
         crossing[k] = _cross_tickets(seed, k, folder, specs, pops, rates, noise)
     counts = _write_truth(out / "truth", specs, folders, pops, plan, stale_ids, crossing)
     manifest = {
@@ -215,6 +219,8 @@ def generate_city(out: Path, *, districts: int, residents: int, seed: int, days:
                       for k, s in enumerate(specs)],
         "rates": rates.__dict__, "counts": counts,
     }
+    if surge is not None:
+        manifest["surge"] = json.loads((folders[0] / "manifest.json").read_text(encoding="utf-8")).get("surge")
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return manifest
 

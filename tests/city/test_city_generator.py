@@ -143,3 +143,20 @@ def test_every_source_record_has_a_city_person(city):
         join '{city}/truth/persons.parquet' p on p.district_code = x.called_district and p.person_id = x.person_id
         where p.city_person_id = x.city_person_id and x.home_district <> x.called_district""").fetchone()[0]
     assert callers == con.execute(f"select count(*) from '{city}/truth/cross_callers.parquet'").fetchone()[0] > 0
+
+
+def test_a_surge_city_puts_every_district_through_the_surge(tmp_path):
+    from simulators.district.surge import SurgeSpec
+
+    quiet = generate_city(tmp_path / "quiet", districts=2, residents=600, seed=9, days=20)
+    surge = generate_city(tmp_path / "surge", districts=2, residents=600, seed=9, days=20, surge=SurgeSpec(peak=5))
+    assert surge["surge"]["peak"] == 5 and "surge" not in quiet
+    con = duckdb.connect()
+    for d in surge["districts"]:
+        n = [con.execute(f"select count(*) from '{root}/{d['folder']}/hotline/tickets.parquet'").fetchone()[0]
+             for root in (tmp_path / "quiet", tmp_path / "surge")]
+        assert n[1] > 1.5 * n[0]
+    # the crossings are the same people either way: the surge adds draws of its own
+    for name in ("movers", "stale_registrations"):
+        assert con.execute(f"select * from '{tmp_path}/quiet/truth/{name}.parquet' order by all").fetchall() == \
+            con.execute(f"select * from '{tmp_path}/surge/truth/{name}.parquet' order by all").fetchall()
