@@ -8,6 +8,8 @@
 --   birth_key      the birth date; birth_year in the clear
 --   phone_key      the golden phone; phone2_key the phone most other records hold (an older number)
 --   registry_state 'current' (a live registry row), 'left' (only deleted rows), NULL (not registered)
+-- Special groups (独居老人, 残疾人, 困境儿童) stay in the district: the city links people, it does not
+-- visit them.
 with
 
 person as (
@@ -97,7 +99,6 @@ final as (
         person.community_code,
         person.community_name,
         person.is_grid_worker,
-        person.special_groups,
         person.sources,
         person.record_count,
         person.first_seen_at,
