@@ -190,12 +190,20 @@ class Reconciliation:
                 hashes = (f"{record_hash_sql(source_cols) if source_cols else chr(39) * 2} as _h, "
                           f"{legacy_record_hash_sql(source_cols) if legacy and source_cols else 'null::varchar'}"
                           f" as _lh, {version} as _v")
-            con.execute(f"create or replace temp table _rc_source as select {keys}, {hashes} from {source}")
+            # Plus the keys whose fingerprints say they equal raw (split), with raw's hash.
+            known = " union all by name select * from _rc_known" if self._known is not None else ""
+            if self._known is not None:
+                con.register("_rc_known", self._known)
+            try:
+                con.execute(f"create or replace temp table _rc_source as select {keys}, {hashes} from {source}{known}")
+            finally:
+                if self._known is not None:
+                    con.unregister("_rc_known")
             if source == "_rc_hashed":
                 con.unregister("_rc_hashed")
-            if self._known is not None:  # the keys whose fingerprints say they equal raw (split)
-                _rc_known = self._known  # noqa: F841 - scanned by name
-                con.execute("insert into _rc_source by name select * from _rc_known")
+            if self._known is not None and _one(con, "select count(*) from _rc_source") < self._known.num_rows:
+                raise ConnectorError(f"{entity.source}.{entity.name}: the unchanged keys did not all reach the "
+                                     "comparison; nothing was landed")
             # A source may deliver a key twice (a row that moved during the page-through): keep its
             # latest. A table with a primary key never does, so the sort is skipped then.
             if not self.unique_keys and _one(con, f"select count(*) - count(distinct ({keys})) from _rc_source"):
