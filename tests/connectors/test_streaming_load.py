@@ -124,3 +124,34 @@ def test_keys_vouched_new_land_once_even_when_they_repeat_across_batches(con):
     assert (r.rows_in, r.rows_landed, r.duplicates_skipped) == (7, 5, 2)
     assert con.execute("select id, v from raw.demo_rows order by id, v").fetchall() == [
         ("a", "1"), ("b", "1"), ("c", "1"), ("c", "2"), ("d", "1")]
+
+
+def test_landings_are_whole_row_groups_the_rest_waits_and_undo_takes_it_back_too(con, monkeypatch):
+    from connectors.common import loads
+
+    monkeypatch.setattr(loads, "ROW_GROUP_ROWS", 4)
+    seen: list[list[int]] = []
+    real = loads.land
+
+    def spy(con_, entity, batch, *args, **kwargs):
+        seen.append([b.num_rows for b in batch.to_batches()])
+        return real(con_, entity, batch, *args, **kwargs)
+
+    monkeypatch.setattr(loads, "land", spy)
+    with Load(con, ROWS) as load:
+        load.land_as_added(6)
+        load.add(rows(*"abcdefg"), "good.csv line 2")  # 7 waiting: 4 land, 3 wait
+        assert seen == [[4]] and count(con) == 4
+        mark = load.mark()  # lands the 3 waiting
+        assert seen[-1] == [3] and count(con) == 7
+        load.add(rows(*"hij"), "bad.csv line 2")
+        load.add(rows(*"klmn"), "bad.csv line 5")  # 7 waiting: 4 land, 3 of bad.csv wait
+        assert seen[-1] == [4] and count(con, "starts_with(_source_position, 'bad.csv')") == 4
+        load.undo(mark, "bad.csv line ")  # the landed and the waiting rows of bad.csv, all of them
+        load.add(rows("z"), "later.csv line 2")
+        r = load.finish({}, watermark=None)
+    assert (r.rows_in, r.rows_landed) == (8, 8)
+    assert sorted(i for (i,) in con.execute("select id from raw.demo_rows").fetchall()) == [*"abcdefg", "z"]
+    # Record batches of a whole row group each (the last may be shorter), whatever came in.
+    assert loads.row_groups(pa.concat_tables([rows(*"abc"), rows(*"defgh"), rows("i")])).to_batches()[0].num_rows == 4
+    assert [b.num_rows for b in loads.row_groups(rows(*"abcdefghij")).to_batches()] == [4, 4, 2]
