@@ -30,7 +30,7 @@ import duckdb
 
 from .config import ResolverConfig
 from .estimate import Parameters
-from .profiles import WORK, WORK_PREFIX
+from .profiles import WORK, WORK_PREFIX, hash_sql
 
 STATE_SCHEMA = "resolve_state"
 # Above this share of records changed (or persons affected), a full run costs about the same.
@@ -53,10 +53,6 @@ def _n(con: duckdb.DuckDBPyConnection, sql: str) -> int:
 
 def count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return _n(con, f"select count(*) from {table}")
-
-
-def _hash_sql(cfg: ResolverConfig) -> str:
-    return f"hash({', '.join(cfg.columns)})"
 
 
 def stored_parameters(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> Parameters | None:
@@ -105,7 +101,7 @@ def find_changes(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> tuple[i
     """)
     con.execute(f"""
         create or replace temp table {WORK}hashes as
-        select {key}::varchar as record_uid, {_hash_sql(cfg)} as h from {cfg.input_table} {where}
+        select {key}::varchar as record_uid, {hash_sql(cfg.columns)} as h from {cfg.input_table} {where}
     """)
     con.execute(f"""
         create or replace temp table {WORK}changed as
@@ -260,9 +256,5 @@ def save_state(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, *, full: boo
 
 
 def hash_all(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> None:
-    """resolve_work_hashes for a full run (no state to compare with)."""
-    where = f"where {cfg.filter}" if cfg.filter else ""
-    con.execute(f"""
-        create or replace temp table {WORK}hashes as
-        select {cfg.id_column}::varchar as record_uid, {_hash_sql(cfg)} as h from {cfg.input_table} {where}
-    """)
+    """resolve_work_hashes for a full run (no state to compare with): the hashes profiles.build took."""
+    con.execute(f"create or replace temp table {WORK}hashes as select record_uid, h from {WORK}records")
