@@ -21,6 +21,12 @@ serving database as they were), so each run does the same work:
 3. Publishing: seconds of the analyst, community and serving parts of each merge's publish against
    the merge's own seconds (pipeline.merge's wall minus its publish), for the next-day A runs and for
    --initial-runs initial merges (empty published folder, serving database dropped).
+4. `--parts publish` (needs a prepared WORK): publishing alone, this code against --baseline-src (a
+   checkout of the code before, e.g. `git archive`), alternating in fresh processes, --pairs pairs:
+   the day-28 warehouse into an empty folder and serving database (initial), and the merged day-29
+   warehouse onto each code's own day-28 snapshots and database (next day); one next-day merge
+   gives the denominator. Wall and CPU seconds (this process and its children; PostgreSQL's own CPU
+   not counted), with the load average before each run.
 
 Prints the ratios and writes the JSON after every run (a stopped bench keeps what it measured).
 """
@@ -173,6 +179,114 @@ def reader_worker(plan_file: Path, result: Path) -> None:
     result.write_text(json.dumps(done), encoding="utf-8")
 
 
+PUBLISH_WORKER = """
+import json, os, resource, sys, time
+from pathlib import Path
+from onenet import pipeline, settings
+from warehouse import db
+
+def cpu():
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+out = {"load_before": os.getloadavg(), "cwd": os.getcwd()}
+con = db.connect(settings.warehouse_path(), memory_limit=settings.duckdb_memory_limit())
+t, c = time.perf_counter(), cpu()
+if sys.argv[2] == "merge":
+    from warehouse.merge import merge
+    summary = merge(con)
+    out["resolve_mode"] = summary.resolve_mode
+else:
+    out["summary"] = pipeline.publish(con, "bench").summary()
+out["seconds"], out["cpu_seconds"] = time.perf_counter() - t, cpu() - c
+con.close()
+Path(sys.argv[1]).write_text(json.dumps(out))
+"""
+
+
+def publish_pairs(bench: Bench) -> None:
+    """Publishing alone, this code (cwd) against --baseline-src, alternating (see the docstring, part 4)."""
+    args, work = bench.args, bench.work / "publish"
+    codes = {"new": Path.cwd(), "old": args.baseline_src.resolve()}
+    work.mkdir(exist_ok=True)
+    w28, w29 = bench.base / "next-before-merge.duckdb", work / "w29.duckdb"
+    report: dict[str, Any] = bench.report.setdefault("publish_pairs", {"merge": [], "initial": [], "next": []})
+
+    def run(code: str, kind: str, warehouse: Path, published: Path, db: str | None) -> dict[str, Any]:
+        out = work / f"{len(report['initial']) + len(report['next']) + len(report['merge'])}-{code}-{kind}.json"
+        env = {**os.environ, "ONENET_WAREHOUSE": str(warehouse), "ONENET_PUBLISHED": str(published)}
+        if db and bench.serving:
+            from psycopg.conninfo import make_conninfo
+            env["ONENET_SERVING_URL"] = make_conninfo(bench.serving, dbname=db)
+        else:
+            env.pop("ONENET_SERVING_URL", None)
+        subprocess.run([sys.executable, "-c", PUBLISH_WORKER, str(out), kind], cwd=codes[code], env=env, check=True)
+        got = json.loads(out.read_text(encoding="utf-8"))
+        got["code"] = code
+        print(f"{code:4} {kind:8} load {got['load_before'][0]:5.1f}  wall {got['seconds']:7.1f} s  "
+              f"cpu {got['cpu_seconds']:7.1f} s  {got.get('summary', '')[:160]}", flush=True)
+        return got
+
+    db = bench._db() if bench.serving else None
+    if not w29.exists():
+        shutil.copyfile(w28, work / "merging.duckdb")
+        report["merge"].append(run("new", "merge", work / "merging.duckdb", work / "unused", None))
+        os.replace(work / "merging.duckdb", w29)
+        bench.save()
+    for pair in range(args.pairs):
+        for code in ("new", "old") if pair % 2 == 0 else ("old", "new"):
+            published = work / f"published-{code}"
+            shutil.rmtree(published, ignore_errors=True)
+            if db:
+                bench._pg(f'drop database if exists "{db}_{code}" with (force)')
+            shutil.copyfile(w28, work / "w.duckdb")
+            report["initial"].append(run(code, "publish", work / "w.duckdb", published, db and f"{db}_{code}"))
+            if pair == 0 or not (work / f"published-{code}-28").exists():
+                shutil.rmtree(work / f"published-{code}-28", ignore_errors=True)
+                shutil.copytree(published, work / f"published-{code}-28", symlinks=True)
+                if db:
+                    bench._pg(f'drop database if exists "{db}_{code}_28"',
+                              f'create database "{db}_{code}_28" template "{db}_{code}"')
+            bench.save()
+    for pair in range(args.pairs):
+        for code in ("new", "old") if pair % 2 == 0 else ("old", "new"):
+            published = work / f"published-{code}"
+            shutil.rmtree(published, ignore_errors=True)
+            shutil.copytree(work / f"published-{code}-28", published, symlinks=True)
+            if db:
+                bench._pg(f'drop database if exists "{db}_{code}" with (force)',
+                          f'create database "{db}_{code}" template "{db}_{code}_28"')
+            shutil.copyfile(w29, work / "w.duckdb")
+            report["next"].append(run(code, "publish", work / "w.duckdb", published, db and f"{db}_{code}"))
+            bench.save()
+
+
+def summarise_publish_pairs(p: dict[str, Any]) -> list[str]:
+    lines = []
+    merge = [m["seconds"] for m in p.get("merge", [])]
+    merge_cpu = [m["cpu_seconds"] for m in p.get("merge", [])]
+    for kind in ("initial", "next"):
+        for measure in ("seconds", "cpu_seconds"):
+            new = [r[measure] for r in p.get(kind, []) if r["code"] == "new"]
+            old = [r[measure] for r in p.get(kind, []) if r["code"] == "old"]
+            if not (new and old):
+                continue
+            r = ratios(old, new)
+            line = (f"publish alone, {kind}, {measure}: old median {r['a']['median']} ({r['a']['min']}-{r['a']['max']}), "
+                    f"new {r['b']['median']} ({r['b']['min']}-{r['b']['max']}); new/old {r['ratio_of_medians']} "
+                    f"(pairs {r['pair_ratio_min']}-{r['pair_ratio_max']})")
+            denominator = merge if measure == "seconds" else merge_cpu
+            if kind == "next" and denominator:
+                line += (f"; / next-day merge {statistics.median(denominator):.1f}: new "
+                         f"{statistics.median(new) / statistics.median(denominator):.3f}, old "
+                         f"{statistics.median(old) / statistics.median(denominator):.3f}")
+            lines.append(line)
+    loads = [round(r["load_before"][0], 1) for kind in ("merge", "initial", "next") for r in p.get(kind, [])]
+    if loads:
+        lines.append(f"  1-minute load before the runs: {min(loads)}-{max(loads)}")
+    return lines
+
+
 # --- the driver ------------------------------------------------------------------------------------
 
 class Bench:
@@ -241,6 +355,18 @@ class Bench:
             self.meta = json.loads(meta_file.read_text(encoding="utf-8"))
             self.report["initial"] = self.meta.get("initial", [])
             print(f"reusing {self.base}", flush=True)
+            if self.args.republish_base:
+                # The code under test publishes differently: its own initial merge makes the saved
+                # snapshots and serving database the next-day runs start from.
+                self.report["initial"] = []
+                self.initial_run()
+                shutil.rmtree(self.base / "published-initial", ignore_errors=True)
+                shutil.copytree(self.published, self.base / "published-initial", symlinks=True)
+                if self.serving:
+                    db = self._db()
+                    self._pg(f'drop database if exists "{db}_initial"', f'create database "{db}_initial" template "{db}"')
+                self.meta["initial"] = self.report["initial"]
+                meta_file.write_text(json.dumps(self.meta), encoding="utf-8")
             return
         root, day = self.work / "district", self.args.day
         # A prepare stopped after the initial load resumes from it (the district copy is then at that day).
@@ -424,6 +550,8 @@ class Bench:
                          f"community {row['community']['median']:.1f} + serving {row['serving']['median']:.1f}; share "
                          f"{row['publish_share']['median']:.3f} ({row['publish_share']['min']:.3f}-{row['publish_share']['max']:.3f}) "
                          f"(target <= 0.25: {'met' if row['publish_share']['max'] <= 0.25 else 'median met' if row['publish_share']['median'] <= 0.25 else 'NOT met'})")
+        if self.report.get("publish_pairs"):
+            lines += summarise_publish_pairs(self.report["publish_pairs"])
         self.report["summary"] = s
         return lines
 
@@ -447,6 +575,10 @@ class Bench:
                 elif part == "initial":
                     while len(self.report["initial"]) < self.args.initial_runs:
                         self.initial_run()
+                elif part == "publish":
+                    if not self.args.baseline_src:
+                        raise SystemExit("--parts publish needs --baseline-src (the code to compare with)")
+                    publish_pairs(self)
         self.save()
         print("\n" + "\n".join(self.report["lines"]), flush=True)
 
@@ -462,9 +594,13 @@ def main() -> None:
     ap.add_argument("--readers", type=int, default=4)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--extracts", type=int, default=20)
-    ap.add_argument("--parts", nargs="+", default=["merge", "sync", "initial"], choices=["merge", "sync", "initial"])
+    ap.add_argument("--parts", nargs="+", default=["merge", "sync", "initial"], choices=["merge", "sync", "initial", "publish"])
+    ap.add_argument("--baseline-src", type=Path, help="--parts publish: a checkout of the code to compare with")
     ap.add_argument("--serving-url", default=os.environ.get("ONENET_SERVING_URL"),
                     help="PostgreSQL for the serving database (dropped and re-created by the bench)")
+    ap.add_argument("--republish-base", action="store_true",
+                    help="on a prepared WORK: run the initial merge again with this code and save its snapshots "
+                         "and serving database as the next-day runs' starting point (after a change of the layout)")
     ap.add_argument("--mode", choices=["pipeline", "reader"], help=argparse.SUPPRESS)
     ap.add_argument("--kind", help=argparse.SUPPRESS)
     ap.add_argument("--plan", type=Path, help=argparse.SUPPRESS)

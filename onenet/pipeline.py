@@ -229,30 +229,46 @@ def republish() -> PublishResult:
 def _publish_serving(url: str, version: str) -> str:
     """Load the current snapshots into the PostgreSQL serving database; return a one-line outcome."""
     from warehouse.publish import serving
-    from warehouse.publish.snapshot import (
-        communities,
-        hold_version,
-        parquet_files,
-        shared_relations,
-    )
+    from warehouse.publish.snapshot import communities, hold_version, manifest, parquet_files
 
     root = settings.published_dir()
     index = communities(root)
-    # The versions are held (not opened): only their Parquet files are read.
+    # The versions are held, never opened: their files and part hashes come from their manifests.
     with hold_version(root, "analyst") as analyst:
+        held = manifest(analyst)
         relations = parquet_files(analyst)
+        parts = {q: serving.parts_of(held["relations"][q], analyst, q) for q in relations}
         community: dict[str, list[Path]] = {}
+        community_parts: dict[str, dict[str, serving.Part]] = {}
         with ExitStack() as stack:
             for code in index:
-                held = stack.enter_context(hold_version(root, "community", code))
-                shared = shared_relations(held)
-                for q, path in parquet_files(held).items():
-                    if q not in shared:  # the same for every community: nothing to secure by row
-                        community.setdefault(q, []).append(path)
+                version_dir = stack.enter_context(hold_version(root, "community", code))
+                own = manifest(version_dir)
+                shared = set(own.get("shared", []))
+                for q, entry in own["relations"].items():
+                    if q in shared:  # the same for every community: nothing to secure by row
+                        continue
+                    community.setdefault(q, []).extend(serving.relation_files_of(entry, version_dir, q))
+                    community_parts.setdefault(q, {}).update(serving.parts_of(entry, version_dir, q, code))
             done = serving.publish_serving(url, version, relations, community,
-                                           [(code, c["name"]) for code, c in index.items()])
-    return (f"{len(done.published)} relations loaded, {len(done.skipped)} unchanged, {len(done.dropped)} dropped, "
+                                           [(code, c["name"]) for code, c in index.items()],
+                                           parts={**{("analyst", q): v for q, v in parts.items()},
+                                                  **{("community", q): v for q, v in community_parts.items()}})
+    return (f"{len(done.published)} relations loaded ({len(done.incremental)} by changed parts only), "
+            f"{len(done.skipped)} unchanged, {len(done.dropped)} dropped, "
             f"{sum(done.rows.values()):,} rows served, {done.seconds:.1f} s")
+
+
+def _as_reader(who: Principal) -> dict:
+    """Make this process yield to the pipeline when `who` is not an engineer: lower CPU and IO
+    priority (ONENET_READER_NICE), and the DuckDB limits (ONENET_READER_THREADS,
+    ONENET_READER_MEMORY_LIMIT) to open snapshots with. Engineers' commands are left as they are."""
+    from warehouse.access import DATA_ENGINEER
+
+    if who.role == DATA_ENGINEER:
+        return {}
+    settings.lower_priority(settings.reader_nice())
+    return {"threads": settings.reader_threads(), "memory_limit": settings.reader_memory_limit()}
 
 
 def _who(who: Principal | None) -> Principal:
@@ -290,7 +306,7 @@ def extract(day: dt.date, *, community: str | None = None, who: Principal | None
         codes = [community_code(root, community)]
     else:
         codes = sorted(index)
-    with open_communities(root, codes) as con:
+    with open_communities(root, codes, **_as_reader(who)) as con:
         # One call for all: each sheet's query runs once for every community, not once per community.
         return write_extracts(con, [(c, index[c]["name"]) for c in codes], day, who, settings.exports_dir())
 
@@ -305,14 +321,15 @@ def report(template: str | Path, day: dt.date, *, who: Principal | None = None) 
     who = _who(who)
     loaded = load_template(template)
     root = settings.published_dir()
+    limits = _as_reader(who)
     try:
         if who.role == COMMUNITY_STAFF:
             # Staff may be bound by code or by name; the form's rows are named by the community's name.
             code = community_code(root, who.community or "")
             out = settings.exports_dir() / "community" / community_folder(code) / "reports"
-            with open_snapshot(root, "community", code) as snap:
+            with open_snapshot(root, "community", code, **limits) as snap:
                 return write_report(snap.con, loaded, day, who, out, only=communities(root)[code]["name"])
-        with open_snapshot(root, "analyst") as snap:
+        with open_snapshot(root, "analyst", **limits) as snap:
             return write_report(snap.con, loaded, day, who, settings.exports_dir() / "analyst" / "reports")
     except AccessDenied as exc:
         raise _denied(who, "report", f"{loaded.name} {day}", str(exc)) from exc
@@ -330,7 +347,7 @@ def dashboard(*, who: Principal | None = None) -> Path:
     if who.role == COMMUNITY_STAFF:
         raise _denied(who, "dashboard", "district dashboard", "the dashboard covers the whole district: it is "
                       "for analysts; community staff read their community's daily extract")
-    with open_snapshot(settings.published_dir(), "analyst") as snap, private_umask():
+    with open_snapshot(settings.published_dir(), "analyst", **_as_reader(who)) as snap, private_umask():
         path = build_dashboard(snap.con, settings.exports_dir() / "analyst" / "dashboard" / "index.html")
     # Aggregates only, but who rebuilt what is worth a line too.
     audit_log.append("dashboard", snap.version, principal=who, output=path)
@@ -369,12 +386,18 @@ def export_marts(*, who: Principal | None = None) -> tuple[Path, dict[str, int]]
         folder = settings.exports_dir() / "analyst" / "marts"
     audience = "community" if code else "analyst"
     counts: dict[str, int] = {}
-    with open_snapshot(root, audience, code) as snap, private_umask():
+    with open_snapshot(root, audience, code, **_as_reader(who)) as snap, private_umask():
         private_dir(folder)
         for qualified in snap.relations():
             target = folder / f"{qualified}.parquet"
             tmp = target.with_suffix(".parquet.part")
-            shutil.copyfile(snap.parquet(qualified), tmp)
+            files = [f for f in snap.files(qualified) if f.name != "columns.parquet"]
+            if len(files) <= 1:
+                shutil.copyfile(files[0] if files else snap.parquet(qualified) / "columns.parquet", tmp)
+            else:  # a relation kept in parts (per day): one file, its parts in order
+                import pyarrow.parquet as pq
+
+                pq.write_table(pq.read_table(snap.parquet(qualified)), tmp)
             os.replace(tmp, target)
             row = snap.con.execute(f"select count(*) from {qualified}").fetchone()
             counts[qualified] = int(row[0]) if row else 0
@@ -393,6 +416,7 @@ def query(sql: str, *, who: Principal | None = None) -> pa.Table:
 
     who = _who(who)
     root = settings.published_dir()
+    limits = _as_reader(who)
     try:
         if who.role == DATA_ENGINEER:
             con = readonly_connection(settings.warehouse_path())
@@ -401,10 +425,10 @@ def query(sql: str, *, who: Principal | None = None) -> pa.Table:
             finally:
                 con.close()
         elif who.role == COMMUNITY_STAFF:
-            with open_snapshot(root, "community", community_code(root, who.community or "")) as snap:
+            with open_snapshot(root, "community", community_code(root, who.community or ""), **limits) as snap:
                 table = run_sql(snap.con, sql)
         else:
-            with open_snapshot(root, "analyst") as snap:
+            with open_snapshot(root, "analyst", **limits) as snap:
                 table = run_sql(snap.con, sql)
     except QueryError as exc:
         audit_log.append("query", sql.strip(), principal=who, outcome="denied", reason=str(exc)[:500])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +72,56 @@ def duckdb_memory_limit() -> str:
     spills to disk and peaks at 3.7 GB of process memory without getting slower (bench/README.md).
     """
     return os.environ.get("ONENET_DUCKDB_MEMORY_LIMIT", "4GB")
+
+
+def reader_nice() -> int:
+    """How far a non-engineer's reading command (query, extract, report, dashboard, export) lowers its
+    own CPU priority, so the pipeline keeps the cores: $ONENET_READER_NICE or 10 (0: unchanged, at
+    most 19). Its IO priority drops to the lowest best-effort level with it."""
+    return max(0, min(19, int(os.environ.get("ONENET_READER_NICE", "10"))))
+
+
+def reader_threads() -> int:
+    """DuckDB threads of a non-engineer's reading command: $ONENET_READER_THREADS or 1."""
+    return max(1, int(os.environ.get("ONENET_READER_THREADS", "1")))
+
+
+def reader_memory_limit() -> str:
+    """DuckDB's memory limit for a non-engineer's reading command: $ONENET_READER_MEMORY_LIMIT or 512MB."""
+    return os.environ.get("ONENET_READER_MEMORY_LIMIT", "512MB")
+
+
+def lower_priority(nice: int) -> None:
+    """Run this process (threads started later inherit it) at least `nice` lower in CPU priority and,
+    when lowered at all, at the lowest best-effort IO priority (Linux ioprio_set; skipped elsewhere).
+    Idempotent: calling it again never lowers further than `nice`."""
+    if nice <= 0:
+        return
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        if current < nice:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except (OSError, AttributeError):  # not permitted or not POSIX: run as is
+        return
+    _lowest_best_effort_io()
+
+
+_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "arm64": 30}
+
+
+def _lowest_best_effort_io() -> None:
+    import ctypes
+    import platform
+
+    number = _IOPRIO_SET.get(platform.machine())
+    if number is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        # IOPRIO_WHO_PROCESS (1), this process (0), class best-effort (2) << 13 | level 7 (the lowest).
+        libc.syscall(number, 1, 0, (2 << 13) | 7)
+    except OSError:
+        return
 
 
 # Connection ids: set AIRFLOW_CONN_<ID> (an Airflow Connection URI) to point a source at a real system.

@@ -33,7 +33,8 @@ def render_markdown(con: duckdb.DuckDBPyConnection) -> str:
     lines = ["# onenet 数据字典（mart 层）", "",
              "分析人员可查询的表（发布的分析人员快照）。人员以化名键 person_key 出现；不含身份证号、电话、姓名、"
              "住址与出生日期；工单与案件的文字已隐去证件号、电话与车牌。", ""]
-    tables = [r[0] for r in con.execute("select table_name from duckdb_tables() where schema_name = 'mart' "
+    # Tables or views: a snapshot's relations are views over its Parquet files.
+    tables = [r[0] for r in con.execute("select table_name from information_schema.tables where table_schema = 'mart' "
                                         "order by table_name").fetchall()]
     for table in tables:
         entry = entries.get(table, {})

@@ -71,7 +71,7 @@ def resolve_principal(role: str | None = None, community: str | None = None) -> 
     if acting not in NARROWS_TO[granted]:
         raise AccessDenied(f"{user} is {granted} in {path}; acting as {acting} would widen that")
     if granted == COMMUNITY_STAFF:
-        if community is not None and community != bound:
+        if community is not None and community != bound and not (bound and _same_community(community, bound)):
             raise AccessDenied(f"{user} is community staff of {bound} in {path}; "
                                f"{community} is not theirs to read")
         return Principal(user, COMMUNITY_STAFF, bound)
@@ -80,6 +80,18 @@ def resolve_principal(role: str | None = None, community: str | None = None) -> 
                            f"pass --community")
     # For engineers and analysts a community only narrows what is read; it grants nothing.
     return Principal(user, acting, community or None)
+
+
+def _same_community(a: str, b: str) -> bool:
+    """Whether `a` and `b` name one published community (one its code, the other its unique name):
+    staff bound by name may pass their own code, and the reverse, since it narrows to the same rows."""
+    from warehouse.publish.snapshot import SnapshotError, community_code
+
+    root = settings.published_dir()
+    try:
+        return community_code(root, a) == community_code(root, b)
+    except SnapshotError:  # unknown or ambiguous: not provably the same
+        return False
 
 
 def load_access_file(path: Path) -> dict[str, tuple[str, str | None]]:

@@ -138,3 +138,34 @@ def test_community_staff_get_no_dashboard_and_export_only_their_community(env, p
     assert not (town.exports / "analyst").exists() and not (town.exports / "community" / other_code).exists()
     assert [(r["action"], r["outcome"]) for r in _records(env)] == [("dashboard", "denied"), ("export", "allowed")]
 
+
+
+def test_staff_bound_by_name_may_pass_their_own_code_but_no_other(env, published_town, tmp_path):
+    town = published_town
+    (code, mine), (other_code, _) = town.communities()[:2]
+    staff = _as(env, tmp_path, "community_staff", mine)  # bound by the community's name
+    own = onenet(staff, "query", "select distinct community_code from community.ticket", "--community", code)
+    assert own.returncode == 0, own.stderr
+    assert code in own.stdout and other_code not in own.stdout
+    _one_line_refusal(onenet(staff, "query", "select 1", "--community", other_code), other_code)
+
+
+PRIORITY = """
+import os, sys
+from onenet import pipeline
+from warehouse.identity import Principal
+limits = pipeline._as_reader(Principal("someone", sys.argv[1], "c1" if sys.argv[1] == "community_staff" else None))
+print(os.getpriority(os.PRIO_PROCESS, 0), limits.get("threads"), limits.get("memory_limit"))
+"""
+
+
+@pytest.mark.parametrize("role, expected", [("district_analyst", "10 1 512MB"), ("community_staff", "10 1 512MB"),
+                                            ("data_engineer", "0 None None")])
+def test_readers_other_than_engineers_yield_their_cpu_to_the_pipeline(role, expected):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONENET_READER_")}
+    done = subprocess.run([sys.executable, "-c", PRIORITY, role], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == expected.split()
+    lowered = subprocess.run([sys.executable, "-c", PRIORITY, role], capture_output=True, text=True, timeout=120,
+                             env={**env, "ONENET_READER_NICE": "0", "ONENET_READER_THREADS": "2"})
+    assert lowered.stdout.split()[0] == "0"  # 0 leaves the priority as it was

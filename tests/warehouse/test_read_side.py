@@ -27,8 +27,8 @@ from expectations.identity import check_char
 from tests.warehouse.village import copy_warehouse
 from warehouse import audit_log, db
 from warehouse.identity import os_user, write_default_access_file
-from warehouse.publish import new_version, publish
-from warehouse.publish.snapshot import communities, open_snapshot
+from warehouse.publish import PublishError, new_version, publish
+from warehouse.publish.snapshot import communities, hold_version, open_snapshot
 
 PLANTED_ID = "420102199001011236"  # a valid check character (checked below)
 PLANTED_TEXT = (f"身份证{PLANTED_ID}，电话138-1234-5678，也可打＋８６ １３９ １２３４ ５６７８，"
@@ -363,12 +363,12 @@ def test_parallel_analyst_queries_run_while_the_pipeline_holds_the_warehouse(tow
 
 
 READER = """
-import sys, time
+import sys
 from pathlib import Path
 from warehouse.publish.snapshot import open_snapshot
 with open_snapshot(Path(sys.argv[1]), "analyst") as snap:
     print(snap.version, flush=True)
-    time.sleep(float(sys.argv[2]))
+    sys.stdin.readline()  # holds its version until the test says go on (however long a publish takes)
     print(snap.con.execute("select count(*) from mart.ticket").fetchone()[0], flush=True)
 """
 
@@ -379,13 +379,16 @@ def test_a_reader_holding_a_snapshot_does_not_stop_a_merge_and_keeps_its_version
     con = db.connect(warehouse)
     try:
         publish(con, root, new_version("first"))
-        reader = subprocess.Popen([sys.executable, "-c", READER, str(root), "4"], stdout=subprocess.PIPE, text=True)
-        assert reader.stdout
+        reader = subprocess.Popen([sys.executable, "-c", READER, str(root)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        assert reader.stdout and reader.stdin
         held = reader.stdout.readline().strip()
         con.execute("delete from core.ticket where ticket_id = (select min(ticket_id) from core.ticket)")
         publish(con, root, new_version("second"))  # does not wait for the reader
         assert (root / "analyst" / "current").resolve().name != held
         assert (root / "analyst" / "versions" / held).exists()  # still held: kept
+        reader.stdin.write("go on\n")
+        reader.stdin.flush()
         tickets_seen = int(reader.stdout.readline())
         assert reader.wait(timeout=60) == 0
         expected = con.execute("select count(*) + 1 from core.ticket").fetchone()[0]
@@ -441,10 +444,9 @@ import os, signal
 from pathlib import Path
 import warehouse.publish as p
 from warehouse import db
-real = p._write_views
-def killed(version_dir, rels):
+def killed(*args):
     os.kill(os.getpid(), signal.SIGKILL)  # after the analyst snapshot, inside the first community
-p._write_views = killed
+p._fill_community = killed
 con = db.connect({str(warehouse)!r})
 p.publish(con, Path({str(root)!r}), p.new_version("killed"))
 """
@@ -473,3 +475,40 @@ p.publish(con, Path({str(root)!r}), p.new_version("killed"))
     assert not list(root.glob("**/.*.tmp"))
     with open_snapshot(root, "community", code) as snap:
         assert snap.version.endswith("after")
+
+
+# --- only what changed is published; what is linked was checked ------------------------------------
+
+def _day_files(root: Path, version: str) -> dict[str, Path]:
+    folder = root / "analyst" / "versions" / version / "parquet" / "mart.grid_daily.parquet"
+    return {p.name: p for p in folder.glob("*.parquet") if p.name != "columns.parquet"}
+
+
+def test_unchanged_days_are_linked_and_a_changed_day_is_scanned_again(town, tmp_path):
+    warehouse = copy_warehouse(town[1], tmp_path / "w.duckdb")
+    root = tmp_path / "published"
+    con = db.connect(warehouse)
+    try:
+        first = new_version("first")
+        publish(con, root, first)
+        last, earlier = con.execute("select max(day_on), min(day_on) from mart.grid_daily").fetchone()
+        con.execute("update mart.grid_daily set new_tickets = new_tickets + 1 where day_on = ?", [last])
+        second = new_version("second")
+        with hold_version(root, "analyst"):  # a reader keeps the first version, so both can be compared
+            result = publish(con, root, second)
+            before, after = _day_files(root, first), _day_files(root, second)
+            assert sorted(before) == sorted(after) and len(after) > 2
+            changed = [name for name in after if not os.path.samefile(before[name], after[name])]
+            assert len(changed) == 1 and str(last) in changed[0]  # only the changed day was written again
+            assert os.path.samefile(before[f"{earlier}-0.parquet"], after[f"{earlier}-0.parquet"])  # linked
+        assert result.parts_linked > result.parts_written > 0
+        with open_snapshot(root, "analyst") as snap:  # the reader sees the whole relation, the new day too
+            assert snap.con.execute("select count(*) from mart.grid_daily").fetchone() == \
+                con.execute("select count(*) from mart.grid_daily").fetchone()
+        # A phone planted in one day's rows: that day is checked when it is written, and the publish fails.
+        con.execute("update mart.grid_daily set grid_name = '联系13812345678' where day_on = ?", [earlier])
+        with pytest.raises(PublishError, match=r"mart.grid_daily.*grid_name"):
+            publish(con, root, new_version("third"))
+        assert (root / "analyst" / "current").resolve().name == second  # readers keep the checked version
+    finally:
+        con.close()

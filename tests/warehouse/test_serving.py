@@ -554,3 +554,71 @@ def test_a_reader_that_finishes_soon_only_delays_the_swap(serving_db, inputs, pu
         assert result.published == ["analyst.hotline_rates"] and result.rows["analyst.hotline_rates"] == 10
     finally:
         publish_serving(serving_db, "v1", **inputs, role_prefix=role_prefix)
+
+
+# --- relations given in parts (per community and day): only changed parts are loaded again --------
+
+GRID_DAILY = """
+select '{code}' as community_code, date '{day}' as day_on, g::bigint as grid, ({seed} * g)::bigint as tickets,
+       '第' || g || '网格' as note
+from range(1, {rows} + 1) t(g)
+"""
+
+
+def _parts(con: duckdb.DuckDBPyConnection, folder: Path, version: str,
+           days: dict[tuple[str, str], tuple[int, int]]) -> tuple[dict, dict]:
+    """Files per (community, day) and their Part records as a snapshot manifest gives them:
+    (community_code, day) -> (rows, seed); a part's hash stands for its content (seed and rows)."""
+    community: dict[str, serving.Part] = {}
+    analyst: dict[str, serving.Part] = {}
+    for (code, day), (rows, seed) in sorted(days.items()):
+        path = _write(con, _fill(GRID_DAILY, code=code, day=day, rows=rows, seed=seed),
+                      folder / f"{version}-{code}-{day}.parquet")
+        digest = f"{rows}:{seed}"
+        community[f"{code}|{day}"] = serving.Part((("community_code", code), ("day_on", day)), digest, rows, (path,))
+        analyst[f"{code}|{day}"] = serving.Part((("community_code", code), ("day_on", day)), digest, rows, (path,))
+    return analyst, community
+
+
+def test_a_relation_given_in_parts_loads_only_the_changed_parts(role_prefix, tmp_path):
+    name = f"onenet_serving_{secrets.token_hex(6)}"
+    url = make_conninfo(PG_ADMIN, dbname=name)
+    con = duckdb.connect()
+    codes = [code for code, _ in COMMUNITIES]
+    v1 = {(code, f"2026-11-0{d}"): (3 + i, 1) for i, code in enumerate(codes) for d in (1, 2, 3)}
+    v2 = dict(v1)
+    v2[(codes[0], "2026-11-03")] = (3, 7)                     # a day's rows changed
+    v2.update({(code, "2026-11-04"): (2, 1) for code in codes})  # a new day
+    del v2[(codes[2], "2026-11-01")]                            # a part no longer published
+
+    def publish(version: str, days: dict) -> tuple[serving.ServingResult, list[Path]]:
+        analyst, community = _parts(con, tmp_path, version, days)
+        files = [f for p in community.values() for f in p.files]
+        done = publish_serving(url, version, {"mart.grid_daily": files}, {"grid_daily": files}, COMMUNITIES,
+                               role_prefix=role_prefix, parts={("analyst", "mart.grid_daily"): analyst,
+                                                               ("community", "grid_daily"): community})
+        return done, files
+
+    try:
+        first, _ = publish("v1", v1)
+        assert sorted(first.published) == ["analyst.grid_daily", "community.grid_daily"] and first.incremental == []
+        second, files = publish("v2", v2)
+        assert sorted(second.incremental) == ["analyst.grid_daily", "community.grid_daily"]
+        expected = sorted(tuple(str(v) for v in row) for row in _duck_rows(files))
+        with _admin(url) as pg:
+            for table in (sql.Identifier("analyst", "grid_daily"), sql.Identifier("community", "grid_daily")):
+                served = sorted(tuple(str(v) for v in row)
+                                for row in pg.execute(sql.SQL("select * from {}").format(table)).fetchall())
+                assert served == expected
+            parts = pg.execute("select relation, part, content_hash from serving_admin.published_part "
+                               "where schema_name = 'community' order by part").fetchall()
+            assert parts == sorted(("grid_daily", f"{c}|{d}", f"{r}:{s}") for (c, d), (r, s) in v2.items())
+        with _login(url, f"{role_prefix}community_{codes[0]}") as pg:  # row-level security still holds
+            seen = pg.execute("select community_code, count(*) from community.grid_daily group by 1").fetchall()
+            assert seen == [(codes[0], sum(r for (c, _), (r, _) in v2.items() if c == codes[0]))]
+        third, _ = publish("v3", v2)
+        assert third.published == [] and sorted(third.skipped) == ["analyst.grid_daily", "community.grid_daily"]
+    finally:
+        con.close()
+        with _admin(PG_ADMIN) as pg:
+            pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))

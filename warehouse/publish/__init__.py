@@ -1,24 +1,33 @@
 """Publish what each audience may see as read-only snapshots, built from one declared policy.
 
-The policy is this folder: `policy.toml` (the audiences and the checks their relations must pass)
-and one SQL file per published relation per audience (`analyst/<schema>.<name>.sql`,
-`community/<schema>.<name>.sql`), run on the warehouse by the pipeline. Nothing else of the
-warehouse reaches a reader: query, extract, report, export, dashboard and the serving database all
-read these snapshots, never the warehouse.
+The policy is this folder: `policy.toml` (the audiences, the checks their relations must pass, and
+which relations are kept as one file per day) and one SQL file per published relation per audience
+(`analyst/<schema>.<name>.sql`, `community/<schema>.<name>.sql`), run on the warehouse by the
+pipeline. Nothing else of the warehouse reaches a reader: query, extract, report, export, dashboard
+and the serving database all read these snapshots, never the warehouse.
 
 Layout under `settings.published_dir()` (files 0640, folders 0750):
 
-    analyst/versions/<version>/snapshot.duckdb         tables `mart.*`, `ref.*`
-    analyst/versions/<version>/parquet/<schema>.<name>.parquet
-    analyst/versions/<version>/manifest.json           rows, columns and content hash per relation
-    analyst/current -> versions/<version>              swapped atomically (rename of a symlink)
-    community/<folder>/versions/<version>/...          the same per community, only its rows;
-                                                       snapshot.duckdb holds views over its Parquet
-    community/communities.json                         code -> name and folder
+    analyst/versions/<version>/parquet/<schema>.<name>.parquet/   one folder per relation: its part
+                                                                  files and a 0-row columns.parquet
+    analyst/versions/<version>/manifest.json      per relation: rows, columns, types, content hash,
+                                                  and each part's hash, rows and files
+    analyst/versions/<version>/snapshot.duckdb    views over the Parquet (for tools; readers build
+                                                  their own in-memory views, snapshot.py)
+    analyst/current -> versions/<version>         swapped atomically (rename of a symlink)
+    community/<folder>/versions/<version>/...     the same per community, only its rows; no DuckDB file
+    community/communities.json                    code -> name and folder
+
+A relation's rows are split in parts: per community for community snapshots, and per day for the
+relations policy.toml lists under [partitions]. Each part carries a content hash. A part whose hash
+(and the relation's columns and types) equals the current version's is a hard link to that file,
+not written again; only changed parts are written and value-checked. A file reaches a version
+either written and checked by this publish, or linked from an earlier version that wrote and checked
+it with the same content hash, so every published value has passed its audience's checks.
 
 A version is written under a temporary name and renamed into place, so a reader always opens one
-complete version; older versions are removed only when no reader holds them (snapshot.py). A
-community whose relations did not change keeps its current version.
+complete version; older versions are moved aside only when no reader holds them, and deleted by a
+background process (snapshot.py). A community none of whose parts changed keeps its version.
 """
 
 from __future__ import annotations
@@ -31,7 +40,6 @@ import shutil
 import time
 import tomllib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +56,8 @@ AUDIENCES = ("analyst", "community")
 ID_SHAPED = r"(^|[^0-9])[1-9][0-9]{5}(18|19|20)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx]($|[^0-9Xx])"
 PHONE_SHAPED = r"(^|[^0-9])1[3-9][0-9]([ -]?[0-9]){8}($|[^0-9])"
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+COLUMNS_FILE = "columns.parquet"  # 0 rows: the relation's columns even when it has no row
+_NULL_KEY = "~null"
 
 
 class PublishError(RuntimeError):
@@ -77,6 +87,8 @@ class PublishResult:
     analyst_unchanged: bool = False
     communities_published: int = 0
     communities_unchanged: int = 0
+    parts_written: int = 0
+    parts_linked: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     serving: str | None = None
 
@@ -84,6 +96,7 @@ class PublishResult:
         analyst = "unchanged" if self.analyst_unchanged else f"{sum(self.analyst_rows.values()):,} rows"
         return (f"published {self.version}: analyst {analyst} ({len(self.analyst_rows)} relations); "
                 f"communities {self.communities_published} new, {self.communities_unchanged} unchanged; "
+                f"{self.parts_written:,} parts written, {self.parts_linked:,} unchanged (linked); "
                 f"{sum(self.seconds.values()):.1f} s" + (f"; serving: {self.serving}" if self.serving else ""))
 
 
@@ -119,6 +132,12 @@ def community_folder(code: str) -> str:
     return folder
 
 
+def relation_files(version_dir: Path, manifest: dict, qualified: str) -> list[Path]:
+    """The data files of one relation of a version, from its manifest (the columns file excluded)."""
+    folder = version_dir / "parquet" / f"{qualified}.parquet"
+    return [folder / f for part in manifest["relations"][qualified]["parts"].values() for f in part["files"]]
+
+
 def publish(con: duckdb.DuckDBPyConnection, root: Path, version: str) -> PublishResult:
     """Publish every audience's relations from the warehouse behind `con` under `root`."""
     result = PublishResult(version)
@@ -132,24 +151,32 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, version: str) -> Publish
         started = time.perf_counter()
         _publish_communities(con, root / "community", version, result)
         result.seconds["community"] = time.perf_counter() - started
+    started = time.perf_counter()
     _remove_unheld(root)
+    result.seconds["cleanup"] = time.perf_counter() - started
     return result
 
 
 def _remove_unheld(root: Path) -> None:
-    """Older versions go once no reader holds them (see snapshot.remove_old_versions)."""
-    from warehouse.publish.snapshot import remove_old_versions
+    """Older versions go once no reader holds them: moved aside now, deleted in the background
+    (see snapshot.remove_old_versions)."""
+    from warehouse.publish.snapshot import delete_in_background, remove_old_versions
 
-    remove_old_versions(root / "analyst")
-    for folder in (root / "community").iterdir():
-        if folder.is_dir() and not folder.name.startswith("."):
-            remove_old_versions(folder)
+    trash = root / ".trash"
+    remove_old_versions(root / "analyst", trash)
+    community = root / "community"
+    if community.is_dir():
+        for folder in community.iterdir():
+            if folder.is_dir() and not folder.name.startswith("."):
+                remove_old_versions(folder, trash)
+    delete_in_background(trash)
 
 
 def _remove_leftovers(root: Path) -> None:
     """Half-written versions of a publish that was killed: publishing holds the warehouse's write
     lock, so no other publish is writing them; readers never see them (they follow `current`)."""
-    for pattern in ("analyst/versions/.*.tmp", "community/.staging-*", "community/*/versions/.*.tmp"):
+    for pattern in ("analyst/versions/.*.tmp", "analyst/.staging-*", "community/.staging-*",
+                    "community/*/versions/.*.tmp"):
         for path in root.glob(pattern):
             shutil.rmtree(path, ignore_errors=True)
 
@@ -161,69 +188,194 @@ def _prepare(con: duckdb.DuckDBPyConnection) -> None:
 
 # --- checks ----------------------------------------------------------------------------------------
 
-def _check(con: duckdb.DuckDBPyConnection, table: str, relation: Relation, rules: dict) -> list[tuple[str, str]]:
-    """Enforce the audience's declared checks on a built relation; return its (column, type) list."""
-    columns = [(r[0], r[1]) for r in con.execute(f"select column_name, column_type from (describe {table})").fetchall()]
-    forbidden = set(rules.get("forbidden_columns", [])) & {c for c, _ in columns}
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in con.execute(f"select column_name, column_type from (describe {table})").fetchall()]
+
+
+def _check(con: duckdb.DuckDBPyConnection, columns: list[tuple[str, str]], scope: str, relation: Relation,
+           rules: dict) -> None:
+    """Enforce the audience's declared checks: the column names on the relation, the value checks on
+    `scope` (the relation, or the rows of its parts written by this publish)."""
+    names = {c for c, _ in columns}
+    forbidden = set(rules.get("forbidden_columns", [])) & names
     if forbidden:
         raise PublishError(f"{relation.audience} {relation.qualified}: policy forbids the columns "
                            f"{', '.join(sorted(forbidden))}; remove them from {relation.audience}/"
                            f"{relation.qualified}.sql")
     pseudonyms = [c for c, _ in columns if c in rules.get("pseudonym_columns", [])]
     for c in pseudonyms:
-        row = con.execute(f"select count(*) from {table} where \"{c}\" is not null "
+        row = con.execute(f"select count(*) from {scope} where \"{c}\" is not null "
                           f"and not regexp_full_match(\"{c}\", '[0-9a-f]{{64}}')").fetchone()
         if row and row[0]:
             raise PublishError(f"{relation.audience} {relation.qualified}: {row[0]:,} values of {c} are not "
                                f"HMAC pseudonyms; use onenet_pseudonym() in {relation.audience}/{relation.qualified}.sql")
     text = [c for c, t in columns if (t == "VARCHAR" or t == "VARCHAR[]") and c not in pseudonyms]
     if rules.get("scan_values") and text:
-        # One pass over the relation for every text column: any value shaped like an ID or a mobile.
+        # One pass over the rows for every text column: any value shaped like an ID or a mobile.
         probes = ", ".join(
             f"count(*) filter (where regexp_matches(cast(\"{c}\" as varchar), '{ID_SHAPED}') "
             f"or regexp_matches(cast(\"{c}\" as varchar), '{PHONE_SHAPED}')) as \"{c}\"" for c in text)
-        row = con.execute(f"select {probes} from {table}").fetchone() or ()
+        row = con.execute(f"select {probes} from {scope}").fetchone() or ()
         leaking = [f"{c} ({n:,} values)" for c, n in zip(text, row, strict=True) if n]
         if leaking:
             raise PublishError(f"{relation.audience} {relation.qualified}: values shaped like an ID or phone "
                                f"number in {', '.join(leaking)}; scrub or drop them in "
                                f"{relation.audience}/{relation.qualified}.sql")
     for c in rules.get("masked_columns", []):
-        if c in {name for name, _ in columns}:
-            row = con.execute(f"select count(*) from {table} where \"{c}\" is not null and "
+        if c in names:
+            row = con.execute(f"select count(*) from {scope} where \"{c}\" is not null and "
                               f"not regexp_full_match(\"{c}\", '[0-9A-Za-z]{{0,6}}[*]+[0-9Xx]{{0,4}}|[*]*')").fetchone()
             if row and row[0]:
                 raise PublishError(f"{relation.audience} {relation.qualified}: {row[0]:,} values of {c} are not "
                                    f"masked; wrap it in onenet_mask_id() in {relation.audience}/{relation.qualified}.sql")
-    return columns
 
 
-def _content_hash(con: duckdb.DuckDBPyConnection, table: str, group_by: str | None = None) -> dict[str | None, str]:
-    """An order-independent hash of a relation's rows (per value of `group_by`)."""
-    if group_by:
-        rows = con.execute(f"select \"{group_by}\", sum(hash(t))::varchar || ':' || count(*) from {table} t "
-                           f"group by 1").fetchall()
-        return {r[0]: r[1] for r in rows}
-    row = con.execute(f"select coalesce(sum(hash(t)), 0)::varchar || ':' || count(*) from {table} t").fetchone()
-    return {None: row[0] if row else ""}
+# --- parts: what changed, written once, linked otherwise --------------------------------------------
+
+@dataclass
+class _Staged:
+    """One relation built and split in parts; the changed parts' files are in `folder`."""
+
+    relation: Relation
+    columns: list[tuple[str, str]]
+    partition: str | None
+    # owner (community code, or None) -> part key -> (part name, hash, rows)
+    parts: dict[str | None, dict[str, tuple[str, str, int]]]
+    changed: set[str]       # part names written by this publish
+    folder: Path            # staging/<relation>/ : _part=<name>/*.parquet, and columns.parquet
+    checked: str            # the checks its parts passed (_checks_digest)
+
+
+def _part_key_sql(column: str) -> str:
+    return f"coalesce(cast(\"{column}\" as varchar), '{_NULL_KEY}')"
+
+
+def _stage(con: duckdb.DuckDBPyConnection, table: str, rel: Relation, owner_column: str | None,
+           partition: str | None, previous: dict[str | None, tuple[dict | None, Path | None]], staging: Path,
+           rules: dict) -> _Staged:
+    """Split the built relation `table` in parts (per owner, per partition value), compare each part's
+    content hash with the owner's current version, check and write only the parts that changed."""
+    columns = _columns(con, table)
+    names = {c for c, _ in columns}
+    requested_owner = owner_column is not None
+    if owner_column and owner_column not in names:
+        owner_column = None  # the same for every community (e.g. source freshness)
+    if partition and partition not in names:
+        partition = None
+    owner = f"\"{owner_column}\"" if owner_column else "null::varchar"
+    key = _part_key_sql(partition) if partition else "''"
+    part_name = f"md5(coalesce(cast({owner} as varchar), '{_NULL_KEY}') || '|' || {key})"
+    rows = con.execute(f"select {owner}, {key}, {part_name}, sum(hash(t))::varchar, count(*) from {table} t "
+                       "group by all").fetchall()
+    parts: dict[str | None, dict[str, tuple[str, str, int]]] = {}
+    for o, k, name, digest, n in rows:
+        parts.setdefault(o, {})[k] = (name, digest, int(n))
+    changed: set[str] = set()
+    shape = [list(c) for c in columns]
+    checked = _checks_digest(rules)
+    if owner_column is None and requested_owner:
+        # The same rows for every community (small by nature): always written once, linked into each,
+        # since communities' current versions may differ.
+        changed = {name for owned in parts.values() for name, _, _ in owned.values()}
+    for o, owned in parts.items() if not changed else ():
+        prev_entry = _previous_entry(previous, rel.qualified, o)
+        for k, (name, digest, _n) in owned.items():
+            same = prev_entry and prev_entry.get("shape") == shape and prev_entry.get("checked") == checked
+            old = prev_entry["parts"].get(k) if same and prev_entry else None
+            if not old or old.get("hash") != digest:
+                changed.add(name)
+    folder = staging / rel.qualified
+    folder.mkdir(parents=True, mode=0o750)
+    con.execute(f"copy (select * from {table} limit 0) to '{folder / COLUMNS_FILE}' (format parquet)")
+    if changed:
+        everything = len(changed) == len(rows)
+        if not everything:
+            con.execute("create or replace temp table onenet_pub_changed as select unnest(?::varchar[]) as p",
+                        [sorted(changed)])
+        scope = table if everything else f"(select * from {table} where {part_name} in (select p from onenet_pub_changed))"
+        _check(con, columns, scope, rel, rules)
+        con.execute(f"copy (select *, {part_name} as _part from {scope}) to '{folder}' "
+                    "(format parquet, partition_by (_part), write_partition_columns false, overwrite_or_ignore)")
+    else:
+        _check(con, columns, f"(select * from {table} limit 0)", rel, rules)  # the names still
+    return _Staged(rel, columns, partition, parts, changed, folder, checked)
+
+
+def _checks_digest(rules: dict) -> str:
+    """What a part's values were checked against: a part checked under other rules (or patterns) is
+    written and checked again, never linked."""
+    text = json.dumps([rules, ID_SHAPED, PHONE_SHAPED], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _previous_entry(previous: dict[str | None, tuple[dict | None, Path | None]], qualified: str,
+                    owner: str | None) -> dict | None:
+    manifest, _ = previous.get(owner, (None, None))
+    return (manifest or {}).get("relations", {}).get(qualified)
+
+
+def _file_stem(key: str, name: str) -> str:
+    safe = safe_name(key, max_length=40) if key else "all"
+    return safe if safe == key or not key else f"{safe}_{name[:8]}"
+
+
+def _assemble(staged: _Staged, owner: str | None, shared: bool, target: Path, previous: tuple[dict | None, Path | None],
+              result: PublishResult, linker: Callable[[Path, Path], None] = os.link) -> dict:
+    """Fill `target` (a version's parquet/) with one relation's parts for `owner`: changed parts from
+    staging, unchanged ones linked from the previous version; return the manifest entry."""
+    rel = staged.relation
+    folder = target / f"{rel.qualified}.parquet"
+    folder.mkdir(mode=0o750)
+    linker(staged.folder / COLUMNS_FILE, folder / COLUMNS_FILE)
+    owned = staged.parts.get(None if shared else owner, {})
+    prev_manifest, prev_dir = previous
+    prev_entry = (prev_manifest or {}).get("relations", {}).get(rel.qualified)
+    entry_parts: dict[str, dict] = {}
+    for key in sorted(owned):
+        name, digest, rows = owned[key]
+        stem = _file_stem(key, name)
+        if name in staged.changed:
+            written = sorted((staged.folder / f"_part={name}").glob("*.parquet"))
+            files = []
+            for i, path in enumerate(written):
+                files.append(f"{stem}-{i}.parquet")
+                if shared:  # the same file in every community's version
+                    linker(path, folder / files[-1])
+                else:
+                    os.replace(path, folder / files[-1])
+            result.parts_written += 1
+        else:
+            assert prev_entry is not None and prev_dir is not None
+            files = prev_entry["parts"][key]["files"]
+            for f in files:
+                linker(prev_dir / "parquet" / f"{rel.qualified}.parquet" / f, folder / f)
+            result.parts_linked += 1
+        entry_parts[key] = {"hash": digest, "rows": rows, "files": files}
+    rows_total = sum(p["rows"] for p in entry_parts.values())
+    digest = hashlib.sha256(json.dumps({k: p["hash"] for k, p in entry_parts.items()}, sort_keys=True)
+                            .encode()).hexdigest()[:32]
+    return {"rows": rows_total, "columns": [c for c, _ in staged.columns], "shape": [list(c) for c in staged.columns],
+            "checked": staged.checked, "hash": digest, "partition": staged.partition, "parts": entry_parts}
+
 
 
 # --- atomic versions -------------------------------------------------------------------------------
 
-def _current_manifest(audience_dir: Path) -> dict | None:
-    manifest = audience_dir / "current" / "manifest.json"
+def _current(audience_dir: Path) -> tuple[dict | None, Path | None]:
+    """The current version's manifest and folder (None, None when there is none or it is unreadable)."""
     try:
-        return json.loads(manifest.read_text(encoding="utf-8"))
+        folder = (audience_dir / "current").resolve(strict=True)
+        return json.loads((folder / "manifest.json").read_text(encoding="utf-8")), folder
     except (OSError, ValueError):
-        return None
+        return None, None
 
 
 def _install(audience_dir: Path, tmp: Path, version: str, manifest: dict,
              finish: Callable[[Path], None] | None = None) -> Path:
     """Move a fully written version into place and point `current` at it, atomically.
 
-    `finish` completes the version at its final path before anyone is pointed at it (a community's
-    views name their Parquet files by absolute path, and DuckDB checks them when creating a view).
+    `finish` completes the version at its final path before anyone is pointed at it (the analysts'
+    views file names its Parquet files by absolute path).
     """
     (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
     final = audience_dir / "versions" / version
@@ -256,7 +408,17 @@ def _tmp_dir(audience_dir: Path, version: str) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True, mode=0o750)
+    (tmp / "parquet").mkdir(mode=0o750)
     return tmp
+
+
+def _build(con: duckdb.DuckDBPyConnection, rel: Relation) -> str:
+    table = f"onenet_pub_{rel.audience}_{rel.schema}_{rel.name}"
+    try:
+        con.execute(f"create or replace temp table {table} as {rel.sql}")
+    except duckdb.Error as exc:
+        raise PublishError(f"{rel.audience} {rel.qualified}: the policy SQL failed ({exc})") from exc
+    return table
 
 
 # --- analysts --------------------------------------------------------------------------------------
@@ -264,46 +426,56 @@ def _tmp_dir(audience_dir: Path, version: str) -> Path:
 def _publish_analyst(con: duckdb.DuckDBPyConnection, audience_dir: Path, version: str,
                      result: PublishResult) -> None:
     rules = policy()["analyst"]
-    tmp = _tmp_dir(audience_dir, version)
-    (tmp / "parquet").mkdir(mode=0o750)
+    partitions = policy().get("partitions", {})
+    previous = _current(audience_dir)
+    staging = audience_dir / f".staging-{version}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True, mode=0o750)
+    (audience_dir / "versions").mkdir(mode=0o750, exist_ok=True)
+    rels = relations("analyst")
     manifest: dict = {"version": version, "audience": "analyst", "relations": {}}
-    con.execute(f"attach '{tmp / 'snapshot.duckdb'}' as onenet_pub")
-    failed = True
+    tmp = _tmp_dir(audience_dir, version)
     try:
-        for rel in relations("analyst"):
-            table = f"onenet_pub.{rel.schema}.{rel.name}"
-            con.execute(f"create schema if not exists onenet_pub.{rel.schema}")
-            try:
-                con.execute(f"create table {table} as {rel.sql}")
-            except duckdb.Error as exc:
-                raise PublishError(f"analyst {rel.qualified}: the policy SQL failed ({exc})") from exc
-            columns = _check(con, table, rel, rules)
-            rows = con.execute(f"select count(*) from {table}").fetchone()
-            result.analyst_rows[rel.qualified] = int(rows[0]) if rows else 0
-            manifest["relations"][rel.qualified] = {
-                "rows": result.analyst_rows[rel.qualified], "columns": [c for c, _ in columns],
-                "hash": _content_hash(con, table)[None]}
-        current = _current_manifest(audience_dir)
+        for rel in rels:
+            table = _build(con, rel)
+            staged = _stage(con, table, rel, None, partitions.get(rel.qualified), {None: previous}, staging, rules)
+            con.execute(f"drop table {table}")
+            entry = _assemble(staged, None, False, tmp / "parquet", previous, result)
+            manifest["relations"][rel.qualified] = entry
+            result.analyst_rows[rel.qualified] = entry["rows"]
+        current = previous[0]
         result.analyst_unchanged = bool(current and current.get("relations") == manifest["relations"])
-        if not result.analyst_unchanged:
-            for rel in relations("analyst"):
-                con.execute(f"copy onenet_pub.{rel.schema}.{rel.name} to "
-                            f"'{tmp / 'parquet' / rel.qualified}.parquet' (format parquet)")
-        failed = False
+        if result.analyst_unchanged:
+            shutil.rmtree(tmp)  # nothing changed: readers keep the version they have
+            return
+        _install(audience_dir, tmp, version, manifest, lambda final: _write_views(final, manifest))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     finally:
-        con.execute("detach onenet_pub")
-        if failed:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if result.analyst_unchanged:
-        shutil.rmtree(tmp)  # nothing changed: readers keep the version they have
-        return
-    _install(audience_dir, tmp, version, manifest)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_views(version_dir: Path, manifest: dict) -> None:
+    """The analysts' DuckDB file: one view per relation over its Parquet files (at their final path),
+    for tools that open a file; onenet's own readers build these views in memory (snapshot.py)."""
+    con = duckdb.connect(str(version_dir / "snapshot.duckdb"))
+    try:
+        for qualified in manifest["relations"]:
+            schema = qualified.split(".")[0]
+            glob = str(version_dir / "parquet" / f"{qualified}.parquet" / "*.parquet").replace("'", "''")
+            con.execute(f"create schema if not exists {schema}")
+            con.execute(f"create view {qualified} as select * from read_parquet('{glob}')")
+    finally:
+        con.close()
 
 
 # --- communities -----------------------------------------------------------------------------------
 
 def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: str, result: PublishResult) -> None:
     rules = policy()["community"]
+    partitions = policy().get("partitions", {})
     key = rules.get("partition_by", "community_code")
     communities = con.execute(
         "select community_code, any_value(community_name) from core.grid where grid_level = 'community' "
@@ -312,85 +484,48 @@ def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: st
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True, mode=0o750)
+    previous: dict[str | None, tuple[dict | None, Path | None]] = {
+        code: _current(root / community_folder(code)) for code, _ in communities}
     rels = relations("community")
-    hashes: dict[str, dict[str | None, str]] = {}
-    shared: set[str] = set()
+    staged: list[_Staged] = []
+    shared: list[str] = []
     try:
         for rel in rels:
-            table = f"onenet_pub_{rel.schema}_{rel.name}"
-            try:
-                con.execute(f"create or replace temp table {table} as {rel.sql}")
-            except duckdb.Error as exc:
-                raise PublishError(f"community {rel.qualified}: the policy SQL failed ({exc})") from exc
-            columns = _check(con, table, rel, rules)
-            names = {c for c, _ in columns}
-            out = staging / rel.qualified
-            if key in names:
-                hashes[rel.qualified] = _content_hash(con, table, key)
-                con.execute(f"copy (select *, md5(\"{key}\") as _part from {table}) to '{out}' "
-                            "(format parquet, partition_by (_part), write_partition_columns false)")
-                con.execute(f"copy (select * from {table} limit 0) to '{out}.empty.parquet' (format parquet)")
-            else:  # the same for every community (e.g. source freshness)
-                shared.add(rel.qualified)
-                hashes[rel.qualified] = _content_hash(con, table)
-                con.execute(f"copy {table} to '{out}.parquet' (format parquet)")
+            table = _build(con, rel)
+            s = _stage(con, table, rel, key, partitions.get(rel.qualified), previous, staging, rules)
             con.execute(f"drop table {table}")
+            staged.append(s)
+            if key not in {c for c, _ in s.columns}:
+                shared.append(rel.qualified)
         index = {}
-        installs: list[tuple[Path, Path, dict]] = []
         for code, name in communities:
             folder = community_folder(code)
             index[code] = {"name": name, "folder": folder}
             community_dir = root / folder
-            community_dir.mkdir(mode=0o750, exist_ok=True)
-            digest = {q: h.get(None if q in shared else code, "empty") for q, h in hashes.items()}
-            current = _current_manifest(community_dir)
-            if current and current.get("hashes") == digest and current.get("relations") == sorted(hashes):
+            (community_dir / "versions").mkdir(parents=True, mode=0o750, exist_ok=True)
+            prev_manifest, _ = previous[code]
+            tmp = _tmp_dir(community_dir, version)
+            manifest = {"version": version, "audience": "community", "community_code": code,
+                        "community_name": name, "relations": {}, "shared": sorted(shared)}
+            _fill_community(staged, code, shared, tmp, previous[code], manifest, result)
+            if prev_manifest and prev_manifest.get("relations") == manifest["relations"] \
+                    and prev_manifest.get("community_name") == name:
+                shutil.rmtree(tmp)
                 result.communities_unchanged += 1
                 continue
-            tmp = _tmp_dir(community_dir, version)
-            parquet = tmp / "parquet"
-            parquet.mkdir(mode=0o750)
-            part = hashlib.md5(code.encode()).hexdigest()  # noqa: S324 - a partition name, not security
-            for rel in rels:
-                target = parquet / f"{rel.qualified}.parquet"
-                if rel.qualified in shared:
-                    os.link(staging / f"{rel.qualified}.parquet", target)
-                    continue
-                written = staging / rel.qualified / f"_part={part}"
-                files = sorted(written.glob("*.parquet")) if written.exists() else []
-                if len(files) == 1:
-                    os.replace(files[0], target)
-                elif files:  # DuckDB split a large partition: combine
-                    con.execute(f"copy (select * from read_parquet({[str(f) for f in files]})) to '{target}' "
-                                "(format parquet)")
-                else:
-                    os.link(staging / f"{rel.qualified}.empty.parquet", target)
-            manifest = {"version": version, "audience": "community", "community_code": code,
-                        "community_name": name, "relations": sorted(hashes), "hashes": digest,
-                        "shared": sorted(shared)}
-            installs.append((community_dir, tmp, manifest))
-        # Each community's views file and link swap is independent of the others: a few at a time
-        # (DuckDB releases the GIL while it writes a file).
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            for _ in pool.map(lambda job: _install(job[0], job[1], version, job[2],
-                                                   lambda final: _write_views(final, rels)), installs):
-                result.communities_published += 1
+            _install(community_dir, tmp, version, manifest)
+            result.communities_published += 1
         _write_index(root, index)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_views(version_dir: Path, rels: list[Relation]) -> None:
-    """A community's DuckDB file: one view per relation over its Parquet file (at its final path)."""
-    parquet = version_dir / "parquet"
-    con = duckdb.connect(str(version_dir / "snapshot.duckdb"))
-    try:
-        for rel in rels:
-            path = str(parquet / f"{rel.qualified}.parquet").replace("'", "''")
-            con.execute(f"create schema if not exists {rel.schema}")
-            con.execute(f"create view {rel.qualified} as select * from read_parquet('{path}')")
-    finally:
-        con.close()
+def _fill_community(staged: list[_Staged], code: str, shared: list[str], tmp: Path,
+                    previous: tuple[dict | None, Path | None], manifest: dict, result: PublishResult) -> None:
+    """A community's new version folder: each relation's parts, written or linked."""
+    for s in staged:
+        shared_rel = s.relation.qualified in shared
+        manifest["relations"][s.relation.qualified] = _assemble(s, code, shared_rel, tmp / "parquet", previous, result)
 
 
 def _write_index(root: Path, index: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -30,6 +31,8 @@ _LOCK_KEY = 0x6F6E656E6574  # "onenet"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CODE = re.compile(r"^[A-Za-z0-9_]+$")
 _PG_NAME_BYTES = 63
+# A relation given in parts is loaded part by part when its changed parts hold at most this share of its rows.
+INCREMENTAL_SHARE = 0.5
 log = logging.getLogger(__name__)
 
 
@@ -53,9 +56,23 @@ class ServingResult:
     version: str
     rows: dict[str, int] = field(default_factory=dict)
     published: list[str] = field(default_factory=list)
+    incremental: list[str] = field(default_factory=list)  # of `published`: only their changed parts loaded
     skipped: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Part:
+    """Part of a published relation, as its snapshot's manifest records it: the column values its rows
+    share (community_code, a day), their content hash (computed when they were published), row count
+    and files. A served relation given in parts is loaded part by part: only the parts whose hash
+    changed are deleted and inserted again, inside the swap transaction."""
+
+    where: tuple[tuple[str, str | None], ...]
+    hash: str
+    rows: int
+    files: tuple[Path, ...]
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,7 @@ class _Relation:
     schema: str  # ANALYST_SCHEMA or COMMUNITY_SCHEMA
     name: str
     files: tuple[Path, ...]
+    parts: Mapping[str, Part] | None = None
 
     @property
     def key(self) -> str:
@@ -113,10 +131,12 @@ def audience_roles(communities: Sequence[tuple[str, str]], role_prefix: str = "o
     return roles
 
 
-def publish_serving(url: str, version: str, analyst: Mapping[str, Path], community: Mapping[str, Sequence[Path]],
+def publish_serving(url: str, version: str, analyst: Mapping[str, Path | Sequence[Path]],
+                    community: Mapping[str, Sequence[Path]],
                     communities: Sequence[tuple[str, str]], *, role_prefix: str = "onenet_",
                     passwords: Mapping[str, str] | None = None, lock_timeout_s: float = 5.0,
-                    lock_attempts: int = 12) -> ServingResult:
+                    lock_attempts: int = 12, parts: Mapping[tuple[str, str], Mapping[str, Part]] | None = None
+                    ) -> ServingResult:
     """Serve the published relations from PostgreSQL at `url` (an administrative login).
 
     `analyst` maps a relation (`mart.hotline_rates`, or a bare name) to its Parquet file; it becomes
@@ -129,9 +149,13 @@ def publish_serving(url: str, version: str, analyst: Mapping[str, Path], communi
     new version of every relation, never a half. Relations no longer published are dropped. The swap
     waits at most `lock_timeout_s` for readers' queries, `lock_attempts` times, then raises
     ServingBusy and leaves the served version as it was.
+
+    `parts` ((schema, relation) -> part id -> Part, from the snapshots' manifests) lets a relation be
+    hashed from its parts' hashes without reading its files, and loaded by changed parts only when its
+    served table has the same columns and was loaded in parts before.
     """
     started = time.monotonic()
-    relations = _relations(analyst, community)
+    relations = _relations(analyst, community, parts or {})
     _check_communities(communities)
     roles = audience_roles(communities, role_prefix)
     group = f"{role_prefix}community".lower()
@@ -164,10 +188,12 @@ def publish_serving(url: str, version: str, analyst: Mapping[str, Path], communi
 
 # --- inputs -------------------------------------------------------------------------------------
 
-def _relations(analyst: Mapping[str, Path], community: Mapping[str, Sequence[Path]]) -> list[_Relation]:
+def _relations(analyst: Mapping[str, Path | Sequence[Path]], community: Mapping[str, Sequence[Path]],
+               parts: Mapping[tuple[str, str], Mapping[str, Part]]) -> list[_Relation]:
     out: list[_Relation] = []
-    inputs: list[tuple[str, str, tuple[Path, ...]]] = [(ANALYST_SCHEMA, key, (Path(path),))
-                                                       for key, path in sorted(analyst.items())]
+    inputs: list[tuple[str, str, tuple[Path, ...]]] = [
+        (ANALYST_SCHEMA, key, (Path(path),) if isinstance(path, str | Path) else tuple(Path(p) for p in path))
+        for key, path in sorted(analyst.items())]
     inputs += [(COMMUNITY_SCHEMA, key, tuple(Path(p) for p in paths)) for key, paths in sorted(community.items())]
     seen: dict[tuple[str, str], str] = {}
     for schema, key, files in inputs:
@@ -176,10 +202,11 @@ def _relations(analyst: Mapping[str, Path], community: Mapping[str, Sequence[Pat
             raise ServingInputError(f"{schema} relations {seen[schema, name]!r} and {key!r} would both be served as "
                                     f"{schema}.{name}: rename one of them in warehouse/publish/")
         seen[schema, name] = key
+        given = parts.get((schema, key))
         if not files:
             raise ServingInputError(f"community relation {key!r} has no files: publish at least one community's "
                                     "file (it may hold zero rows) so its columns are known")
-        out.append(_Relation(schema, name, files))
+        out.append(_Relation(schema, name, files, given))
     for rel in out:
         for path in rel.files:
             if not path.is_file():
@@ -261,6 +288,12 @@ def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
                    schema_name text not null, relation text not null, version text not null,
                    content_hash text not null, rows bigint not null, published_at timestamptz not null,
                    primary key (schema_name, relation))""",
+            "alter table {admin}.published add column if not exists shape text",
+            # Each part's hash as served, for relations loaded in parts (delete + insert of changed parts).
+            """create table if not exists {admin}.published_part (
+                   schema_name text not null, relation text not null, part text not null,
+                   content_hash text not null, rows bigint not null, part_where jsonb not null,
+                   primary key (schema_name, relation, part))""",
             """create table if not exists {admin}.community_login (
                    role_name text primary key, community_code text not null unique, community_name text)""",
             # The community of the *login* (session_user): SET ROLE, SET of a setting or a role granted
@@ -301,27 +334,99 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
         sql.Identifier(ADMIN_SCHEMA)))]
 
     _clear_stage(pg)
-    staged: list[tuple[_Relation, str, str, int]] = []  # relation, stage table, hash, rows
+    served_parts: dict[tuple[str, str], dict[str, str]] = {}
+    served_where: dict[tuple[str, str, str], list] = {}
+    for schema, relation, part, part_hash, where in pg.execute(sql.SQL(
+            "select schema_name, relation, part, content_hash, part_where from {}.published_part").format(
+            sql.Identifier(ADMIN_SCHEMA))):
+        served_parts.setdefault((schema, relation), {})[part] = part_hash
+        served_where[schema, relation, part] = where
+    shapes = {(r[0], r[1]): r[2] for r in pg.execute(sql.SQL("select schema_name, relation, shape from {}.published")
+                                                     .format(sql.Identifier(ADMIN_SCHEMA)))}
+    staged: list[_Staged] = []
     for n, rel in enumerate(relations):
         source = _source(rel)
-        columns = _columns(duck, rel, source)
-        if rel.schema == COMMUNITY_SCHEMA:
-            _check_community_rows(duck, rel, source, communities)
-        content_hash, rows = _content_hash(duck, source, columns)
+        columns = _columns(duck, rel, _source(rel, first=True) if rel.parts is not None else source)
+        shape = ";".join(f"{c.name}:{c.pg_type}" for c in columns)
+        if rel.parts is not None:
+            content_hash, rows = _parts_hash(rel.parts, shape), sum(p.rows for p in rel.parts.values())
+        else:
+            content_hash, rows = _content_hash(duck, source, columns)
+        result.rows[rel.key] = rows
         if served.get((rel.schema, rel.name), (None,))[0] == content_hash:
             result.skipped.append(rel.key)
-            result.rows[rel.key] = rows
             continue
         stage_table = f"s{n}_{rel.name}"[:_PG_NAME_BYTES]
-        _load(pg, duck, rel, source, columns, stage_table, rows, grantees)
-        staged.append((rel, stage_table, content_hash, rows))
+        before = served_parts.get((rel.schema, rel.name))
+        changed = [pid for pid, p in (rel.parts or {}).items() if not before or before.get(pid) != p.hash]
+        removed = [pid for pid in before or {} if pid not in (rel.parts or {})]
+        # Part by part only while it is the smaller load: deleting and inserting most of a table costs
+        # more than loading it aside and swapping it in.
+        if (rel.parts is not None and before and shapes.get((rel.schema, rel.name)) == shape
+                and all(p.where for p in rel.parts.values())
+                and sum(rel.parts[pid].rows for pid in changed) <= INCREMENTAL_SHARE * rows):
+            files = tuple(f for pid in changed for f in rel.parts[pid].files)
+            delta = _Relation(rel.schema, rel.name, files or rel.files[:1], rel.parts)
+            delta_source = _source(delta) if files else f"(select * from {_source(delta)} limit 0)"
+            if rel.schema == COMMUNITY_SCHEMA:
+                _check_community_rows(duck, delta, delta_source, communities)
+            expected = sum(rel.parts[pid].rows for pid in changed)
+            _load(pg, duck, delta, delta_source, columns, stage_table, expected, grantees, stage_only=True)
+            wheres = [dict(rel.parts[pid].where) for pid in changed] + [
+                {column: value for column, value in served_where[rel.schema, rel.name, pid]} for pid in removed]
+            staged.append(_Staged(rel, stage_table, content_hash, rows, shape, wheres, changed, removed))
+            result.incremental.append(rel.key)
+        else:
+            if rel.schema == COMMUNITY_SCHEMA:
+                _check_community_rows(duck, rel, source, communities)
+            _load(pg, duck, rel, source, columns, stage_table, rows, grantees)
+            staged.append(_Staged(rel, stage_table, content_hash, rows, shape, None,
+                                  list(rel.parts or {}), list(before or {})))
         result.published.append(rel.key)
-        result.rows[rel.key] = rows
     _swap(pg, staged, relations, version, result, lock_timeout_s, lock_attempts)
 
 
-def _source(rel: _Relation) -> str:
-    files = ", ".join(_duck_literal(str(p)) for p in rel.files)
+@dataclass
+class _Staged:
+    rel: _Relation
+    stage_table: str
+    content_hash: str
+    rows: int
+    shape: str
+    wheres: list[dict[str, str | None]] | None  # None: the stage table replaces the served one
+    parts: list[str]                              # part ids (re)loaded
+    removed: list[str]                            # part ids no longer published (or replaced wholesale)
+
+
+def parts_of(entry: Mapping, version_dir: Path, qualified: str, community: str | None = None) -> dict[str, Part]:
+    """A relation's parts as a snapshot manifest entry records them (warehouse/publish), by part id."""
+    folder = version_dir / "parquet" / f"{qualified}.parquet"
+    out = {}
+    for key, part in entry["parts"].items():
+        where: list[tuple[str, str | None]] = []
+        if community is not None:
+            where.append(("community_code", community))
+        if entry.get("partition"):
+            where.append((entry["partition"], None if key == "~null" else key))
+        part_id = json.dumps(where, ensure_ascii=False)
+        out[part_id] = Part(tuple(where), part["hash"], int(part["rows"]), tuple(folder / f for f in part["files"]))
+    return out
+
+
+def relation_files_of(entry: Mapping, version_dir: Path, qualified: str) -> list[Path]:
+    """A relation's files in a version: its parts' files, or its 0-row columns file when it has none."""
+    folder = version_dir / "parquet" / f"{qualified}.parquet"
+    files = [folder / f for part in entry["parts"].values() for f in part["files"]]
+    return files or [folder / "columns.parquet"]
+
+
+def _parts_hash(parts: Mapping[str, Part], shape: str) -> str:
+    body = json.dumps(sorted((pid, p.hash, p.rows) for pid, p in parts.items()), ensure_ascii=False)
+    return hashlib.sha256(f"{LOAD_FORMAT}|parts|duckdb {duckdb.__version__}|{shape}|{body}".encode()).hexdigest()
+
+
+def _source(rel: _Relation, *, first: bool = False) -> str:
+    files = ", ".join(_duck_literal(str(p)) for p in (rel.files[:1] if first else rel.files))
     return f"read_parquet([{files}], union_by_name = true)"
 
 
@@ -418,7 +523,8 @@ def _clear_stage(pg: psycopg.Connection) -> None:
 
 
 def _load(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, rel: _Relation, source: str,
-          columns: list[_Column], stage_table: str, rows: int, grantees: _Grantees) -> None:
+          columns: list[_Column], stage_table: str, rows: int, grantees: _Grantees, *,
+          stage_only: bool = False) -> None:
     """DuckDB writes the rows as CSV into a pipe while COPY streams them into a new stage table; then its grants and policy."""
     select = ", ".join(f"{c.expr} as {_duck_ident(c.name)}" for c in columns)
     table = sql.Identifier(STAGE_SCHEMA, stage_table)
@@ -433,6 +539,8 @@ def _load(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, rel: _Relatio
         if copied != rows:
             raise ServingError(f"{rel.key}: COPY loaded {copied} rows, DuckDB read {rows} from "
                                f"{[str(p) for p in rel.files]}")
+        if stage_only:  # rows to insert into the served table: no grants, policy or index of its own
+            return
         if rel.schema == ANALYST_SCHEMA:
             pg.execute(sql.SQL("grant select on {} to {}").format(table, sql.Identifier(grantees.analyst)))
         else:
@@ -484,9 +592,10 @@ def _stream(duck: duckdb.DuckDBPyConnection, query: str, pg: psycopg.Connection,
         writer.join()
 
 
-def _swap(pg: psycopg.Connection, staged: list[tuple[_Relation, str, str, int]], relations: list[_Relation],
+def _swap(pg: psycopg.Connection, staged: list[_Staged], relations: list[_Relation],
           version: str, result: ServingResult, lock_timeout_s: float, lock_attempts: int) -> None:
-    """Move every staged table into place and drop the ones no longer published, in one transaction."""
+    """Move every staged table into place (or apply its changed parts) and drop the ones no longer
+    published, in one transaction."""
     ident = sql.Identifier
     wanted = {(r.schema, r.name) for r in relations}
     present = pg.execute("select schemaname, tablename from pg_tables where schemaname = any(%s)",
@@ -494,28 +603,38 @@ def _swap(pg: psycopg.Connection, staged: list[tuple[_Relation, str, str, int]],
     stale = sorted((s, t) for s, t in present if (s, t) not in wanted)
     if not staged and not stale:
         return
-    names = [rel.key for rel, *_ in staged] + [f"{s}.{t}" for s, t in stale]
+    names = [st.rel.key for st in staged] + [f"{s}.{t}" for s, t in stale]
     for attempt in range(1, lock_attempts + 1):
         try:
             with pg.transaction():
                 # A waiting DROP queues new readers behind it: wait briefly, and between attempts let them run.
                 pg.execute(sql.SQL("set local lock_timeout = {}").format(
                     sql.Literal(f"{int(lock_timeout_s * 1000)}ms")))
-                for rel, stage_table, content_hash, rows in staged:
-                    pg.execute(sql.SQL("drop table if exists {}").format(ident(rel.schema, rel.name)))
-                    pg.execute(sql.SQL("alter table {} set schema {}").format(ident(STAGE_SCHEMA, stage_table),
-                                                                              ident(rel.schema)))
-                    pg.execute(sql.SQL("alter table {} rename to {}").format(ident(rel.schema, stage_table),
-                                                                             ident(rel.name)))
-                    pg.execute(sql.SQL("""insert into {}.published values (%s, %s, %s, %s, %s, now())
+                for st in staged:
+                    rel, target = st.rel, ident(st.rel.schema, st.rel.name)
+                    if st.wheres is None:
+                        pg.execute(sql.SQL("drop table if exists {}").format(target))
+                        pg.execute(sql.SQL("alter table {} set schema {}").format(ident(STAGE_SCHEMA, st.stage_table),
+                                                                                  ident(rel.schema)))
+                        pg.execute(sql.SQL("alter table {} rename to {}").format(ident(rel.schema, st.stage_table),
+                                                                                 ident(rel.name)))
+                    else:
+                        # Row locks only: readers of the table go on reading the old rows until commit.
+                        _delete_parts(pg, target, st.wheres)
+                        pg.execute(sql.SQL("insert into {} select * from {}").format(
+                            target, ident(STAGE_SCHEMA, st.stage_table)))
+                        pg.execute(sql.SQL("drop table {}").format(ident(STAGE_SCHEMA, st.stage_table)))
+                    pg.execute(sql.SQL("""insert into {}.published values (%s, %s, %s, %s, %s, now(), %s)
                         on conflict (schema_name, relation) do update set version = excluded.version,
                         content_hash = excluded.content_hash, rows = excluded.rows,
-                        published_at = excluded.published_at""").format(ident(ADMIN_SCHEMA)),
-                        [rel.schema, rel.name, version, content_hash, rows])
+                        published_at = excluded.published_at, shape = excluded.shape""").format(ident(ADMIN_SCHEMA)),
+                        [rel.schema, rel.name, version, st.content_hash, st.rows, st.shape])
+                    _record_parts(pg, st)
                 for schema, table in stale:
                     pg.execute(sql.SQL("drop table {}").format(ident(schema, table)))
-                    pg.execute(sql.SQL("delete from {}.published where schema_name = %s and relation = %s").format(
-                        ident(ADMIN_SCHEMA)), [schema, table])
+                    for admin_table in ("published", "published_part"):
+                        pg.execute(sql.SQL("delete from {}.{} where schema_name = %s and relation = %s").format(
+                            ident(ADMIN_SCHEMA), ident(admin_table)), [schema, table])
             break
         except errors.LockNotAvailable as exc:
             if attempt == lock_attempts:
@@ -526,6 +645,42 @@ def _swap(pg: psycopg.Connection, staged: list[tuple[_Relation, str, str, int]],
                         lock_attempts, lock_timeout_s)
             time.sleep(lock_timeout_s)
     result.dropped.extend(f"{s}.{t}" for s, t in stale)
+
+
+def _delete_parts(pg: psycopg.Connection, target: sql.Composable, wheres: list[dict[str, str | None]]) -> None:
+    """Delete the rows of the given parts (each a set of column = value-as-text), one statement per
+    set of columns."""
+    by_columns: dict[tuple[str, ...], list[dict[str, str | None]]] = {}
+    for where in wheres:
+        by_columns.setdefault(tuple(sorted(where)), []).append(where)
+    for columns, group in by_columns.items():
+        keys = sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in range(len(columns)))
+        arrays = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in columns)
+        match = sql.SQL(" and ").join(
+            sql.SQL("t.{}::text is not distinct from k.{}").format(sql.Identifier(c), sql.Identifier(f"k{i}"))
+            for i, c in enumerate(columns))
+        pg.execute(sql.SQL("delete from {} t using unnest({}) as k({}) where {}").format(target, arrays, keys, match),
+                   [[w[c] for w in group] for c in columns])
+
+
+def _record_parts(pg: psycopg.Connection, st: _Staged) -> None:
+    """Keep serving_admin.published_part equal to the parts now served for the relation."""
+    ident = sql.Identifier
+    rel = st.rel
+    gone = st.removed if st.wheres is not None else None
+    if gone is None:
+        pg.execute(sql.SQL("delete from {}.published_part where schema_name = %s and relation = %s").format(
+            ident(ADMIN_SCHEMA)), [rel.schema, rel.name])
+    elif gone:
+        pg.execute(sql.SQL("delete from {}.published_part where schema_name = %s and relation = %s "
+                           "and part = any(%s)").format(ident(ADMIN_SCHEMA)), [rel.schema, rel.name, gone])
+    if rel.parts:
+        with pg.cursor() as cur:
+            cur.executemany(sql.SQL("""insert into {}.published_part values (%s, %s, %s, %s, %s, %s)
+                on conflict (schema_name, relation, part) do update set content_hash = excluded.content_hash,
+                rows = excluded.rows, part_where = excluded.part_where""").format(ident(ADMIN_SCHEMA)),
+                [(rel.schema, rel.name, pid, rel.parts[pid].hash, rel.parts[pid].rows,
+                  json.dumps([list(w) for w in rel.parts[pid].where], ensure_ascii=False)) for pid in st.parts])
 
 
 # --- small helpers ------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Open an audience's published snapshot for reading, and remove versions no reader holds.
 
 A reader follows `current` to one version, takes a shared lock on that version's `.readers` file
-for as long as it reads, and opens its DuckDB file read-only with file access limited to that
-version (analysts: no file access at all; community staff: their own Parquet files only). It never
-opens the warehouse and never takes a lock the pipeline waits for. Cleanup removes an older
-version only when it can take the lock exclusively, i.e. when no reader holds it.
+for as long as it reads, and gets an in-memory DuckDB connection holding one view per relation
+over that version's Parquet files, with file access limited to that version's Parquet folder and
+the configuration locked. It never opens the warehouse and never takes a lock the pipeline waits
+for. Cleanup moves an older version aside only when it can take the lock exclusively, i.e. when
+no reader holds it; a background process deletes what was moved aside.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -21,9 +25,6 @@ from pathlib import Path
 import duckdb
 
 from warehouse.publish import community_folder
-
-DATABASES = {"analyst": "snapshot.duckdb", "community": "snapshot.duckdb"}
-
 
 
 class SnapshotError(RuntimeError):
@@ -41,12 +42,17 @@ class Snapshot:
     community_code: str | None = None
 
     def parquet(self, qualified: str) -> Path:
-        """The Parquet file of a relation ("mart.hotline_rates") in this version."""
+        """The Parquet folder of a relation ("mart.hotline_rates") in this version: its part files and a
+        0-row columns.parquet (pyarrow.parquet.read_table reads the folder as one table)."""
         return self.path / "parquet" / f"{qualified}.parquet"
 
     def relations(self) -> list[str]:
         """Every relation of the snapshot, as schema.name."""
         return sorted(p.stem for p in (self.path / "parquet").glob("*.parquet"))
+
+    def files(self, qualified: str) -> list[Path]:
+        """A relation's data files in this version, in the order its view reads them."""
+        return sorted(self.parquet(qualified).glob("*.parquet"))
 
 
 def audience_dir(root: Path, audience: str, community_code: str | None = None) -> Path:
@@ -81,26 +87,38 @@ def community_code(root: Path, community: str) -> str:
 
 
 @contextmanager
-def open_snapshot(root: Path, audience: str, community_code: str | None = None) -> Iterator[Snapshot]:
-    """The current snapshot of `audience` (and community), read-only, held for the block."""
+def open_snapshot(root: Path, audience: str, community_code: str | None = None, *, threads: int | None = None,
+                  memory_limit: str | None = None) -> Iterator[Snapshot]:
+    """The current snapshot of `audience` (and community), read-only, held for the block.
+
+    `threads` and `memory_limit` bound the reader's DuckDB (onenet.pipeline passes the reader
+    settings for non-engineers, so a reader leaves the cores to the pipeline)."""
     with hold_version(root, audience, community_code) as version_dir:
-        con = _connect(version_dir, audience)
+        con = _connect([version_dir], shared_relations(version_dir), threads=threads, memory_limit=memory_limit)
         try:
             yield Snapshot(con, audience, version_dir.name, version_dir, community_code)
         finally:
             con.close()
 
 
+def manifest(version_dir: Path) -> dict:
+    """A held version's manifest: its relations, their parts (hash, rows, files) and shared relations."""
+    return json.loads((version_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
 def shared_relations(version_dir: Path) -> set[str]:
     """Community relations without a community column (the same rows in every community's snapshot),
     as the publish that wrote the version recorded them in its manifest."""
-    manifest = json.loads((version_dir / "manifest.json").read_text(encoding="utf-8"))
-    return set(manifest.get("shared", []))
+    return set(manifest(version_dir).get("shared", []))
 
 
-def parquet_files(version_dir: Path) -> dict[str, Path]:
-    """A held version's relations ("mart.hotline_rates") and their Parquet files."""
-    return {p.stem: p for p in sorted((version_dir / "parquet").glob("*.parquet"))}
+def parquet_files(version_dir: Path) -> dict[str, list[Path]]:
+    """A held version's relations ("mart.hotline_rates") and their data files, from its manifest
+    (nothing is opened)."""
+    from warehouse.publish import relation_files
+
+    held = manifest(version_dir)
+    return {q: relation_files(version_dir, held, q) for q in sorted(held["relations"])}
 
 
 @contextmanager
@@ -131,20 +149,37 @@ def hold_version(root: Path, audience: str, community_code: str | None = None) -
     raise SnapshotError(f"could not hold a version of {base}: it changed five times while opening")
 
 
-def _connect(version_dir: Path, audience: str) -> duckdb.DuckDBPyConnection:
-    """The version's DuckDB file read-only; external access off (the community's own files excepted)."""
-    con = duckdb.connect(str(version_dir / DATABASES[audience]), read_only=True)
-    if audience == "community":
-        # Its views read its Parquet files: only this version's folder is reachable.
-        con.execute("set allowed_directories = ?", [[str(version_dir / "parquet") + "/"]])
-    con.execute("set timezone = 'Asia/Shanghai'")
-    con.execute("set enable_external_access = false")
-    con.execute("set lock_configuration = true")
+def _connect(version_dirs: list[Path], shared: set[str], *, threads: int | None = None,
+             memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with one view per relation over the versions' Parquet files (a relation
+    shared by all communities read once); then file access is limited to those folders and locked."""
+    con = duckdb.connect(config={"threads": threads} if threads else {})
+    try:
+        if memory_limit:
+            con.execute("set memory_limit = ?", [memory_limit])
+        relations = sorted(p.stem for p in (version_dirs[0] / "parquet").glob("*.parquet")) if version_dirs else []
+        for qualified in relations:
+            globs = [str(d / "parquet" / f"{qualified}.parquet" / "*.parquet") for d in version_dirs]
+            schema = qualified.split(".")[0]
+            con.execute(f"create schema if not exists {schema}")
+            # Each folder is one community's rows (or the analysts' relation); shared ones once.
+            source = globs[:1] if qualified in shared else globs
+            con.execute(f"create view {qualified} as select * from read_parquet({source!r})")
+        con.execute("set allowed_directories = ?", [[str(d / "parquet") + "/" for d in version_dirs]])
+        con.execute("set timezone = 'Asia/Shanghai'")
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
-def remove_old_versions(base: Path) -> list[str]:
-    """Remove every version but the current one that no reader holds; return the names removed."""
+def remove_old_versions(base: Path, trash: Path | None = None) -> list[str]:
+    """Remove every version but the current one that no reader holds; return the names removed.
+
+    With `trash`, a version is renamed into that folder (same file system: one rename) instead of
+    deleted here; delete_in_background(trash) then deletes it off the publishing process's path."""
     versions = base / "versions"
     if not versions.exists():
         return []
@@ -160,7 +195,7 @@ def remove_old_versions(base: Path) -> list[str]:
         try:
             fd = os.open(lock, os.O_RDONLY)
         except FileNotFoundError:
-            shutil.rmtree(path, ignore_errors=True)
+            _discard(path, trash)
             removed.append(path.name)
             continue
         try:
@@ -170,32 +205,43 @@ def remove_old_versions(base: Path) -> list[str]:
             continue
         try:
             lock.unlink()  # a reader that locks it now sees it gone and follows `current` again
-            shutil.rmtree(path, ignore_errors=True)
+            _discard(path, trash)
             removed.append(path.name)
         finally:
             os.close(fd)
     return removed
 
 
+def _discard(path: Path, trash: Path | None) -> None:
+    if trash is None:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    trash.mkdir(mode=0o750, exist_ok=True)
+    os.replace(path, trash / uuid.uuid4().hex)
+
+
+def delete_in_background(trash: Path) -> subprocess.Popen | None:
+    """Delete what `trash` holds in a detached, lowest-priority process (it outlives the publishing
+    process; the next publish starts another for whatever is left)."""
+    if not trash.is_dir() or not any(trash.iterdir()):
+        return None
+    script = ("import os, shutil, sys\n"
+              "os.nice(19)\n"
+              "for p in os.listdir(sys.argv[1]):\n"
+              "    shutil.rmtree(os.path.join(sys.argv[1], p), ignore_errors=True)\n")
+    return subprocess.Popen([sys.executable, "-c", script, str(trash)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            close_fds=True)
+
+
 @contextmanager
-def open_communities(root: Path, codes: list[str]) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_communities(root: Path, codes: list[str], *, threads: int | None = None,
+                     memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """Several communities' snapshots as one read-only connection: each relation a view over the
     union of their Parquet files, so a query runs once for all of them (the daily extract run)."""
     with ExitStack() as stack:
-        snapshots = [stack.enter_context(open_snapshot(root, "community", code)) for code in codes]
-        con = duckdb.connect()
+        held = [stack.enter_context(hold_version(root, "community", code)) for code in codes]
+        shared = shared_relations(held[0]) if held else set()
+        con = _connect(held, shared, threads=threads, memory_limit=memory_limit)
         stack.callback(con.close)
-        relations = snapshots[0].relations() if snapshots else []
-        shared = shared_relations(snapshots[0].path) if snapshots else set()
-        for qualified in relations:
-            files = [str(s.parquet(qualified)) for s in snapshots]
-            schema = qualified.split(".")[0]
-            con.execute(f"create schema if not exists {schema}")
-            # Each file is one community's rows; relations shared by all (freshness) are read once.
-            source = files[:1] if qualified in shared else files
-            con.execute(f"create view {qualified} as select * from read_parquet({source!r})")
-        con.execute("set allowed_directories = ?", [[str(s.path / "parquet") + "/" for s in snapshots]])
-        con.execute("set timezone = 'Asia/Shanghai'")
-        con.execute("set enable_external_access = false")
-        con.execute("set lock_configuration = true")
         yield con

@@ -8,6 +8,9 @@ with
 
 records as materialized (
 
+    -- every live record of a resident of a community, with the merged person's values it is held
+    -- against; narrow on purpose (816k rows at 300k residents): where the resident lives is joined
+    -- to the few records that disagree, in `named`
     select
         records.record_uid,
         records.source,
@@ -19,18 +22,13 @@ records as materialized (
         records.phone_std,
         records.phone_kind,
         records.seen_at,
-        person.person_id,
-        person.person_key,
+        links.person_id,
         person.name as person_name,
         person.id_number as golden_id,
-        person.birth_date as golden_birth_date,
-        person.community_code,
-        person.community_name,
-        person.grid_name,
-        person.household_id
-    from staging.stg_person_records as records
-    join core.person_source as links on links.record_uid = records.record_uid
+        person.birth_date as golden_birth_date
+    from core.person_source as links
     join core.person as person on person.person_id = links.person_id
+    join staging.stg_person_records as records on records.record_uid = links.record_uid
     where not records.is_deleted and person.community_code is not null
 
 ),
@@ -72,8 +70,7 @@ invalid_ids as (
 findings as (
 
     select
-        record_uid, source, record_key, seen_at, person_id, person_name, community_code, community_name,
-        grid_name, household_id,
+        record_uid, source, record_key, seen_at, person_id, person_name,
         case
             when not regexp_full_match(id_clean, '[0-9]{17}[0-9X]|[0-9]{15}') then '身份证号位数或字符不对'
             when not std_id_division_known(substr(id_clean, 1, 6)) then '身份证号前6位地区码不存在'
@@ -100,8 +97,7 @@ findings as (
 
     select
         records.record_uid, records.source, records.record_key, records.seen_at, records.person_id,
-        records.person_name, records.community_code, records.community_name, records.grid_name,
-        records.household_id,
+        records.person_name,
         '手机号与网格登记不一致',
         'grid_registry.residents',
         records.phone_std,
@@ -127,8 +123,7 @@ findings as (
 
     select
         records.record_uid, records.source, records.record_key, records.seen_at, records.person_id,
-        records.person_name, records.community_code, records.community_name, records.grid_name,
-        records.household_id,
+        records.person_name,
         case when registry.name_std is not null then '姓名与网格登记不一致' else '姓名与其他系统不一致' end,
         case when registry.name_std is not null then 'grid_registry.residents' end,
         records.name_std,
@@ -154,8 +149,7 @@ findings as (
     union all
 
     select
-        record_uid, source, record_key, seen_at, person_id, person_name, community_code, community_name,
-        grid_name, household_id,
+        record_uid, source, record_key, seen_at, person_id, person_name,
         '身份证号与合并档案不一致',
         null,
         id_std,
@@ -172,8 +166,7 @@ findings as (
     union all
 
     select
-        record_uid, source, record_key, seen_at, person_id, person_name, community_code, community_name,
-        grid_name, household_id,
+        record_uid, source, record_key, seen_at, person_id, person_name,
         '出生日期与合并档案不一致',
         null,
         strftime(birth_date, '%Y%m%d'),
@@ -192,6 +185,9 @@ named as (
 
     select
         findings.*,
+        person.community_code,
+        person.community_name,
+        person.grid_name,
         case findings.source
             when 'grid_registry.residents' then '网格管理系统'
             when 'grid_registry.grid_workers' then '网格管理系统（网格员）'
@@ -202,7 +198,8 @@ named as (
         end as source_name,
         onenet_address_std(household.address_key) as address
     from findings
-    left join core.household as household on household.household_id = findings.household_id
+    join core.person as person on person.person_id = findings.person_id
+    left join core.household as household on household.household_id = person.household_id
 
 ),
 
