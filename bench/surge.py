@@ -47,14 +47,16 @@ PORTS = {"hotline": 0, "city_cases": 0}
 class _TimedConnection:
     """Forwards to a DuckDB connection; times execute() per model of run_layer (core.x / mart.y)."""
 
-    _HEADER = re.compile(r"^\s*--\s*((?:core|mart)\.\w+)")
+    # a model's text starts with "-- core.x: ..."; refreshed for touched persons, it comes after
+    # "create or replace temp table _refreshed as"
+    _HEADER = re.compile(r"^[^\n]{0,60}?--\s*((?:core|mart)\.\w+)")
 
     def __init__(self, con: Any, sink: dict[str, float]) -> None:
         self._con, self._sink, self._current = con, sink, "runner"
 
     def execute(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(sql, str):
-            header = self._HEADER.match(sql)  # a model's text starts with "-- core.x: ..."
+            header = self._HEADER.match(sql)
             if header:
                 self._current = header.group(1)
         t = time.perf_counter()
