@@ -672,7 +672,7 @@ def narrow_scan(conn: SAConnection, table: Table, key: Sequence[str]) -> pa.Tabl
             with driver.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
                 parts.extend(bytes(block) for block in copy)
         else:
-            import pymysql.cursors  # type: ignore[import-untyped]
+            import pymysql.cursors  # type: ignore[import-untyped, unused-ignore]
 
             cursor = driver.cursor(pymysql.cursors.SSCursor)  # type: ignore[union-attr]
             try:
