@@ -9,9 +9,10 @@ silos start on free loopback ports and follow the simulated clock. First an init
 the day before --from-day (default: the day before the surge's ramp). Then, for every day from
 --from-day to --to-day (default: the end of the surge):
 
-- on the peak's first day (and on --cycle-days), --cycles 15-minute hotline cycles from --cycle-at
-  (Beijing time): `onenet simulators advance --minutes 15`'s move, then sync hotline → validate
-  hotline → merge, the functions the onenet_hotline and onenet_merge DAG tasks call;
+- on the peak's first day (and on --cycle-days), --cycles 15-minute hotline cycles ending at
+  --cycle-at (Beijing time): `onenet simulators advance --minutes 15`'s move, then sync hotline →
+  validate hotline → merge, the functions the onenet_hotline and onenet_merge DAG tasks call (one
+  cycle before them, printed as cycle 0, catches up with the hours since the nightly run);
 - the next-day run: the clock to the day's end, sync all four → validate all four → merge, then the
   07:00 extract (every community's workbook).
 
@@ -282,12 +283,18 @@ def main() -> None:
         for day in range(first, last + 1):
             entry: dict[str, Any] = {"level": spec.level(day), **hotline_volume(root, start, day)}
             if day in cycle_days:
-                runner.advance_minutes(root, hh * 60 + mm - 15 * args.cycles)  # to the first cycle's start
+                # to the first cycle's start; one cycle there first, untimed in the figures: it
+                # catches up with the hours since the nightly run, as the DAG's first run of the day
+                runner.advance_minutes(root, hh * 60 + mm - 15 * (args.cycles + 1))
+                entry["catch_up"] = cycle(env, root)
+                _print_cycle(day, 0, entry["catch_up"])
                 entry["cycles"] = []
                 for i in range(args.cycles):
                     c = cycle(env, root)
                     entry["cycles"].append(c)
                     _print_cycle(day, i + 1, c)
+                    report["days"][day] = entry
+                    (args.out or work / "surge.json").write_text(json.dumps(report, indent=1))
             entry["next_day"] = next_day(env, root, day, start, extract=not args.no_extract)
             entry["load_average"] = os.getloadavg()
             _print_day(day, entry["level"], {"tickets": entry["tickets"], "cases": entry["cases"]}, entry["next_day"])
