@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import unicodedata
+from contextlib import ExitStack
 from pathlib import Path
 
 import duckdb
@@ -479,34 +480,43 @@ p.publish(con, Path({str(root)!r}), p.new_version("killed"))
 
 # --- only what changed is published; what is linked was checked ------------------------------------
 
-def _day_files(root: Path, version: str) -> dict[str, Path]:
-    folder = root / "analyst" / "versions" / version / "parquet" / "mart.grid_daily.parquet"
+def _files(root: Path, audience: str, version: str, qualified: str) -> dict[str, Path]:
+    base = root / audience if audience == "analyst" else root / "community" / audience
+    folder = base / "versions" / version / "parquet" / f"{qualified}.parquet"
     return {p.name: p for p in folder.glob("*.parquet") if p.name != "columns.parquet"}
 
 
-def test_unchanged_days_are_linked_and_a_changed_day_is_scanned_again(town, tmp_path):
+def test_unchanged_parts_are_linked_and_a_changed_one_is_scanned_again(town, tmp_path):
     warehouse = copy_warehouse(town[1], tmp_path / "w.duckdb")
     root = tmp_path / "published"
+    mine, theirs = town[4]
     con = db.connect(warehouse)
     try:
         first = new_version("first")
         publish(con, root, first)
-        last, earlier = con.execute("select max(day_on), min(day_on) from mart.grid_daily").fetchone()
-        con.execute("update mart.grid_daily set new_tickets = new_tickets + 1 where day_on = ?", [last])
+        con.execute("update core.ticket set category = category || '（改）' where ticket_id = (select min(ticket_id) "
+                    "from core.ticket where community_code = ?)", [mine])
         second = new_version("second")
-        with hold_version(root, "analyst"):  # a reader keeps the first version, so both can be compared
+        with ExitStack() as held:  # readers keep the first versions, so both can be compared
+            for audience, code in (("analyst", None), ("community", mine), ("community", theirs)):
+                held.enter_context(hold_version(root, audience, code))
             result = publish(con, root, second)
-            before, after = _day_files(root, first), _day_files(root, second)
-            assert sorted(before) == sorted(after) and len(after) > 2
-            changed = [name for name in after if not os.path.samefile(before[name], after[name])]
-            assert len(changed) == 1 and str(last) in changed[0]  # only the changed day was written again
-            assert os.path.samefile(before[f"{earlier}-0.parquet"], after[f"{earlier}-0.parquet"])  # linked
-        assert result.parts_linked > result.parts_written > 0
-        with open_snapshot(root, "analyst") as snap:  # the reader sees the whole relation, the new day too
-            assert snap.con.execute("select count(*) from mart.grid_daily").fetchone() == \
-                con.execute("select count(*) from mart.grid_daily").fetchone()
-        # A phone planted in one day's rows: that day is checked when it is written, and the publish fails.
-        con.execute("update mart.grid_daily set grid_name = '联系13812345678' where day_on = ?", [earlier])
+
+            def same(audience: str, qualified: str) -> bool:
+                before, after = _files(root, audience, first, qualified), _files(root, audience, second, qualified)
+                assert sorted(before) == sorted(after) and after, (audience, qualified)
+                return all(os.path.samefile(before[n], after[n]) for n in after)
+
+            assert not same("analyst", "mart.ticket") and same("analyst", "ref.division_codes")
+            assert not same(mine, "community.ticket") and same(mine, "mart.grid")
+            # the other community's rows did not change: it keeps its version, nothing written for it
+            assert (root / "community" / theirs / "current").resolve().name == first
+        assert result.parts_linked > result.parts_written > 0 and result.communities_unchanged == 1
+        with open_snapshot(root, "community", mine) as snap:  # the reader sees the change
+            assert snap.con.execute("select count(*) from community.ticket where category like '%（改）'").fetchone() == (1,)
+        # A phone planted in a relation: its changed part is checked when it is written, and the publish fails.
+        con.execute("update mart.grid_daily set grid_name = '联系13812345678' where day_on = "
+                    "(select min(day_on) from mart.grid_daily)")
         with pytest.raises(PublishError, match=r"mart.grid_daily.*grid_name"):
             publish(con, root, new_version("third"))
         assert (root / "analyst" / "current").resolve().name == second  # readers keep the checked version
