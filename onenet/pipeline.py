@@ -426,10 +426,10 @@ def query(sql: str, *, who: Principal | None = None) -> pa.Table:
                 con.close()
         elif who.role == COMMUNITY_STAFF:
             with open_snapshot(root, "community", community_code(root, who.community or ""), **limits) as snap:
-                table = run_sql(snap.con, sql)
+                table = run_sql(snap.con, sql, read_only=True)
         else:
             with open_snapshot(root, "analyst", **limits) as snap:
-                table = run_sql(snap.con, sql)
+                table = run_sql(snap.con, sql, read_only=True)
     except QueryError as exc:
         audit_log.append("query", sql.strip(), principal=who, outcome="denied", reason=str(exc)[:500])
         raise

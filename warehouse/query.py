@@ -32,9 +32,20 @@ def readonly_connection(path: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def run_sql(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
-    """Run `sql` on `con` and return the result as an Arrow table."""
+_READING = {"StatementType.SELECT", "StatementType.EXPLAIN"}
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, sql: str, *, read_only: bool = False) -> pa.Table:
+    """Run `sql` on `con` and return the result as an Arrow table.
+
+    `read_only`: refuse any statement but a query (a snapshot's in-memory connection would accept a
+    `create table` that changes nothing published, but a reader's SQL has no business writing)."""
     try:
+        if read_only:
+            kinds = {str(s.type) for s in duckdb.extract_statements(sql)}
+            if kinds - _READING:
+                raise QueryError("the snapshot is read-only: only queries (select, with, describe, show, "
+                                 "summarize, explain) run on it")
         return con.execute(sql).to_arrow_table()
     except duckdb.Error as exc:
         raise QueryError(str(exc).splitlines()[0]) from exc
