@@ -473,6 +473,7 @@ def export_command(role: str | None, community: str | None) -> None:
 def query_command(sql: str, role: str | None, community: str | None, out: Path | None, limit: int) -> None:
     """Run read-only SQL on your audience's snapshot (engineers: the warehouse); the read is logged."""
     from rich.table import Table
+    from rich.text import Text
 
     from onenet import pipeline
     from warehouse.access import AccessDenied
@@ -488,9 +489,12 @@ def query_command(sql: str, role: str | None, community: str | None, out: Path |
             return
     except (AccessDenied, QueryError, SnapshotError) as exc:
         raise OnenetError(str(exc)) from exc
-    table = Table(*result.column_names, show_lines=False)
+    # Cells are Text, not strings: Rich would read a silo's "[/]" or "[link=...]" as markup.
+    table = Table(show_lines=False)
+    for name in result.column_names:
+        table.add_column(Text(name))
     for row in result.slice(0, limit).to_pylist():
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
+        table.add_row(*(Text("" if v is None else str(v)) for v in row.values()))
     Console().print(table)
     if result.num_rows > limit:
         click.echo(f"… {result.num_rows - limit:,} more rows (use --out to get them all)")

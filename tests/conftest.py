@@ -28,4 +28,7 @@ def _access_file() -> str:
 os.environ.setdefault("ONENET_ACCESS_FILE", _access_file())
 os.environ.setdefault("ONENET_ACCESS_LOG", str(_SESSION / "audit" / "access-log.jsonl"))
 os.environ.setdefault("ONENET_PUBLISHED", str(_SESSION / "published"))
+# Reader functions called in-process would lower pytest's own priority (onenet.pipeline._as_reader);
+# the test of that runs in a subprocess with its own setting.
+os.environ.setdefault("ONENET_READER_NICE", "0")
 os.environ.setdefault("ONENET_PSEUDONYM_KEY", "test-" + secrets.token_urlsafe(32))

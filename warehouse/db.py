@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -19,9 +20,16 @@ def connect(path: Path | str, *, read_only: bool = False,
     path = Path(path)
     if read_only:
         return duckdb.connect(str(path), read_only=True)
+    # The warehouse holds full IDs, phones and birth dates: no file of it (database, WAL, temp files) may
+    # be readable by other local accounts. The writer process keeps a umask without world bits from here
+    # on, because DuckDB creates its WAL and temp files later, on demand.
+    os.umask(os.umask(0) | 0o027)
     path.parent.mkdir(parents=True, exist_ok=True)
     _set_aside_if_unfinished(path)
     con = duckdb.connect(str(path))
+    for part in (path, Path(f"{path}.wal")):  # created under an older, wider umask
+        if part.exists() and part.stat().st_mode & 0o007:
+            os.chmod(part, part.stat().st_mode & ~0o007 & 0o777)
     con.execute("set timezone = 'UTC'")
     if memory_limit:
         con.execute(f"set memory_limit = '{memory_limit}'")

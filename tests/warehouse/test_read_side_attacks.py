@@ -223,8 +223,6 @@ def test_analyst_sql_cannot_write_beside_its_working_folder(village, tmp_path):
         assert not (cwd / ".tmp" / "out.csv").exists(), form
 
 
-@pytest.mark.xfail(strict=True, reason="the CLI prints cells through Rich markup: a value '[/]' from a silo "
-                   "crashes `onenet query` with a traceback, '[red]x[/red]' or '[link=…]' is rendered, not shown")
 @pytest.mark.parametrize("value", ["[/]", "[red]x[/red]"])
 def test_query_output_shows_silo_text_as_text(village, tmp_path, value):
     done = onenet(as_analyst(village, tmp_path), "query", f"select '{value}' as a")
@@ -232,8 +230,6 @@ def test_query_output_shows_silo_text_as_text(village, tmp_path, value):
     assert value in done.stdout, done.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="the warehouse file (full IDs, phones, birth dates) is created with the "
-                   "process umask (0644): every local account can open it with DuckDB, whatever its role")
 def test_the_warehouse_file_is_not_world_readable(tmp_path):
     path = tmp_path / "w" / "warehouse.duckdb"
     path.parent.mkdir()
