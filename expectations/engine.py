@@ -201,7 +201,7 @@ class _DuckDBInspector:
         names = self._inspector.dialect.ischema_names  # type: ignore[attr-defined]
         columns = []
         for name, data_type, nullable in rows:
-            base = data_type.split("(")[0].strip()
+            base = str(data_type).split("(")[0].strip()
             type_class = names.get(_TYPE_ALIASES.get(base, base), sa.types.NullType)
             columns.append({"name": name, "type": type_class(), "nullable": bool(nullable)})
         return columns

@@ -66,8 +66,8 @@ def show(root: Path) -> None:
                               .order_by(res.c.updated_at.desc()).limit(3)).all()
     engine.dispose()
     console.print(t)
-    for name, idn, phone, kind in sample:
-        console.print(f"  e.g. {name}  {mask_id(idn)}  {mask_phone(phone)}  {kind}")
+    for who, idn, phone, kind in sample:
+        console.print(f"  e.g. {who}  {mask_id(str(idn))}  {mask_phone(str(phone))}  {kind}")
 
     token = os.environ.get("ONENET_SIM_HOTLINE_TOKEN", "dev-hotline-token")
     hot = _url(root, "hotline")

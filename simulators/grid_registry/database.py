@@ -233,7 +233,7 @@ def create_and_load(
     data["grids"] = _parents_first(data["grids"])
     target = make_url(url)
     if target.get_backend_name() == "sqlite" and target.database not in (None, "", ":memory:"):
-        Path(target.database).parent.mkdir(parents=True, exist_ok=True)
+        Path(str(target.database)).parent.mkdir(parents=True, exist_ok=True)
     engine = _engine(url)
     try:
         with engine.connect() as conn:
