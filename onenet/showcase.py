@@ -67,7 +67,7 @@ def show(root: Path) -> None:
     engine.dispose()
     console.print(t)
     for who, idn, phone, kind in sample:
-        console.print(f"  e.g. {who}  {mask_id(str(idn))}  {mask_phone(str(phone))}  {kind}")
+        console.print(f"  e.g. {who}  {mask_id(str(idn) if idn else None)}  {mask_phone(str(phone) if phone else None)}  {kind}")
 
     token = os.environ.get("ONENET_SIM_HOTLINE_TOKEN", "dev-hotline-token")
     hot = _url(root, "hotline")
