@@ -5,6 +5,7 @@ by inspecting the SQL: a snapshot holds nothing its audience may not read."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import duckdb
@@ -33,6 +34,19 @@ def readonly_connection(path: Path) -> duckdb.DuckDBPyConnection:
 
 
 _READING = {"StatementType.SELECT", "StatementType.EXPLAIN"}
+_EXPLAINED = re.compile(r"\bexplain\s+(?:analy[sz]e\s+)?(.*)", re.IGNORECASE | re.DOTALL)
+
+
+def _reads_only(statement: duckdb.Statement) -> bool:
+    """A query, or an EXPLAIN of one: EXPLAIN ANALYZE runs what it explains, so `explain analyze
+    copy ... to` would write a file."""
+    if str(statement.type) not in _READING:
+        return False
+    if str(statement.type) != "StatementType.EXPLAIN":
+        return True
+    inner = _EXPLAINED.search(statement.query)
+    return inner is not None and all(str(s.type) == "StatementType.SELECT"
+                                     for s in duckdb.extract_statements(inner.group(1)))
 
 
 def run_sql(con: duckdb.DuckDBPyConnection, sql: str, *, read_only: bool = False) -> pa.Table:
@@ -41,11 +55,9 @@ def run_sql(con: duckdb.DuckDBPyConnection, sql: str, *, read_only: bool = False
     `read_only`: refuse any statement but a query (a snapshot's in-memory connection would accept a
     `create table` that changes nothing published, but a reader's SQL has no business writing)."""
     try:
-        if read_only:
-            kinds = {str(s.type) for s in duckdb.extract_statements(sql)}
-            if kinds - _READING:
-                raise QueryError("the snapshot is read-only: only queries (select, with, describe, show, "
-                                 "summarize, explain) run on it")
+        if read_only and not all(_reads_only(s) for s in duckdb.extract_statements(sql)):
+            raise QueryError("the snapshot is read-only: only queries (select, with, describe, show, "
+                             "summarize, explain) run on it")
         return con.execute(sql).to_arrow_table()
     except duckdb.Error as exc:
         raise QueryError(str(exc).splitlines()[0]) from exc

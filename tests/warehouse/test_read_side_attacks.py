@@ -195,10 +195,6 @@ def test_analysts_read_no_phone_in_ticket_text_written_in_other_ways(village, tm
 WRITES = ["{sql}", "explain analyze {sql}"]
 
 
-@pytest.mark.xfail(strict=True, reason="the reader's DuckDB gets allowed_directories on the version's parquet "
-                   "folder, which also allows writing: COPY TO (also inside EXPLAIN ANALYZE) replaces a part of "
-                   "the shared snapshot (0644), every analyst then reads it, and the next publish links it again "
-                   "(the manifest's hash is trusted, the file is not re-hashed)")
 def test_analyst_sql_cannot_write_into_the_published_snapshot(village, tmp_path):
     root = tmp_path / "published"
     shutil.copytree(village[2], root, symlinks=True)  # this test's own copy: the attack writes into it
@@ -212,13 +208,12 @@ def test_analyst_sql_cannot_write_into_the_published_snapshot(village, tmp_path)
         assert not staged.exists(), form
 
 
-@pytest.mark.xfail(strict=True, reason="the reader's DuckDB temp_directory ('.tmp' under the working folder) "
-                   "is allowed too: analyst SQL writes files there, unlogged, unneutralised, 0644")
 def test_analyst_sql_cannot_write_beside_its_working_folder(village, tmp_path):
     cwd = tmp_path / "cwd"
     (cwd / ".tmp").mkdir(parents=True)
+    env = as_analyst(village, tmp_path)
     for form in WRITES:
-        onenet(as_analyst(village, tmp_path), "query",
+        onenet(env, "query",
                form.format(sql="copy (select '=cmd' as a) to '.tmp/out.csv'"), cwd=cwd)
         assert not (cwd / ".tmp" / "out.csv").exists(), form
 
