@@ -28,7 +28,7 @@ from warehouse.publish import new_version, publish
 # text. Each is planted into one ticket between markers; analysts must never read the number back.
 PHONE = "13812345678"
 ID = "420102199001011236"
-LEAKY_FORMS = {
+LEAKY_FORMS = {  # leaked before the scrub of 2026-12-06 learnt them
     "dots": "138.1234.5678",
     "slashes": "138/1234/5678",
     "en_dash": "138–1234–5678",
@@ -181,9 +181,6 @@ def _planted(village, tmp_path, name: str) -> str:
 
 # --- LEAKS reproduced by the review (xfail until fixed) ------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="onenet_scrub (warehouse/publish/macros.sql) only joins digits across ' ' "
-                   "and '-', translates only full-width digits, and knows no Chinese numerals; the publish "
-                   "scan (ID_SHAPED/PHONE_SHAPED) misses the same forms, so analysts read these phones")
 @pytest.mark.parametrize("name", sorted(LEAKY_FORMS))
 def test_analysts_read_no_phone_in_ticket_text_written_in_other_ways(village, tmp_path, name):
     content = _planted(village, tmp_path, name)

@@ -15,19 +15,24 @@ create or replace temp macro onenet_pseudonym(v) as
         sha256(getvariable('onenet_hmac_opad') || unhex(sha256(getvariable('onenet_hmac_ipad') || encode(v))))
     end;
 
--- Free text for analysts: full-width digits and letters made plain first (so '１３８…' is seen), then
--- every ID number (full, 15-digit or masked), mobile or landline number, any other run of 7+ digits,
--- and vehicle plate numbers replaced by [已隐去].
+-- Free text for analysts: full-width and circled digits, full-width letters and dashes made plain and
+-- zero-width characters removed first (so '１３８…', '①③⑧…' and '138\u200b1234…' are seen), then every
+-- ID number (full, 15-digit or masked), mobile or landline number, any other run of 7+ digits (also in
+-- Chinese numerals) and vehicle plate numbers replaced by [已隐去]. Dates and room numbers stay.
 create or replace temp macro onenet_scrub(t) as
     regexp_replace(
-        translate(t, '０１２３４５６７８９ＸｘＡＢＣＤＥＦＧＨＪＫＬＭＮＰＱＲＳＴＵＶＷＹＺ＋－　＊',
-                     '0123456789XxABCDEFGHJKLMNPQRSTUVWYZ+- *'),
-        '(\+?86[ -]?)?1[3-9][0-9]([ -]?[0-9]){8}'
-        || '|0[0-9]{2,3}[ -]?[0-9]{7,8}'
-        || '|[0-9]{6}([ -]?[0-9]){8,11}[0-9Xx]?'
+        regexp_replace(
+            translate(t, '０１２３４５６７８９ＸｘＡＢＣＤＥＦＧＨＪＫＬＭＮＰＱＲＳＴＵＶＷＹＺ＋－　＊⓪①②③④⑤⑥⑦⑧⑨–—／．',
+                         '0123456789XxABCDEFGHJKLMNPQRSTUVWYZ+- *0123456789--/.'),
+            '[\x{200B}-\x{200D}\x{2060}\x{FEFF}\x{00AD}]', '', 'g'),
+        -- A digit may be written in Chinese (一三八…, 幺 and 两 as spoken), digits may be split by one
+        -- space, dot, dash, slash, no-break space or middle dot each (zero-width characters are gone).
+        '(\+?(00)?86[ ]?)?[1一幺][ .\-/\x{00A0}·•]?[3-9三四五六七八九]([ .\-/\x{00A0}·•]?[0-9〇零一二三四五六七八九幺两]){9}'
+        || '|[0-9〇零一二三四五六七八九幺两]([ .\-/\x{00A0}·•]?[0-9〇零一二三四五六七八九幺两]){13,16}([ .\-/\x{00A0}·•]?[0-9Xx])?'
+        || '|0[0-9]{2,3}[ .\-/\x{00A0}]?[0-9]{3,4}[ .\-/\x{00A0}]?[0-9]{4}'
         || '|[0-9]{6}[*]{4,}[0-9]{3}[0-9Xx]'
-        || '|[0-9]{7,}'
-        || '|[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领][A-Z][ ·•-]?[A-Z0-9]{5,6}',
+        || '|[0-9〇零一二三四五六七八九幺两]{7,}'
+        || '|[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领][A-Za-z][ ·•-]?([ ]?[A-Za-z0-9]){5,6}',
         '[已隐去]', 'g');
 
 -- A 5-year age band ('80-84') on the day `as_of`, instead of a birth date.
