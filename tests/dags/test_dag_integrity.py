@@ -34,7 +34,7 @@ print(json.dumps({"seconds": seconds, "dags": sorted(bag.dags), "errors": {k: st
 """
 
 
-def test_the_dags_folder_parses_fast_without_secrets_or_heavy_imports(tmp_path):
+def test_the_dags_folder_parses_without_secrets_or_heavy_imports(tmp_path):
     # A clean environment: no connection URIs, no simulator credentials, no onenet settings.
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_", "ONENET_"))}
@@ -46,7 +46,9 @@ def test_the_dags_folder_parses_fast_without_secrets_or_heavy_imports(tmp_path):
     assert result["errors"] == {}
     assert set(result["dags"]) == EXPECTED
     assert result["heavy"] == [], "DAG files must import heavy modules inside tasks only"
-    assert result["seconds"] < 2.0, f"parsing the dags folder took {result['seconds']:.2f} s"
+    # How long parsing took is printed, not asserted: tests never assert timings (a loaded machine
+    # doubles it); what keeps it fast is that no heavy module is imported, asserted above.
+    print(f"parsing the dags folder took {result['seconds']:.2f} s")
 
 
 @pytest.fixture(scope="module")
