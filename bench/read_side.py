@@ -112,20 +112,21 @@ def pipeline_worker(kind: str, result: Path) -> None:
     from onenet import pipeline
 
     timed: dict[str, float] = {}
+    timed_cpu: dict[str, float] = {}
 
     def timing(name: str, fn: Any) -> Any:
         def wrapper(*a: Any, **k: Any) -> Any:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             try:
                 return fn(*a, **k)
             finally:
-                timed[name] = time.perf_counter() - t
+                timed[name], timed_cpu[name] = time.perf_counter() - t, time.process_time() - c
         return wrapper
 
     pipeline.publish = timing("publish", pipeline.publish)  # merge() calls them through the module
     pipeline._publish_serving = timing("serving", pipeline._publish_serving)
     out: dict[str, Any] = {"kind": kind, "load_before": os.getloadavg(), "started_at": time.time()}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()  # CPU: every thread of this process (DuckDB's too)
     if kind == "load":
         for source in pipeline.SOURCES:
             pipeline.sync(source)
@@ -141,13 +142,16 @@ def pipeline_worker(kind: str, result: Path) -> None:
         out.update(step_seconds=summary.step_seconds, staging_mode=summary.staging_mode,
                    resolve_mode=summary.resolve_mode, publish_summary=pub.summary(),
                    publish={"analyst": pub.seconds.get("analyst", 0.0), "community": pub.seconds.get("community", 0.0),
-                            "serving": timed.get("serving", 0.0), "total": timed["publish"]},
+                            "serving": timed.get("serving", 0.0), "total": timed["publish"],
+                            "total_cpu": timed_cpu["publish"], "serving_cpu": timed_cpu.get("serving", 0.0)},
                    communities_published=pub.communities_published, communities_unchanged=pub.communities_unchanged,
                    analyst_unchanged=pub.analyst_unchanged, serving=pub.serving)
-    out["seconds"] = time.perf_counter() - t
+    out["seconds"], out["cpu_seconds"] = time.perf_counter() - t, time.process_time() - c
     out["ended_at"] = time.time()
+    out["load_after"] = os.getloadavg()
     if kind == "merge":
         out["merge_own"] = out["seconds"] - out["publish"]["total"]
+        out["merge_own_cpu"] = out["cpu_seconds"] - out["publish"]["total_cpu"]
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result.write_text(json.dumps(out), encoding="utf-8")
 
@@ -509,6 +513,12 @@ class Bench:
                          f"with readers {r['b']['median']:.1f} s ({r['b']['min']:.1f}-{r['b']['max']:.1f}); ratio of "
                          f"medians {r['ratio_of_medians']:.3f}, per pair {r['pair_ratio_min']:.3f}-{r['pair_ratio_max']:.3f} "
                          f"(target <= 1.10: {'met' if r['ratio_of_medians'] <= 1.10 else 'NOT met'})")
+            if all("cpu_seconds" in (p[side]["pipeline"] or {}) for p in pairs for side in "AB"):
+                ca = [p["A"]["pipeline"]["cpu_seconds"] for p in pairs]
+                cb = [p["B"]["pipeline"]["cpu_seconds"] for p in pairs]
+                s[key]["pipeline_cpu_seconds"] = rc = ratios(ca, cb)
+                lines.append(f"  CPU s: alone median {rc['a']['median']:.1f}, with readers {rc['b']['median']:.1f}; ratio "
+                             f"{rc['ratio_of_medians']:.3f}, per pair {rc['pair_ratio_min']:.3f}-{rc['pair_ratio_max']:.3f}")
             if key == "merge_pairs":
                 for part in ("merge_own", "publish"):
                     pa = [p["A"]["pipeline"][part] if part == "merge_own" else p["A"]["pipeline"]["publish"]["total"] for p in pairs]
@@ -543,6 +553,11 @@ class Bench:
             row = {"merge_own": spread([r["merge_own"] for r in runs]),
                    **{part: spread([r["publish"][part] for r in runs]) for part in ("analyst", "community", "serving", "total")},
                    "publish_share": spread(share)}
+            if all("total_cpu" in r["publish"] for r in runs):
+                cpu_share = [r["publish"]["total_cpu"] / r["merge_own_cpu"] for r in runs]
+                row["merge_own_cpu"] = spread([r["merge_own_cpu"] for r in runs])
+                row["total_cpu"] = spread([r["publish"]["total_cpu"] for r in runs])
+                row["publish_share_cpu"] = spread(cpu_share)
             s[f"publish {label}"] = row
             lines.append(f"publish, {label}, {len(runs)} runs: merge own median {row['merge_own']['median']:.1f} s "
                          f"({row['merge_own']['min']:.1f}-{row['merge_own']['max']:.1f}); publish {row['total']['median']:.1f} s "
@@ -550,6 +565,11 @@ class Bench:
                          f"community {row['community']['median']:.1f} + serving {row['serving']['median']:.1f}; share "
                          f"{row['publish_share']['median']:.3f} ({row['publish_share']['min']:.3f}-{row['publish_share']['max']:.3f}) "
                          f"(target <= 0.25: {'met' if row['publish_share']['max'] <= 0.25 else 'median met' if row['publish_share']['median'] <= 0.25 else 'NOT met'})")
+            if "publish_share_cpu" in row:
+                lines.append(f"  by CPU (this process's threads; PostgreSQL's own not counted): merge own "
+                             f"{row['merge_own_cpu']['median']:.1f} CPU-s, publish {row['total_cpu']['median']:.1f} CPU-s; share "
+                             f"{row['publish_share_cpu']['median']:.3f} ({row['publish_share_cpu']['min']:.3f}-"
+                             f"{row['publish_share_cpu']['max']:.3f})")
         if self.report.get("publish_pairs"):
             lines += summarise_publish_pairs(self.report["publish_pairs"])
         self.report["summary"] = s
