@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -369,6 +370,7 @@ def _principal(role: str | None, community: str | None):
 
     A refusal (unmapped user, a widening option) is recorded in the access log too.
     """
+    from onenet.deployment import DeploymentError
     from warehouse import audit_log
     from warehouse.access import AccessDenied
     from warehouse.identity import resolve_principal
@@ -376,8 +378,9 @@ def _principal(role: str | None, community: str | None):
     try:
         return resolve_principal(role, community)
     except AccessDenied as exc:
-        audit_log.append("identify", f"role={role} community={community}", principal=None,
-                         outcome="denied", reason=str(exc))
+        with contextlib.suppress(DeploymentError):  # a log path the host's file contradicts: no log to write
+            audit_log.append("identify", f"role={role} community={community}", principal=None,
+                             outcome="denied", reason=str(exc))
         raise OnenetError(str(exc)) from exc
 
 

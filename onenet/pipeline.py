@@ -205,8 +205,11 @@ def publish(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> Publis
     from warehouse.city.publish import publish_city
     from warehouse.publish import new_version
     from warehouse.publish import publish as publish_snapshots
+    from warehouse.publish.permissions import prepare_exports
 
     result = publish_snapshots(con, settings.published_dir(), new_version(run_id))
+    # Where the host separates audiences by OS group, their exports folders follow the snapshots.
+    prepare_exports(settings.exports_dir(), settings.published_dir())
     # A district of a city (ONENET_CITY_KEY set) also publishes what the city may use.
     city = publish_city(con, settings.published_dir() / "city", result.version)
     if city is not None:
@@ -314,7 +317,7 @@ def extract(day: dt.date, *, community: str | None = None, who: Principal | None
 def report(template: str | Path, day: dt.date, *, who: Principal | None = None) -> ReportResult:
     """Fill a report template for the period containing `day`, from the reader's audience snapshot."""
     from warehouse.access import COMMUNITY_STAFF, AccessDenied
-    from warehouse.publish import community_folder
+    from warehouse.publish.permissions import exports_folder
     from warehouse.publish.snapshot import communities, community_code, open_snapshot
     from warehouse.reports import load_template, write_report
 
@@ -326,11 +329,11 @@ def report(template: str | Path, day: dt.date, *, who: Principal | None = None) 
         if who.role == COMMUNITY_STAFF:
             # Staff may be bound by code or by name; the form's rows are named by the community's name.
             code = community_code(root, who.community or "")
-            out = settings.exports_dir() / "community" / community_folder(code) / "reports"
+            out = exports_folder(settings.exports_dir(), "community", code) / "reports"
             with open_snapshot(root, "community", code, **limits) as snap:
                 return write_report(snap.con, loaded, day, who, out, only=communities(root)[code]["name"])
         with open_snapshot(root, "analyst", **limits) as snap:
-            return write_report(snap.con, loaded, day, who, settings.exports_dir() / "analyst" / "reports")
+            return write_report(snap.con, loaded, day, who, exports_folder(settings.exports_dir(), "analyst") / "reports")
     except AccessDenied as exc:
         raise _denied(who, "report", f"{loaded.name} {day}", str(exc)) from exc
 
@@ -341,6 +344,7 @@ def dashboard(*, who: Principal | None = None) -> Path:
     from warehouse.access import COMMUNITY_STAFF
     from warehouse.dashboard.build import build_dashboard
     from warehouse.outputs import private_umask
+    from warehouse.publish.permissions import exports_folder
     from warehouse.publish.snapshot import open_snapshot
 
     who = _who(who)
@@ -348,7 +352,7 @@ def dashboard(*, who: Principal | None = None) -> Path:
         raise _denied(who, "dashboard", "district dashboard", "the dashboard covers the whole district: it is "
                       "for analysts; community staff read their community's daily extract")
     with open_snapshot(settings.published_dir(), "analyst", **_as_reader(who)) as snap, private_umask():
-        path = build_dashboard(snap.con, settings.exports_dir() / "analyst" / "dashboard" / "index.html")
+        path = build_dashboard(snap.con, exports_folder(settings.exports_dir(), "analyst") / "dashboard" / "index.html")
     # Aggregates only, but who rebuilt what is worth a line too.
     audit_log.append("dashboard", snap.version, principal=who, output=path)
     return path
@@ -358,10 +362,11 @@ def dictionary() -> Path:
     """Write the data dictionary of what analysts read (Markdown, types from their snapshot); return its path."""
     from warehouse.dictionary import render_markdown
     from warehouse.outputs import private_umask
+    from warehouse.publish.permissions import exports_folder
     from warehouse.publish.snapshot import open_snapshot
 
     with open_snapshot(settings.published_dir(), "analyst") as snap, private_umask():
-        path = settings.exports_dir() / "analyst" / "dictionary.md"
+        path = exports_folder(settings.exports_dir(), "analyst") / "dictionary.md"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render_markdown(snap.con), encoding="utf-8")
         return path
@@ -373,7 +378,7 @@ def export_marts(*, who: Principal | None = None) -> tuple[Path, dict[str, int]]
     from warehouse import audit_log
     from warehouse.access import COMMUNITY_STAFF
     from warehouse.outputs import private_dir, private_umask
-    from warehouse.publish import community_folder
+    from warehouse.publish.permissions import exports_folder
     from warehouse.publish.snapshot import community_code, open_snapshot
 
     who = _who(who)
@@ -381,9 +386,9 @@ def export_marts(*, who: Principal | None = None) -> tuple[Path, dict[str, int]]
     code: str | None = None
     if who.role == COMMUNITY_STAFF:
         code = community_code(root, who.community or "")
-        folder = settings.exports_dir() / "community" / community_folder(code) / "marts"
+        folder = exports_folder(settings.exports_dir(), "community", code) / "marts"
     else:
-        folder = settings.exports_dir() / "analyst" / "marts"
+        folder = exports_folder(settings.exports_dir(), "analyst") / "marts"
     audience = "community" if code else "analyst"
     counts: dict[str, int] = {}
     with open_snapshot(root, audience, code, **_as_reader(who)) as snap, private_umask():

@@ -42,16 +42,22 @@ def exports_dir() -> Path:
 
 def deployment() -> str:
     """`demo` (the embedded default) or `production`: $ONENET_DEPLOYMENT. Production refuses defaults
-    that are only safe on a demo machine (a generated pseudonym key, for one)."""
+    that are only safe on a demo machine (a generated pseudonym key, for one). A host's deployment file
+    (onenet/deployment.py) decides instead where it exists."""
+    from onenet import deployment as host
+
     value = os.environ.get("ONENET_DEPLOYMENT", "demo").strip().lower() or "demo"
     if value not in ("demo", "production"):
         raise ValueError(f"ONENET_DEPLOYMENT must be demo or production, not {value!r}")
-    return value
+    return host.setting("mode", value) or value
 
 
 def published_dir() -> Path:
-    """Where each audience's read-only snapshots are published: $ONENET_PUBLISHED or <home>/published."""
-    env = os.environ.get("ONENET_PUBLISHED")
+    """Where each audience's read-only snapshots are published: the deployment file's `published`,
+    else $ONENET_PUBLISHED or <home>/published."""
+    from onenet import deployment as host
+
+    env = host.setting("published", os.environ.get("ONENET_PUBLISHED"))
     return Path(env).resolve() if env else home() / "published"
 
 

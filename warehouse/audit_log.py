@@ -64,8 +64,10 @@ class VerifyResult:
 
 
 def log_path() -> Path:
-    """The access log: $ONENET_ACCESS_LOG or <home>/audit/access-log.jsonl."""
-    env = os.environ.get("ONENET_ACCESS_LOG")
+    """The access log: the deployment file's `access_log`, else $ONENET_ACCESS_LOG or <home>/audit/access-log.jsonl."""
+    from onenet import deployment as host
+
+    env = host.setting("access_log", os.environ.get("ONENET_ACCESS_LOG"))
     return Path(env) if env else settings.home() / "audit" / "access-log.jsonl"
 
 

@@ -31,8 +31,10 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def access_file_path() -> Path:
-    """The access file: $ONENET_ACCESS_FILE or <home>/access.toml."""
-    env = os.environ.get("ONENET_ACCESS_FILE")
+    """The access file: the deployment file's `access_file`, else $ONENET_ACCESS_FILE or <home>/access.toml."""
+    from onenet import deployment as host
+
+    env = host.setting("access_file", os.environ.get("ONENET_ACCESS_FILE"))
     return Path(env) if env else settings.home() / "access.toml"
 
 
@@ -61,8 +63,9 @@ def resolve_principal(role: str | None = None, community: str | None = None) -> 
             f"OS user {user!r} is not in the access file {path}; an administrator adds them with "
             f'a [users.{_toml_key(user)}] table holding role = "{DISTRICT_ANALYST}" (or another role)')
     granted, bound = entry
-    if self_owned and granted != DATA_ENGINEER:
-        # Their own file can only make them what its owner is anyway: its administrator.
+    if self_owned and (granted != DATA_ENGINEER or settings.deployment() == "production"):
+        # On a demo machine their own file can only make them what its owner is anyway: its
+        # administrator. In production an administrator's file decides, never the reader's own.
         raise AccessDenied(f"the access file {path} (or its folder) is owned by {user}, who could "
                            f"widen their own role; an administrator must run `chown root {path}`")
     if role is not None and role not in ROLES:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,9 +38,9 @@ def neutralise_cell(value: object) -> object:
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and parents) with mode 0750; return it."""
+    """Create `path` (and parents) with mode 0750 (keeping setgid: an audience's group); return it."""
     path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    os.chmod(path, DIR_MODE)
+    os.chmod(path, DIR_MODE | (path.stat().st_mode & stat.S_ISGID))
     return path
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -81,19 +82,21 @@ def write_result(table: pa.Table, out: Path) -> None:
     if out.suffix not in (".parquet", ".csv"):
         raise QueryError(f"cannot write {out.name}: use a .csv or .parquet file name")
     # Written beside the target and renamed over it: a new file gets 0640 even where an older,
-    # more open file of that name existed, and a reader never sees half a result.
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+    # more open file of that name existed, and a reader never sees half a result. The temporary name
+    # is random and created exclusively (mkstemp), so nobody can plant a link at it in a shared folder.
     with private_umask():
         out.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        tmp = Path(name)
         try:
-            if out.suffix == ".parquet":
-                pq.write_table(table, tmp)
-            else:
-                for i, name in enumerate(table.column_names):
-                    column = table.column(i)
-                    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                        table = table.set_column(i, name, neutralise_column(column))
-                with tmp.open("wb") as fh:
+            with os.fdopen(fd, "wb") as fh:
+                if out.suffix == ".parquet":
+                    pq.write_table(table, fh)
+                else:
+                    for i, col in enumerate(table.column_names):
+                        column = table.column(i)
+                        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                            table = table.set_column(i, col, neutralise_column(column))
                     fh.write("\ufeff".encode())
                     pacsv.write_csv(table, fh)
             os.chmod(tmp, FILE_MODE)

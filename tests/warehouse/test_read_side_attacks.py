@@ -234,9 +234,6 @@ def test_the_warehouse_file_is_not_world_readable(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the access file to another uid")
-@pytest.mark.xfail(strict=True, reason="warehouse/identity.py accepts an access file the acting user owns when "
-                   "it maps them to data_engineer, and ONENET_ACCESS_FILE is the user's own environment: in a "
-                   "production deployment any local account makes itself an engineer")
 def test_a_self_written_access_file_grants_nothing_in_production(tmp_path, monkeypatch):
     import pwd
 

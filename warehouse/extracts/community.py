@@ -20,6 +20,7 @@ from warehouse.access import Principal
 from warehouse.excel import Column, Sheet, write_workbook
 from warehouse.outputs import private_umask, safe_name
 from warehouse.publish import community_folder
+from warehouse.publish.permissions import exports_folder
 
 SOURCE_NAMES = {"hotline": "12345热线", "city_cases": "数字城管", "grid_registry": "网格管理系统",
                 "health_codes": "健康码平台"}
@@ -189,6 +190,7 @@ def extract_path(out_dir: Path, code: str, community: str, day: dt.date) -> Path
 
 def _write_one(data: ExtractData, code: str, community: str, who: Principal, out_dir: Path) -> ExtractResult:
     """Write one community's workbook from the fetched rows and log the read."""
+    exports_folder(out_dir, "community", code)  # its community's group, where the host separates them
     path = extract_path(out_dir, code, community, data.day)
     rows = write_workbook(path, build_sheets(data, code, community), title=f"{community} 社区日报 {data.day}")
     # Full phones leave in every workbook (staff call their residents); IDs are masked.

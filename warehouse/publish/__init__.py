@@ -48,6 +48,7 @@ import duckdb
 
 from warehouse import pseudonym
 from warehouse.outputs import private_umask, safe_name
+from warehouse.publish import permissions
 
 POLICY_DIR = Path(__file__).parent
 AUDIENCES = ("analyst", "community")
@@ -144,6 +145,7 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, version: str) -> Publish
     _prepare(con)
     with private_umask():
         root.mkdir(parents=True, exist_ok=True, mode=0o750)
+        permissions.prepare_root(root)
         _remove_leftovers(root)
         started = time.perf_counter()
         _publish_analyst(con, root / "analyst", version, result)
@@ -339,7 +341,9 @@ def _assemble(staged: _Staged, owner: str | None, shared: bool, target: Path, pr
             files = []
             for i, path in enumerate(written):
                 files.append(f"{stem}-{i}.parquet")
-                if shared:  # the same file in every community's version
+                if shared and permissions.enabled():  # each community's copy gets its own group
+                    shutil.copyfile(path, folder / files[-1])
+                elif shared:  # the same file in every community's version
                     linker(path, folder / files[-1])
                 else:
                     os.replace(path, folder / files[-1])
@@ -428,6 +432,7 @@ def _publish_analyst(con: duckdb.DuckDBPyConnection, audience_dir: Path, version
     rules = policy()["analyst"]
     partitions = policy().get("partitions", {})
     previous = _current(audience_dir)
+    permissions.audience_folder(audience_dir, "analyst")
     staging = audience_dir / f".staging-{version}"
     if staging.exists():
         shutil.rmtree(staging)
@@ -449,6 +454,7 @@ def _publish_analyst(con: duckdb.DuckDBPyConnection, audience_dir: Path, version
         if result.analyst_unchanged:
             shutil.rmtree(tmp)  # nothing changed: readers keep the version they have
             return
+        permissions.seal(tmp, "analyst")
         _install(audience_dir, tmp, version, manifest, lambda final: _write_views(final, manifest))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -502,6 +508,7 @@ def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: st
             folder = community_folder(code)
             index[code] = {"name": name, "folder": folder}
             community_dir = root / folder
+            permissions.audience_folder(community_dir, "community", code)
             (community_dir / "versions").mkdir(parents=True, mode=0o750, exist_ok=True)
             prev_manifest, _ = previous[code]
             tmp = _tmp_dir(community_dir, version)
@@ -513,6 +520,7 @@ def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: st
                 shutil.rmtree(tmp)
                 result.communities_unchanged += 1
                 continue
+            permissions.seal(tmp, "community", code)
             _install(community_dir, tmp, version, manifest)
             result.communities_published += 1
         _write_index(root, index)
@@ -532,3 +540,4 @@ def _write_index(root: Path, index: dict) -> None:
     tmp = root / f".communities-{os.getpid()}.json"
     tmp.write_text(json.dumps(index, ensure_ascii=False, indent=1), encoding="utf-8")
     os.replace(tmp, root / "communities.json")
+    permissions.shared_file(root / "communities.json")

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -93,8 +94,9 @@ def open_snapshot(root: Path, audience: str, community_code: str | None = None, 
 
     `threads` and `memory_limit` bound the reader's DuckDB (onenet.pipeline passes the reader
     settings for non-engineers, so a reader leaves the cores to the pipeline)."""
-    with hold_version(root, audience, community_code) as version_dir:
-        con = _connect([version_dir], shared_relations(version_dir), threads=threads, memory_limit=memory_limit)
+    with hold_version(root, audience, community_code) as version_dir, _spill_dir() as spill:
+        con = _connect([version_dir], shared_relations(version_dir), spill, threads=threads,
+                       memory_limit=memory_limit)
         try:
             yield Snapshot(con, audience, version_dir.name, version_dir, community_code)
         finally:
@@ -149,7 +151,18 @@ def hold_version(root: Path, audience: str, community_code: str | None = None) -
     raise SnapshotError(f"could not hold a version of {base}: it changed five times while opening")
 
 
-def _connect(version_dirs: list[Path], shared: set[str], *, threads: int | None = None,
+@contextmanager
+def _spill_dir() -> Iterator[Path]:
+    """A private folder (0700, random name) for what a reader's DuckDB spills, removed afterwards:
+    DuckDB's default (`.tmp` in the working folder) may be a folder others can read or plant in."""
+    path = Path(tempfile.mkdtemp(prefix="onenet-reader-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _connect(version_dirs: list[Path], shared: set[str], spill: Path, *, threads: int | None = None,
              memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory connection with one view per relation over the versions' Parquet files (a relation
     shared by all communities read once); then file access is limited to those folders and locked."""
@@ -157,6 +170,7 @@ def _connect(version_dirs: list[Path], shared: set[str], *, threads: int | None 
     try:
         if memory_limit:
             con.execute("set memory_limit = ?", [memory_limit])
+        con.execute("set temp_directory = ?", [str(spill)])
         relations = sorted(p.stem for p in (version_dirs[0] / "parquet").glob("*.parquet")) if version_dirs else []
         for qualified in relations:
             globs = [str(d / "parquet" / f"{qualified}.parquet" / "*.parquet") for d in version_dirs]
@@ -242,6 +256,6 @@ def open_communities(root: Path, codes: list[str], *, threads: int | None = None
     with ExitStack() as stack:
         held = [stack.enter_context(hold_version(root, "community", code)) for code in codes]
         shared = shared_relations(held[0]) if held else set()
-        con = _connect(held, shared, threads=threads, memory_limit=memory_limit)
+        con = _connect(held, shared, stack.enter_context(_spill_dir()), threads=threads, memory_limit=memory_limit)
         stack.callback(con.close)
         yield con

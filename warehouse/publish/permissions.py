@@ -1,0 +1,140 @@
+"""Audiences separated by the operating system: each audience's folder belongs to its own OS group.
+
+With `[groups]` in the host's deployment file (onenet/deployment.py), publishing gives
+- the published root and `community/` mode 0711: anyone may pass through, nobody but the
+  pipeline may list them;
+- `analyst/` the analyst group, and each `community/<folder>/` its community's group: mode 2750
+  (setgid, so what is created inside keeps the group), data files 0440;
+- `community/communities.json` (community names and codes, no resident data) and each relation's
+  0-row `columns.parquet` (column names only) the readers' group.
+
+A reader's process then opens only what its account's groups reach, whatever code it runs: a
+forged access file, a widened --role or a copied CLI without checks still meets EACCES. The
+warehouse itself stays with the pipeline account (README, "Separating the audiences on a host").
+
+Without groups (a demo or development host) nothing here changes a mode or a group: folders stay
+0750 and files 0640 for the account running the pipeline, as `private_umask` makes them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from onenet import deployment
+
+SHARED_DIR_MODE = 0o711
+AUDIENCE_DIR_MODE = 0o2750
+EXPORTS_DIR_MODE = 0o2770
+DATA_FILE_MODE = 0o440
+SHARED_FILE_MODE = 0o444
+
+
+def enabled() -> bool:
+    """Whether this host separates audiences by OS group."""
+    return deployment.groups() is not None
+
+
+def prepare_root(root: Path) -> None:
+    """The published root and `community/`: passable by every account, listable by none but the owner."""
+    if not enabled():
+        return
+    for folder in (root, root / "community"):
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, SHARED_DIR_MODE)
+
+
+def audience_folder(folder: Path, audience: str, community_code: str | None = None) -> None:
+    """Give an audience's folder (`analyst/`, `community/<folder>/`) its group, setgid, 2750."""
+    groups = deployment.groups()
+    if groups is None:
+        return
+    gid = groups.for_audience(audience, community_code)
+    folder.mkdir(parents=True, exist_ok=True)
+    _own(folder, gid, AUDIENCE_DIR_MODE)
+    if (folder / "versions").is_dir():  # made before this host separated its audiences
+        _own(folder / "versions", gid, AUDIENCE_DIR_MODE)
+
+
+def seal(version_dir: Path, audience: str, community_code: str | None = None) -> None:
+    """Before a version is installed: every folder in it its audience's group and 2750, every data
+    file that group and 0440; the shared 0-row column files the readers' group."""
+    groups = deployment.groups()
+    if groups is None:
+        return
+    from warehouse.publish import COLUMNS_FILE
+
+    gid = groups.for_audience(audience, community_code)
+    readers = deployment.gid(groups.readers)
+    _own(version_dir, gid, AUDIENCE_DIR_MODE)
+    for dirpath, dirnames, filenames in os.walk(version_dir):
+        for name in dirnames:
+            _own(Path(dirpath) / name, gid, AUDIENCE_DIR_MODE)
+        for name in filenames:
+            # A columns file is one inode linked into every community's version: it names columns only.
+            if name == COLUMNS_FILE:
+                _own(Path(dirpath) / name, readers, SHARED_FILE_MODE)
+            else:
+                _own(Path(dirpath) / name, gid, DATA_FILE_MODE)
+
+
+def shared_file(path: Path) -> None:
+    """A file every reader needs (the community index): the readers' group, 0444."""
+    groups = deployment.groups()
+    if groups is not None:
+        _own(path, deployment.gid(groups.readers), SHARED_FILE_MODE)
+
+
+def _own(path: Path, gid: int, mode: int) -> None:
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return
+    if st.st_gid != gid:
+        os.chown(path, -1, gid)  # the pipeline account must be a member of every audience group
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
+
+
+def exports_folder(exports: Path, audience: str, community_code: str | None = None) -> Path:
+    """An audience's exports folder (`<exports>/analyst`, `<exports>/community/<folder>`), created as
+    needed. With groups: the audience's group, mode 2770 (setgid: its members write their own
+    extracts and reports there, and read the pipeline's), `<exports>` and `community/` 0711."""
+    from warehouse.publish import community_folder
+
+    folder = exports / "community" / community_folder(community_code or "") if audience == "community" \
+        else exports / "analyst"
+    groups = deployment.groups()
+    if groups is None:
+        return folder
+    for shared in (exports, exports / "community"):
+        shared.mkdir(parents=True, exist_ok=True)
+        _settle(shared, None, SHARED_DIR_MODE)
+    folder.mkdir(parents=True, exist_ok=True)
+    _settle(folder, groups.for_audience(audience, community_code), EXPORTS_DIR_MODE)
+    return folder
+
+
+def _settle(path: Path, gid: int | None, mode: int) -> None:
+    """_own, for a folder another account may have created: only a mismatch needs its owner."""
+    st = os.stat(path)
+    if (gid is None or st.st_gid == gid) and stat.S_IMODE(st.st_mode) == mode:
+        return
+    try:
+        _own(path, gid if gid is not None else st.st_gid, mode)
+    except PermissionError:
+        raise PermissionError(f"{path} has group {st.st_gid} and mode {stat.S_IMODE(st.st_mode):04o}, not "
+                              f"{gid if gid is not None else st.st_gid} and {mode:04o}, and is not this account's "
+                              f"to change; an administrator runs `chgrp`/`chmod` on it") from None
+
+
+def prepare_exports(exports: Path, published: Path) -> None:
+    """After a publish: every audience's exports folder exists with its group (2770), so readers never
+    need to create a shared folder (`<exports>` and `community/` stay the pipeline's, 0711)."""
+    if not enabled():
+        return
+    from warehouse.publish.snapshot import communities
+
+    exports_folder(exports, "analyst")
+    for code in communities(published):
+        exports_folder(exports, "community", code)
