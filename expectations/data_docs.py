@@ -126,17 +126,23 @@ def verify() -> dict[str, str]:
     return manifest
 
 
-def localise(site_index: Path) -> list[Path]:
+def localise(site_index: Path, since: float | None = None) -> list[Path]:
     """Copy the vendored files into the site next to `site_index` and point every page at them.
 
     Returns the pages rewritten. Idempotent: a page already pointing at local files is left as is.
+    `since` (a time.time()): only the pages written since then are read (an incremental build), and
+    the vendored files are copied only if the site lacks them.
     """
-    verify()
+    manifest = verify()
     root = Path(site_index).parent
     vendor = root / SITE_FOLDER
-    shutil.copytree(ASSETS_DIR, vendor, dirs_exist_ok=True, ignore=shutil.ignore_patterns("MANIFEST.json"))
+    if since is None or not all((vendor / rel).is_file() for rel in manifest):
+        shutil.copytree(ASSETS_DIR, vendor, dirs_exist_ok=True, ignore=shutil.ignore_patterns("MANIFEST.json"))
     changed = []
-    for page in root.rglob("*.html"):
+    pages = root.rglob("*.html")
+    if since is not None:
+        pages = (p for p in pages if not p.is_relative_to(vendor) and p.stat().st_mtime >= since)
+    for page in pages:
         text = page.read_text(encoding="utf-8")
         new = text
         for url, (spec, file) in ASSETS.items():
@@ -175,16 +181,33 @@ def passed_with_warnings(result: Any) -> bool:
         for r in failed)
 
 
-def mark_warnings(context: Any, site_index: Path) -> list[Path]:
-    """Make the pages of every batch that passed with warnings say so (the batch page and its index row)."""
+WARNED_PAGES = "onenet-warned-pages.json"  # the site's pages of batches that passed with warnings
+
+
+def warned_pages_known(site_index: Path) -> bool:
+    """Whether the site lists its passed-with-warnings pages (written by every mark_warnings)."""
+    return (Path(site_index).parent / WARNED_PAGES).is_file()
+
+
+def mark_warnings(context: Any, site_index: Path, new_results: list[Any] | None = None) -> list[Path]:
+    """Make the pages of every batch that passed with warnings say so (the batch page and its index row).
+
+    With `new_results` (the keys of the results just rendered, an incremental build), only those
+    results are read; the index rows of earlier ones come from the site's list of such pages
+    (WARNED_PAGES), since GE rebuilds the index from scratch each time. Without, every stored
+    result is read and the list is written anew.
+    """
     from urllib.parse import urlparse
     from urllib.request import url2pathname
 
     root = Path(site_index).parent
+    listing = root / WARNED_PAGES
     store = context.validation_results_store
-    index = site_index.read_text(encoding="utf-8")
+    warned: list[str] = []
+    if new_results is not None and listing.is_file():
+        warned = json.loads(listing.read_text(encoding="utf-8"))
     marked = []
-    for key in store.list_keys():
+    for key in store.list_keys() if new_results is None else new_results:
         result = store.get(key)
         if result.success or not passed_with_warnings(result):
             continue
@@ -195,13 +218,20 @@ def mark_warnings(context: Any, site_index: Path) -> list[Path]:
             if PAGE_FAILED in text:
                 page.write_text(text.replace(PAGE_FAILED, PAGE_WARNED), encoding="utf-8")
                 marked.append(page)
-            link = f"'_table_row_link_path': '{page.relative_to(root).as_posix()}'"
-            at = index.find(link)
-            if at >= 0:
-                start = index.rfind("{'validation_success'", 0, at)
-                row = index[start:at].replace(INDEX_FAILED, INDEX_WARNED)
-                index = index[:start] + row + index[at:]
+            if page.relative_to(root).as_posix() not in warned:
+                warned.append(page.relative_to(root).as_posix())
+    index = site_index.read_text(encoding="utf-8")
+    for rel in warned:
+        link = f"'_table_row_link_path': '{rel}'"
+        at = index.find(link)
+        if at >= 0:
+            start = index.rfind("{'validation_success'", 0, at)
+            row = index[start:at].replace(INDEX_FAILED, INDEX_WARNED)
+            index = index[:start] + row + index[at:]
     site_index.write_text(index, encoding="utf-8")
+    tmp = listing.with_suffix(".tmp")
+    tmp.write_text(json.dumps(warned, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, listing)
     return marked
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -15,9 +16,14 @@ import duckdb
 import sqlalchemy as sa
 from duckdb_engine import ConnectionWrapper
 
+from expectations import lazy_imports
+
 # GE's loggers inherit whatever the host configured (Airflow's structlog at INFO), and one of
 # them pins itself to INFO; keep them at WARNING before and after GE's import.
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
+# scipy.stats and altair are bound by GE at import but used only inside functions: load them lazily
+# (expectations/lazy_imports.py; about a third of GE's import time).
+lazy_imports.defer()
 
 import great_expectations as gx  # noqa: E402
 from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
@@ -76,6 +82,8 @@ class ValidationOutcome:
     results: list[ExpectationOutcome]
     statistics: dict
     docs_url: str | None
+    # The stored result's key in the context (a ValidationResultIdentifier), for build_docs(only=...)
+    result_key: Any = None
 
 
 class DuckDBExecutionEngine(SqlAlchemyExecutionEngine):
@@ -330,28 +338,53 @@ def validate_table(
         results=outcomes,
         statistics=dict(result.statistics),
         docs_url=_docs_url(context, result),
+        result_key=_result_key(result),
     )
 
 
-def build_docs(context: AbstractDataContext) -> Path:
-    """Rebuild the local Data Docs site and return the path of its index.html.
+def build_docs(context: AbstractDataContext, only: list[ValidationOutcome] | None = None) -> Path:
+    """Build the local Data Docs site and return the path of its index.html.
 
     The site works offline (its CSS/JS from the vendored files, not CDNs) and a batch that passed
     with warnings says so instead of GE's "Failed" (expectations/data_docs.py).
+
+    `only`: the outcomes of this run. Their result pages and their suites' pages are rendered, the
+    index is rebuilt, and the pages written now are localised; the rest of the site is left as it
+    is. Rendering and rewriting every page of the store grew with every 15-minute cycle (issue #19).
+    Without `only`, or on a site not built this way yet, everything is rebuilt.
     """
     # GE re-renders every stored suite: its custom expectations must be registered.
     import expectations.casts
     import expectations.identity
     import expectations.references
     import expectations.uniqueness  # noqa: F401
-    from expectations.data_docs import localise, mark_warnings
+    from expectations.data_docs import localise, mark_warnings, warned_pages_known
 
-    sites = context.build_data_docs()
+    started = time.time()
+    keys: list[Any] | None = None
+    if only is not None:
+        keys = [o.result_key for o in only if o.result_key is not None]
+        keys += list({k.expectation_suite_identifier.name: k.expectation_suite_identifier for k in keys}.values())
+    index = _local_index(context)
+    incremental = bool(keys) and index is not None and index.is_file() and warned_pages_known(index)
+    sites = context.build_data_docs(resource_identifiers=keys if incremental else None)
     url = sites.get("local_site") or next(iter(sites.values()))
     index = Path(url2pathname(urlparse(url).path))
-    mark_warnings(context, index)
-    localise(index)
+    new_results = [k for k in keys or [] if isinstance(k, ValidationResultIdentifier)] if incremental else None
+    mark_warnings(context, index, new_results)
+    localise(index, since=started - 1 if incremental else None)
     return index
+
+
+def _local_index(context: AbstractDataContext) -> Path | None:
+    """The local site's index.html (whether built or not), without building anything."""
+    try:
+        sites = context.get_docs_sites_urls(only_if_exists=False)
+    except Exception:
+        return None
+    urls = [str(s["site_url"]) for s in sites if s.get("site_url") and s.get("site_name") == "local_site"] or \
+           [str(s["site_url"]) for s in sites if s.get("site_url")]
+    return Path(url2pathname(urlparse(urls[0]).path)) if urls else None
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:
@@ -515,14 +548,23 @@ def _outcome(r: Any, row_ids: list[int] | None) -> ExpectationOutcome:
     )
 
 
-def _docs_url(context: AbstractDataContext, result: Any) -> str | None:
-    """Where this result's page is (or will be, after build_docs) on the local Data Docs site."""
+def _result_key(result: Any) -> ValidationResultIdentifier | None:
     try:
-        identifier = ValidationResultIdentifier(
+        return ValidationResultIdentifier(
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=result.suite_name),
             run_id=result.meta["run_id"],
             batch_identifier=result.batch_id,
         )
+    except Exception:
+        return None
+
+
+def _docs_url(context: AbstractDataContext, result: Any) -> str | None:
+    """Where this result's page is (or will be, after build_docs) on the local Data Docs site."""
+    try:
+        identifier = _result_key(result)
+        if identifier is None:
+            return None
         sites = context.get_docs_sites_urls(resource_identifier=identifier, only_if_exists=False)
     except Exception:  # the URL is a convenience; never fail a validation over it
         return None

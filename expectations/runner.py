@@ -163,8 +163,10 @@ def _results_json(outcome: engine.ValidationOutcome) -> str:
                         "unexpected_count": r.unexpected_count} for r in outcome.results], ensure_ascii=False)
 
 
-def validate_entity(con: duckdb.DuckDBPyConnection, context, source: str, entity: str) -> ValidationResult:
-    """Validate the pending loads of one source table (see the module docstring)."""
+def validate_entity(con: duckdb.DuckDBPyConnection, context, source: str, entity: str,
+                    outcomes: list[engine.ValidationOutcome] | None = None) -> ValidationResult:
+    """Validate the pending loads of one source table (see the module docstring); GE's outcome is
+    appended to `outcomes` when given."""
     started, started_at = time.perf_counter(), datetime.now(UTC)
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{source}-{entity}-{uuid.uuid4().hex[:8]}"
     loads = _pending_loads(con, source, entity)
@@ -178,6 +180,8 @@ def validate_entity(con: duckdb.DuckDBPyConnection, context, source: str, entity
     else:
         suite = suite_for(source, entity, _reference(con, source, entity, loads))
         outcome = engine.validate_table(context, con, batch, suite, row_id="_row_id", run_name=run_id)
+        if outcomes is not None:
+            outcomes.append(outcome)
     result = ValidationResult(source, entity, run_id, "passed", rows_in=rows_in, docs_url=outcome.docs_url)
 
     blocking = [r for r in outcome.results if not r.success and r.meta.get("severity") == "critical"
@@ -237,9 +241,11 @@ def validate(con: duckdb.DuckDBPyConnection, source: str, gx_dir: Path) -> list[
     if con.execute("select count(*) from ref.division_codes").fetchall()[0][0] == 0:
         reference.load_division_codes(con)
     context = engine.gx_context(gx_dir)
-    results = [validate_entity(con, context, source, entity) for entity in _entities(con, source)]
+    outcomes: list[engine.ValidationOutcome] = []
+    results = [validate_entity(con, context, source, entity, outcomes) for entity in _entities(con, source)]
     if any(r.status != "nothing" for r in results):
-        docs = engine.build_docs(context)
+        # only this run's pages (and the index): re-rendering the whole store grew with every cycle
+        docs = engine.build_docs(context, only=outcomes)
         for r in results:
             r.docs_url = r.docs_url or docs.as_uri()
     return results

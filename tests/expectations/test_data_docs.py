@@ -156,3 +156,31 @@ def test_vendored_files_are_pinned_and_unaltered(tmp_path):
     finally:
         (data_docs.ASSETS_DIR / first).write_bytes(saved)
     assert json.loads(data_docs.MANIFEST.read_text()) == manifest
+
+
+def test_an_incremental_build_renders_only_this_runs_pages_and_keeps_earlier_warnings(tmp_path):
+    """The validate step builds only its own results' pages (issue #19): earlier pages are not
+    rendered again, earlier warnings stay marked on the index, every new page is offline."""
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.execute(TABLE)
+    context = gx_context(tmp_path / "gx")
+    warned, failed = _suites()
+    first = [validate_table(context, con, "raw.people", s, run_name=f"first-{s.name}") for s in (warned, failed)]
+    index = build_docs(context, only=first)  # a site not built yet: everything
+    assert data_docs.warned_pages_known(index)
+    old_page = Path(first[0].docs_url.removeprefix("file://"))
+    old_page.write_text(old_page.read_text(encoding="utf-8") + "<!-- not rendered again -->", encoding="utf-8")
+
+    second = validate_table(context, con, "raw.people", warned, run_name="second")
+    con.close()
+    assert build_docs(context, only=[second]) == index
+    assert old_page.read_text(encoding="utf-8").endswith("<!-- not rendered again -->")
+    new_page = Path(second.docs_url.removeprefix("file://")).read_text(encoding="utf-8")
+    assert "Passed with warnings" in new_page and "static/vendor/" in new_page
+    text = index.read_text(encoding="utf-8")
+    assert text.count("passed with warnings") == 2  # the first run's row too, though not read again
+    assert "cdn.jsdelivr.net" not in text and "unpkg.com" not in text and "cdn.jsdelivr.net" not in new_page
+    assert text.count("_table_row_link_path': 'validations/") == 3
+
+    build_docs(context)  # a full rebuild agrees
+    assert index.read_text(encoding="utf-8").count("passed with warnings") == 2
