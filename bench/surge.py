@@ -1,7 +1,7 @@
 """The surge month, day by day (issue #19 item 4): the 15-minute hotline cycle at the peak and the next-day run.
 
     .venv/bin/python -m bench.surge --district D --work W [--from-day N] [--to-day M] [--cycles 4]
-        [--cycle-at 09:00] [--memory-limit 4GB] [--threads 2] [--out W/surge.json]
+        [--cycle-at 09:00] [--memory-limit 4GB] [--threads 2] [--out W/surge.json] [--capture DIR]
 
 D is a district generated with a surge (`onenet simulate --surge 5`, or
 generate(D, ..., surge=SurgeSpec(peak=5))); it is copied to W/district and left untouched. The four
@@ -156,12 +156,27 @@ def hotline_volume(root: Path, start: Any, day: int) -> dict[str, int]:
             "cases": count("city_cases/cases.parquet", "reported_at")}
 
 
-def cycle(env: dict[str, str], root: Path) -> dict[str, Any]:
-    """One 15-minute hotline cycle: the clock 15 minutes on, then sync → validate → merge."""
+def capture_state(work: Path, target: Path) -> None:
+    """Copy the work folder (warehouse, Great Expectations folder, published snapshots, access file,
+    keys), without the silos' district and the extracts, to `target`: bench/cycle_step.py runs a
+    cycle's validate and merge from it again, side by side."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for item in work.iterdir():
+        if item.name not in ("district", "exports", "surge.json"):
+            subprocess.run(["cp", "-a", str(item), str(target / item.name)], check=True)  # keeps hard links
+
+
+def cycle(env: dict[str, str], root: Path, capture: Path | None = None) -> dict[str, Any]:
+    """One 15-minute hotline cycle: the clock 15 minutes on, then sync → validate → merge
+    (with `capture`, the state after the sync is copied there first, outside the timings)."""
     from simulators import runner
 
     out: dict[str, Any] = {"advance_s": _timed(lambda: runner.advance_minutes(root, 15))}
     for step, arg in (("sync", "hotline"), ("validate", "hotline"), ("merge", None)):
+        if step == "validate" and capture is not None:
+            capture_state(root.parent, capture)
         out[step] = run_step(env, step, arg)
     out["total_s"] = round(sum(out[s]["wall_s"] for s in ("sync", "validate", "merge")), 2)
     return out
@@ -229,6 +244,8 @@ def main() -> None:
     ap.add_argument("--no-extract", action="store_true", help="leave the 07:00 extract out of the next-day run")
     ap.add_argument("--memory-limit", default="4GB", help="ONENET_DUCKDB_MEMORY_LIMIT for every step")
     ap.add_argument("--out", type=Path, help="JSON report [default: WORK/surge.json]")
+    ap.add_argument("--capture", type=Path,
+                    help="copy the state before the last cycle's validate here (for bench/cycle_step.py)")
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.arg, args.spawned_at or time.time())))
@@ -290,7 +307,7 @@ def main() -> None:
                 _print_cycle(day, 0, entry["catch_up"])
                 entry["cycles"] = []
                 for i in range(args.cycles):
-                    c = cycle(env, root)
+                    c = cycle(env, root, args.capture if i == args.cycles - 1 else None)
                     entry["cycles"].append(c)
                     _print_cycle(day, i + 1, c)
                     report["days"][day] = entry
