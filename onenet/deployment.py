@@ -25,7 +25,6 @@ can open only what its account's groups reach, whatever code it runs (warehouse/
 
 from __future__ import annotations
 
-import grp
 import os
 import stat
 import tomllib
@@ -126,6 +125,8 @@ def groups() -> Groups | None:
 
 def gid(name: str) -> int:
     """A group's id by name (or a number given as text)."""
+    import grp  # here, not at the top: readers never need it (and a C module may be out of reach)
+
     if name.isdigit():
         return int(name)
     try:
