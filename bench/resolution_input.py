@@ -122,23 +122,24 @@ def build(con: duckdb.DuckDBPyConnection, root: Path | str, table: str = "stagin
         )
         select 'grid_registry.residents' as source, r.resident_id as record_key, r.name, r.id_number,
                r.birth_date, r.sex, r.phone, h.compound, h.building, h.unit, h.room, g.community,
-               h.grid_code, r.household_id, r.is_deleted
+               h.grid_code, r.household_id, r.is_deleted, null as role
         from reg_res r left join reg_households h using (household_id) left join grid_comm g using (grid_code)
         union all
         select 'grid_registry.grid_workers', w.worker_id, w.name, null, null, null, w.phone, null, null, null, null,
-               g.community, w.grid_code, null, false
+               g.community, w.grid_code, null, false, '网格员'
         from reg_grid_workers w left join grid_comm g using (grid_code)
         union all
         select 'health_codes.exports', export_date || '#' || record_no, name, id_number, null, null, phone,
-               null, null, null, null, community, null, null, false
+               null, null, null, null, community, null, null, false, null
         from health
         union all
         select 'hotline.tickets', ticket_id, caller_name, caller_id_number, null, null, caller_phone,
-               null, null, null, null, null, null, null, false
+               null, null, null, null, null, null, null, false, null
         from '{root}/hotline/tickets.parquet'
         union all
         select 'city_cases.cases', case_id, reporter_name, null, null, null, reporter_phone,
-               null, null, null, null, null, null, null, false
+               null, null, null, null, null, null, null, false,
+               case when reporter_type = '网格员' then reporter_type end
         from '{root}/city_cases/cases.parquet' where reporter_type <> '12345转办'
     """)
     names = [r[0] for r in con.execute("select distinct name from raw_people where name is not null").fetchall()]
@@ -171,11 +172,17 @@ def build(con: duckdb.DuckDBPyConnection, root: Path | str, table: str = "stagin
                regexp_extract(x.unit, '([0-9]+)') as address_unit, x.room as address_room,
                case when x.compound is not null then concat_ws('|', x.compound, regexp_extract(x.building, '([0-9]+)'),
                     regexp_extract(x.unit, '([0-9]+)'), x.room) end as address_key,
-               x.community, x.grid_code, x.household_id, x.is_deleted, null::timestamptz as seen_at
+               x.community, x.grid_code, x.household_id, x.is_deleted, null::timestamptz as seen_at,
+               -- the second fields of issue #17 item 5; tickets' places are not parsed here
+               case when x.compound is not null then x.compound || '|' || regexp_extract(x.building, '([0-9]+)')
+                    end as home_building,
+               null::varchar as reported_building, x.role as reporter_role,
+               count(distinct n.name_pinyin) over (partition by x.p) as phone_holders
         from ph2 x
         left join name_map n on n.raw = x.name
         left join id_map i on i.raw = x.id_number
     """)
+    con.execute(f"update {table} set phone_holders = null where phone_std is null")
     row = con.execute(f"select count(*) from {table}").fetchone()
     return int(row[0]) if row else 0
 

@@ -139,6 +139,36 @@ def test_thin_records_do_not_merge_on_a_phone_alone(con):
     assert row == ("singleton",)
 
 
+def test_a_thin_record_links_on_a_second_field_that_tells_the_person(con):
+    """Issue #17 item 5: a nameless record's phone plus a field a housemate sharing the phone lacks."""
+    resident = {"source": "thin2", "name_std": "欧阳修", "name_pinyin": "ou yang xiu", "surname": "欧阳",
+                "sex": "男", "birth_date": "1970-01-02", "home_building": "thin花园|3", "is_deleted": False}
+    caller = {"source": "thin2", "reported_building": "thin花园|3", "is_deleted": False}
+    _plant(con, [
+        # a phone only one named person holds, and a nameless call about that person's building: links
+        resident | {"record_uid": "thin2:A", "record_key": "A", "phone_std": "13955550001", "phone_holders": 1},
+        caller | {"record_uid": "thin2:B", "record_key": "B", "phone_std": "13955550001", "phone_holders": 1},
+        # a household's shared phone (two named holders): the building cannot tell which of them called
+        resident | {"record_uid": "thin2:C", "record_key": "C", "phone_std": "13955550002", "phone_holders": 2},
+        resident | {"record_uid": "thin2:D", "record_key": "D", "phone_std": "13955550002", "phone_holders": 2,
+                    "name_std": "欧阳询", "name_pinyin": "ou yang xun", "birth_date": "1972-05-06"},
+        caller | {"record_uid": "thin2:E", "record_key": "E", "phone_std": "13955550002", "phone_holders": 2},
+        # a nameless case a grid worker reported, and the grid workers' register: links
+        {"source": "thin2", "record_uid": "thin2:F", "record_key": "F", "name_std": "诸葛亮",
+         "name_pinyin": "zhu ge liang", "surname": "诸葛", "phone_std": "13955550003", "phone_holders": 1,
+         "reporter_role": "网格员", "is_deleted": False},
+        {"source": "thin2", "record_uid": "thin2:G", "record_key": "G", "phone_std": "13955550003",
+         "phone_holders": 1, "reporter_role": "网格员", "is_deleted": False},
+        # the same phone on a nameless citizen's case (no role, its place is not a home): stays apart
+        {"source": "thin2", "record_uid": "thin2:H", "record_key": "H", "phone_std": "13955550003",
+         "phone_holders": 1, "is_deleted": False}])
+    _run(con)
+    assert _person_of(con, "thin2:B") == _person_of(con, "thin2:A")
+    assert _person_of(con, "thin2:E") not in (_person_of(con, "thin2:C"), _person_of(con, "thin2:D"))
+    assert _person_of(con, "thin2:G") == _person_of(con, "thin2:F")
+    assert _person_of(con, "thin2:H") not in (_person_of(con, "thin2:F"), _person_of(con, "thin2:G"))
+
+
 def test_rerun_is_identical(con):
     _run(con, "run-1")
     first = con.execute(CHECKSUM).fetchone()

@@ -29,6 +29,9 @@ PERSON_RECORD_COLUMNS = [
     ("address_unit", "VARCHAR"), ("address_room", "VARCHAR"), ("address_key", "VARCHAR"),
     ("community", "VARCHAR"), ("grid_code", "VARCHAR"), ("household_id", "VARCHAR"),
     ("is_deleted", "BOOLEAN"), ("seen_at", "TIMESTAMP WITH TIME ZONE"),
+    # second fields of thin records (issue #17 item 5)
+    ("home_building", "VARCHAR"), ("reported_building", "VARCHAR"), ("reporter_role", "VARCHAR"),
+    ("phone_holders", "BIGINT"),
 ]
 
 

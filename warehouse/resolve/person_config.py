@@ -16,7 +16,8 @@ PERSON = {
     # the latest non-deleted registry row.
     "filter": "true",
     "columns": ["name_std", "name_pinyin", "surname", "id_std", "id_prefix6", "id_suffix4", "birth_date",
-                "sex", "phone_std", "address_key", "address_compound", "community"],
+                "sex", "phone_std", "address_key", "address_compound", "community",
+                "home_building", "reported_building", "reporter_role", "phone_holders"],
     "blocking_rules": [
         "l.id_std = r.id_std",
         "l.phone_std = r.phone_std",
@@ -70,6 +71,26 @@ PERSON = {
              {"label": "same compound", "condition": "l.address_compound = r.address_compound"},
              {"label": "same community", "condition": "l.community = r.community"},
          ]},
+        # Second fields for a record that holds a phone and nothing else (issue #17 item 5). A phone
+        # names a household more than a person, and so does a building: the building counts only when
+        # the phone is one named person's in all our records (phone_holders 1), so it never picks
+        # one member of a household that shares the phone. Only a ticket's place against a
+        # registered home: a city case's place is where the reporter saw it, not where they live.
+        {"name": "home_building",
+         "null_condition": "coalesce(l.reported_building, r.reported_building) is null"
+                           " or coalesce(l.home_building, r.home_building) is null",
+         "levels": [
+             {"label": "same building, own phone",
+              "condition": "(l.reported_building = r.home_building or r.reported_building = l.home_building)"
+                           " and l.phone_std = r.phone_std and l.phone_holders = 1",
+              "evidence": 1},
+             {"label": "same building", "condition": "l.reported_building = r.home_building"
+                                                         " or r.reported_building = l.home_building"},
+         ]},
+        # A case a grid worker reported against the grid workers' register: a family member who
+        # shares the worker's phone does not report as 网格员.
+        {"name": "reporter_role", "null_condition": "l.reporter_role is null or r.reporter_role is null",
+         "levels": [{"label": "same role", "condition": "l.reporter_role = r.reporter_role", "evidence": 1}]},
     ],
     "vetoes": [
         "l.id_std <> r.id_std",
@@ -82,7 +103,8 @@ PERSON = {
     # A link needs two identifying fields that agree (name, ID, birth date, phone; a valid ID counts
     # twice), whatever the score: a record with only a phone (a nameless hotline caller) shares it
     # with a whole family. A missing value is no evidence. Sex and address are not counted: sex
-    # tells little, and an address is shared by the household as a phone is.
+    # tells little, and an address is shared by the household as a phone is; a caller's building
+    # counts only with a phone no one else holds, and a grid worker's role on their own cases.
     "min_evidence": 2,
     "output_table": "core.person_source",
     "id_prefix": "P",

@@ -150,7 +150,16 @@ def _refresh_person_records(con: duckdb.DuckDBPyConnection, sql: str) -> int:
         changed.append(f"select '{k.source}' as source, {k.record_key} as record_key from _keys_{k.model}")
     con.execute(f"create or replace temp table _new as {sql}")
     con.execute("create or replace temp table _changed_records as " + " union all ".join(changed))
+    # phone_holders counts across records: every phone a changed record had or has is counted again
+    con.execute("""create or replace temp table _changed_phones as
+        select phone_std from staging.stg_person_records
+        where phone_std is not null and (source, record_key) in (select source, record_key from _changed_records)
+        union select phone_std from _new where phone_std is not null""")
     con.execute("delete from staging.stg_person_records where (source, record_key) in "
                 "(select source, record_key from _changed_records)")
     con.execute("insert into staging.stg_person_records select * from _new")
+    con.execute("""update staging.stg_person_records s set phone_holders = h.phone_holders
+        from (select phone_std, count(distinct name_pinyin) as phone_holders from staging.stg_person_records
+              where phone_std in (select phone_std from _changed_phones) group by phone_std) h
+        where s.phone_std = h.phone_std""")
     return _n(con, "select count(*) from _new")

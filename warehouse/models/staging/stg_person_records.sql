@@ -8,6 +8,11 @@
 -- callers, only the compound and building of the ticket's place (callers mostly ring about their
 -- own building; the unit and room are the incident's, not theirs). City-case places are not the
 -- reporter's, so they are left out.
+-- Second fields for records that hold only a phone (issue #17 item 5; the resolver's configuration
+-- counts them as evidence): reported_building (a ticket's compound|building) against home_building
+-- (a resident's registered compound|building); reporter_role '网格员' on grid workers and on the
+-- city cases a grid worker reported; phone_holders, how many differently named people (distinct
+-- pinyin) all records show with this phone, so a household's shared phone can be told apart.
 create or replace table staging.stg_person_records as
 
 with
@@ -71,6 +76,7 @@ from_residents as (
         households.address_unit,
         households.address_room,
         households.address_key,
+        households.address_compound || '|' || households.address_building as home_building,
         households.community_name as community,
         households.grid_code,
         residents.household_id,
@@ -109,6 +115,7 @@ from_workers as (
         null::varchar as grid_code,
         null::varchar as household_id,
         false as is_deleted,
+        '网格员' as reporter_role,
         updated_at as seen_at
     from workers
 
@@ -167,6 +174,7 @@ from_tickets as (
         caller_phone_kind as phone_kind,
         address_compound,
         address_building,
+        address_compound || '|' || address_building as reported_building,
         null::varchar as address_unit,
         null::varchar as address_room,
         null::varchar as address_key,
@@ -206,6 +214,7 @@ from_cases as (
         null::varchar as grid_code,
         null::varchar as household_id,
         false as is_deleted,
+        case when reporter_type = '网格员' then reporter_type end as reporter_role,
         reported_at as seen_at
     from cases
     where reporter_name is not null or reporter_phone is not null
@@ -223,6 +232,17 @@ unioned as (
     select * from from_tickets
     union all by name
     select * from from_cases
+
+),
+
+holders as (
+
+    -- recomputed over the whole table for the phones an incremental build touches
+    -- (warehouse/standardise/incremental.py), as it counts across records
+    select phone_std, count(distinct name_pinyin) as phone_holders
+    from unioned
+    where phone_std is not null
+    group by phone_std
 
 ),
 
@@ -254,8 +274,13 @@ final as (
         grid_code,
         household_id,
         is_deleted,
-        seen_at
+        seen_at,
+        home_building,
+        reported_building,
+        reporter_role,
+        holders.phone_holders
     from unioned
+    left join holders using (phone_std)
 
 )
 
