@@ -49,6 +49,7 @@ import duckdb
 from warehouse import pseudonym
 from warehouse.outputs import private_umask, safe_name
 from warehouse.publish import permissions
+from warehouse.publish.refresh import Refresh, carry_over, listed
 
 POLICY_DIR = Path(__file__).parent
 AUDIENCES = ("analyst", "community")
@@ -181,6 +182,11 @@ def _remove_leftovers(root: Path) -> None:
                     "community/*/versions/.*.tmp"):
         for path in root.glob(pattern):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _refresh(con: duckdb.DuckDBPyConnection, rules: dict) -> Refresh:
+    """What policy.toml's [refresh] relations would be built from now (warehouse/publish/refresh.py)."""
+    return Refresh(con, listed(policy()), _checks_digest(rules), (POLICY_DIR / "macros.sql").read_text(encoding="utf-8"))
 
 
 def _prepare(con: duckdb.DuckDBPyConnection) -> None:
@@ -439,10 +445,15 @@ def _publish_analyst(con: duckdb.DuckDBPyConnection, audience_dir: Path, version
     staging.mkdir(parents=True, mode=0o750)
     (audience_dir / "versions").mkdir(mode=0o750, exist_ok=True)
     rels = relations("analyst")
-    manifest: dict = {"version": version, "audience": "analyst", "relations": {}}
+    refresh = _refresh(con, rules)
+    manifest: dict = {"version": version, "audience": "analyst", "relations": {}, "refresh": refresh.records(rels)}
     tmp = _tmp_dir(audience_dir, version)
     try:
         for rel in rels:
+            if refresh.carried(rel, rels, [previous[0]]):  # policy.toml [refresh]: built from the same
+                manifest["relations"][rel.qualified] = carry_over(rel.qualified, previous, tmp / "parquet", result)
+                result.analyst_rows[rel.qualified] = manifest["relations"][rel.qualified]["rows"]
+                continue
             table = _build(con, rel)
             staged = _stage(con, table, rel, None, partitions.get(rel.qualified), {None: previous}, staging, rules)
             con.execute(f"drop table {table}")
@@ -450,7 +461,8 @@ def _publish_analyst(con: duckdb.DuckDBPyConnection, audience_dir: Path, version
             manifest["relations"][rel.qualified] = entry
             result.analyst_rows[rel.qualified] = entry["rows"]
         current = previous[0]
-        result.analyst_unchanged = bool(current and current.get("relations") == manifest["relations"])
+        result.analyst_unchanged = bool(current and current.get("relations") == manifest["relations"]
+                                        and current.get("refresh", {}) == manifest["refresh"])
         if result.analyst_unchanged:
             shutil.rmtree(tmp)  # nothing changed: readers keep the version they have
             return
@@ -493,10 +505,15 @@ def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: st
     previous: dict[str | None, tuple[dict | None, Path | None]] = {
         code: _current(root / community_folder(code)) for code, _ in communities}
     rels = relations("community")
+    refresh = _refresh(con, rules)
+    carried: list[str] = []
     staged: list[_Staged] = []
     shared: list[str] = []
     try:
         for rel in rels:
+            if refresh.carried(rel, rels, [previous[code][0] for code, _ in communities]):
+                carried.append(rel.qualified)  # policy.toml [refresh]: built from the same, linked below
+                continue
             table = _build(con, rel)
             s = _stage(con, table, rel, key, partitions.get(rel.qualified), previous, staging, rules)
             con.execute(f"drop table {table}")
@@ -513,10 +530,14 @@ def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: st
             prev_manifest, _ = previous[code]
             tmp = _tmp_dir(community_dir, version)
             manifest = {"version": version, "audience": "community", "community_code": code,
-                        "community_name": name, "relations": {}, "shared": sorted(shared)}
+                        "community_name": name, "relations": {}, "shared": sorted(shared),
+                        "refresh": refresh.records(rels)}
             _fill_community(staged, code, shared, tmp, previous[code], manifest, result)
+            for qualified in carried:
+                manifest["relations"][qualified] = carry_over(qualified, previous[code], tmp / "parquet", result)
             if prev_manifest and prev_manifest.get("relations") == manifest["relations"] \
-                    and prev_manifest.get("community_name") == name:
+                    and prev_manifest.get("community_name") == name \
+                    and prev_manifest.get("refresh", {}) == manifest["refresh"]:
                 shutil.rmtree(tmp)
                 result.communities_unchanged += 1
                 continue
