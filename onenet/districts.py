@@ -13,8 +13,13 @@ $ONENET_DISTRICTS names a TOML file; each `[[district]]` gets its own DAGs (`one
     hotline = "http://:token@10.1.0.5:8080"
     grid_registry = "postgresql://onenet@10.1.0.6/registry"
 
+    [city]                                    # optional: where the city warehouse lives (onenet_city)
+    warehouse = "/srv/onenet/city.duckdb"     # default <the file's folder>/city.duckdb
+    queue = "city"                            # optional Celery queue; default: any worker
+
 Unset: no districts, and every DAG file builds today's single-district DAG (ids, pool and Assets as
-before). Only the standard library is imported here: DAG files read this at parse time.
+before). The city DAG (onenet_city) exists only with two districts or more and ONENET_CITY_KEY set
+(`city()`). Only the standard library is imported here: DAG files read this at parse time.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ENV = "ONENET_DISTRICTS"
+CITY_KEY_ENV = "ONENET_CITY_KEY"  # = warehouse.city.keys.ENV: districts publish for the city only with it
+CITY_POOL = "onenet_city_duckdb"  # never a district's: theirs all start onenet_duckdb_
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 SOURCES = ("hotline", "city_cases", "grid_registry", "health_codes")  # = orchestration.SOURCES
 
@@ -73,6 +80,16 @@ class District:
         return values
 
 
+@dataclass(frozen=True)
+class City:
+    """The city over the configured districts: its warehouse, built from their published city snapshots."""
+
+    districts: tuple[District, ...]
+    warehouse: Path
+    queue: str | None = None
+    pool: str = CITY_POOL  # one slot: the city warehouse's one writer
+
+
 def _district(raw: dict, base: Path, path: Path) -> District:
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
@@ -91,12 +108,16 @@ def _district(raw: dict, base: Path, path: Path) -> District:
                     queue=raw.get("queue") or None, connections={k: str(v) for k, v in conns.items()})
 
 
-def load(path: Path) -> tuple[District, ...]:
-    """The districts of a TOML file (relative paths are relative to the file's folder)."""
+def _read(path: Path) -> dict:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise DistrictsMisconfigured(f"{ENV}={path}: cannot read the districts file ({exc})") from exc
+
+
+def load(path: Path) -> tuple[District, ...]:
+    """The districts of a TOML file (relative paths are relative to the file's folder)."""
+    data = _read(path)
     found = tuple(_district(d, path.parent, path) for d in data.get("district", []))
     names = [d.name for d in found]
     if not found or len(set(names)) != len(names):
@@ -113,6 +134,28 @@ def configured() -> tuple[District, ...]:
     return load(Path(value)) if value else ()
 
 
+def load_city(path: Path) -> City:
+    """The city of a districts file: its districts and its `[city]` table (all keys optional)."""
+    found, raw = load(path), _read(path).get("city") or {}
+    unknown = set(raw) - {"warehouse", "queue"}
+    if unknown:
+        raise DistrictsMisconfigured(f"{path}: [city]: unknown key(s) {sorted(unknown)}")
+    warehouse = (path.parent / raw.get("warehouse", "city.duckdb")).resolve()
+    if any(d.warehouse == warehouse for d in found):
+        raise DistrictsMisconfigured(f"{path}: [city] warehouse {warehouse} is a district's warehouse")
+    return City(districts=found, warehouse=warehouse, queue=raw.get("queue") or None)
+
+
+def city() -> City | None:
+    """The city onenet_city builds: None unless $ONENET_DISTRICTS lists two districts or more and
+    $ONENET_CITY_KEY is set (without the key no district publishes anything for a city)."""
+    value = os.environ.get(ENV, "").strip()
+    if not value or not os.environ.get(CITY_KEY_ENV):
+        return None
+    found = load_city(Path(value))
+    return found if len(found.districts) >= 2 else None
+
+
 def for_dags() -> list[District | None]:
     """What DAG files build for: each configured district, or [None] (today's one district)."""
     return list(configured()) or [None]
@@ -127,17 +170,22 @@ def active(district: District | None) -> AbstractContextManager[None]:
     return environment(**district.env())
 
 
-def pools(found: tuple[District, ...]) -> dict[str, dict[str, object]]:
-    """The districts' pools in `airflow pools import`'s format (one slot each)."""
-    return {d.pool: {"slots": 1, "description": f"DuckDB warehouse writers of district {d.name} (one at a time)",
-                     "include_deferred": False} for d in found}
+def pools(found: tuple[District, ...], city: City | None = None) -> dict[str, dict[str, object]]:
+    """The districts' pools (and the city's) in `airflow pools import`'s format (one slot each)."""
+    out: dict[str, dict[str, object]] = {
+        d.pool: {"slots": 1, "description": f"DuckDB warehouse writers of district {d.name} (one at a time)",
+                 "include_deferred": False} for d in found}
+    if city is not None:
+        out[city.pool] = {"slots": 1, "description": "DuckDB writer of the city warehouse (onenet_city)",
+                          "include_deferred": False}
+    return out
 
 
 def main(argv: list[str]) -> int:
     """`python -m onenet.districts pools` prints the pools to import; `list` prints the districts."""
     found = configured()
     if argv[:1] == ["pools"]:
-        print(json.dumps(pools(found), indent=2))
+        print(json.dumps(pools(found, city()), indent=2))
     elif argv[:1] == ["list"]:
         for d in found:
             print(f"{d.name}\t{d.warehouse}\t{d.queue or '-'}")
