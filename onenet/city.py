@@ -50,6 +50,17 @@ def version_instant(version_dir: Path) -> datetime:
         return datetime.fromtimestamp(version_dir.stat().st_mtime, UTC)
 
 
+def announced(triggering_asset_events: Any, by_uri: dict[str, str]) -> dict[str, datetime]:
+    """District name → when its newest city-snapshot event of this run was emitted (Airflow's
+    triggering_asset_events: Asset → events; `by_uri`: snapshot Asset URI → district name)."""
+    found: dict[str, datetime] = {}
+    for asset, events in (triggering_asset_events or {}).items():
+        name = by_uri.get(getattr(asset, "uri", None) or "")  # an AssetAlias key has no URI
+        if name and events:
+            found[name] = max(e.timestamp for e in events)
+    return found
+
+
 def check_inputs(city: City, announced: dict[str, datetime], *, announced_within: timedelta,
                  now: datetime | None = None, oldest: timedelta | None = None) -> dict[str, dict[str, str]]:
     """Each district's current city version, or CityInputsNotReady naming every district that is not ready.

@@ -357,10 +357,7 @@ def city_dag(city: districts.City, *, doc_md: str | None) -> DAG:
               execution_timeout=TIMEOUTS["city"])
         def build_city(triggering_asset_events: Any = None) -> dict[str, Any]:
             """Check every district's city snapshot (missing or stale: fail naming it), then build the city."""
-            announced: dict[str, datetime] = {}
-            for asset, events in (triggering_asset_events or {}).items():
-                if asset.uri in by_uri and events:
-                    announced[by_uri[asset.uri]] = max(e.timestamp for e in events)
+            announced = city_step.announced(triggering_asset_events, by_uri)
             return city_step.build_city(city, announced, announced_within=TIMEOUTS["merge"])
 
         build_city()

@@ -104,6 +104,30 @@ def test_a_missing_or_stale_district_snapshot_fails_naming_the_district(tmp_path
     assert set(got) == {"east", "west", "north"}
 
 
+def test_the_publish_each_district_announced_is_read_from_airflows_triggering_events():
+    """What build_city gets as `triggering_asset_events` (Airflow's accessor): the newest event per district."""
+    from airflow.sdk.api.datamodels._generated import AssetReferenceAssetEventDagRun
+    from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+    from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+    from onenet.city import announced
+
+    at = datetime(2026, 12, 6, 12, tzinfo=UTC)
+
+    def event(name: str, minutes: int, uri: str | None = None) -> AssetEventDagRunReferenceResult:
+        uri = uri or f"file://onenet/{name}/published/city"
+        return AssetEventDagRunReferenceResult(
+            asset=AssetReferenceAssetEventDagRun(name=f"onenet_city_snapshot__{name}", uri=uri, extra={}),
+            extra={}, source_task_id="merge", source_dag_id=f"onenet_merge__{name}", source_run_id=f"r{minutes}",
+            source_map_index=-1, source_aliases=[], timestamp=at + timedelta(minutes=minutes))
+
+    events = TriggeringAssetEventsAccessor.build([event("east", 0), event("east", 15), event("west", 5),
+                                                  event("other", 9, uri="duckdb://onenet/other/core")])
+    by_uri = {f"file://onenet/{n}/published/city": n for n in ("east", "west")}
+    assert announced(events, by_uri) == {"east": at + timedelta(minutes=15), "west": at + timedelta(minutes=5)}
+    assert announced(None, by_uri) == {}  # a manual run: nothing announced
+
+
 # --- one real Airflow run of the city DAG on a 2 × 1,500 city ---------------------------------------
 
 @pytest.fixture(scope="module")
@@ -148,6 +172,10 @@ def test_the_city_dag_builds_the_city_again_after_a_back_dated_change_and_never_
     east = city.districts[0]
     Pool.create_or_update_pool(city.pool, slots=1, description="test", include_deferred=False)
     dag = orch.load_dags(DAGS)["onenet_city"]
+    assert dag.doc_md.startswith("\n###") and dag.max_active_runs == 1 and dag.catchup is False
+    (task,) = dag.tasks
+    assert task.pool == districts.CITY_POOL and task.retries >= 3 and task.retry_exponential_backoff
+    assert task.execution_timeout <= timedelta(hours=2) and task.on_failure_callback
     # Any one district's publish is enough for a build: the condition as the scheduler evaluates it.
     from airflow.assets.evaluation import AssetEvaluator
     from airflow.serialization.decoders import decode_asset_like
