@@ -6,7 +6,8 @@ With `[groups]` in the host's deployment file (onenet/deployment.py), publishing
 - `analyst/` the analyst group, and each `community/<folder>/` its community's group: mode 2750
   (setgid, so what is created inside keeps the group), data files 0440;
 - `community/communities.json` (community names and codes, no resident data) and each relation's
-  0-row `columns.parquet` (column names only) the readers' group.
+  0-row `columns.parquet` (column names only) the readers' group, mode 0440: the 0711 folders let
+  every local account pass, so a world bit would hand the index to accounts in no onenet group.
 
 A reader's process then opens only what its account's groups reach, whatever code it runs: a
 forged access file, a widened --role or a copied CLI without checks still meets EACCES. The
@@ -19,6 +20,7 @@ Without groups (a demo or development host) nothing here changes a mode or a gro
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -28,7 +30,7 @@ SHARED_DIR_MODE = 0o711
 AUDIENCE_DIR_MODE = 0o2750
 EXPORTS_DIR_MODE = 0o2770
 DATA_FILE_MODE = 0o440
-SHARED_FILE_MODE = 0o444
+SHARED_FILE_MODE = 0o440
 
 
 def enabled() -> bool:
@@ -55,11 +57,19 @@ def audience_folder(folder: Path, audience: str, community_code: str | None = No
     _own(folder, gid, AUDIENCE_DIR_MODE)
     if (folder / "versions").is_dir():  # made before this host separated its audiences
         _own(folder / "versions", gid, AUDIENCE_DIR_MODE)
+    # The version readers follow, published before this host separated its audiences (or under another
+    # group): sealed now, since a publish that changes nothing writes no new version to seal.
+    current = folder / "current"
+    if current.is_symlink():
+        version_dir = current.resolve()
+        if version_dir.is_dir() and version_dir.stat().st_gid != gid:
+            seal(version_dir, audience, community_code)
 
 
 def seal(version_dir: Path, audience: str, community_code: str | None = None) -> None:
     """Before a version is installed: every folder in it its audience's group and 2750, every data
-    file that group and 0440; the shared 0-row column files the readers' group."""
+    file that group and 0440; the shared 0-row column files the readers' group (0440 too). The
+    version folder itself last: its group says the whole version was sealed (audience_folder)."""
     groups = deployment.groups()
     if groups is None:
         return
@@ -67,7 +77,6 @@ def seal(version_dir: Path, audience: str, community_code: str | None = None) ->
 
     gid = groups.for_audience(audience, community_code)
     readers = deployment.gid(groups.readers)
-    _own(version_dir, gid, AUDIENCE_DIR_MODE)
     for dirpath, dirnames, filenames in os.walk(version_dir):
         for name in dirnames:
             _own(Path(dirpath) / name, gid, AUDIENCE_DIR_MODE)
@@ -76,11 +85,27 @@ def seal(version_dir: Path, audience: str, community_code: str | None = None) ->
             if name == COLUMNS_FILE:
                 _own(Path(dirpath) / name, readers, SHARED_FILE_MODE)
             else:
-                _own(Path(dirpath) / name, gid, DATA_FILE_MODE)
+                _own_alone(Path(dirpath) / name, gid, DATA_FILE_MODE)
+    _own(version_dir, gid, AUDIENCE_DIR_MODE)
+
+
+def _own_alone(path: Path, gid: int, mode: int) -> None:
+    """_own for a data file. One still linked elsewhere under another group (a relation every
+    community's version shared as one inode before this host separated its audiences) is copied
+    first, so the group given here reaches this audience's copy alone."""
+    st = os.lstat(path)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and st.st_gid != gid:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.own")
+        shutil.copyfile(path, tmp)
+        _own(tmp, gid, mode)
+        os.replace(tmp, path)
+        return
+    _own(path, gid, mode)
 
 
 def shared_file(path: Path) -> None:
-    """A file every reader needs (the community index): the readers' group, 0444."""
+    """A file every reader needs (the community index): the readers' group, 0440 (never the world's:
+    the published root is 0711, so any local account reaches it by name)."""
     groups = deployment.groups()
     if groups is not None:
         _own(path, deployment.gid(groups.readers), SHARED_FILE_MODE)
