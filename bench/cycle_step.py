@@ -84,6 +84,7 @@ def side(src: Path, run: Path, steps: list[str], memory_limit: str) -> dict[str,
         report = json.loads(proc.stdout.strip().splitlines()[-1])
         report["wall_s"] = round(time.time() - t, 2)
         out["steps"][step] = report
+        print(f"{step}: {json.dumps(report)}", file=sys.stderr, flush=True)
     out["seconds"] = round(sum(s["wall_s"] for s in out["steps"].values()), 2)
     return out
 
@@ -110,8 +111,11 @@ def main() -> None:
     run = (args.scratch or args.state.parent) / f"{args.state.name}.run"
 
     def fresh_copy() -> None:
+        # a publish leaves a detached process deleting old versions in the copy: move it aside first
         if run.exists():
-            shutil.rmtree(run)
+            aside = run.with_name(f"{run.name}.old-{time.time_ns()}")
+            os.replace(run, aside)
+            shutil.rmtree(aside, ignore_errors=True)
         subprocess.run(["cp", "-a", str(args.state), str(run)], check=True)  # keeps the snapshots' hard links
 
     def make(name: str, src: Path) -> compare.Side:
@@ -120,8 +124,10 @@ def main() -> None:
         return compare.Side(name, cmd, cwd=REPO, before=fresh_copy, timeout=3600)
 
     new, old = make("new", args.src), make("baseline", args.baseline_src)
+    logs = (args.json.parent if args.json else run.parent) / "cycle_step-logs"
+    logs.mkdir(parents=True, exist_ok=True)
     comp = compare.run_rounds([new, old], rounds=args.rounds, timed=TIMED, measure="reported",
-                              title=f"15-minute cycle: {' + '.join(args.steps)} (new / baseline)")
+                              title=f"15-minute cycle: {' + '.join(args.steps)} (new / baseline)", log_dir=logs)
     print(comp.report())
     for r in comp.runs:
         rep = r.report or {}
