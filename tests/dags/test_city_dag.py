@@ -10,6 +10,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,10 +20,12 @@ import pytest
 from onenet import districts
 from onenet import orchestration as orch
 from onenet.city import CityInputsNotReady, check_inputs
+from tests.dags import test_real_scheduler as real
 from tests.dags.conftest import DAGS, REPO
 from tests.dags.test_districts import _PARSE
 
 KEY = secrets.token_hex(32)
+metadata_db = real.metadata_db  # a fresh PostgreSQL database for Airflow's metadata (the real-scheduler test's)
 TWO = '[[district]]\nname = "east"\n\n[[district]]\nname = "west"\n'
 
 
@@ -233,7 +236,8 @@ def test_the_city_dag_builds_the_city_again_after_a_back_dated_change_and_never_
     assert set(first["core.person_map"]) <= set(after["core.person_map"])
 
     # A district whose snapshot is gone fails the build, naming it; the city keeps its last build.
-    (east.home / "published" / "city" / "current").rename(east.home / "published" / "city" / "moved")
+    current, moved = east.home / "published" / "city" / "current", east.home / "published" / "city" / "moved"
+    current.rename(moved)
     failing = copy.deepcopy(dag)  # retried once, a second later (test_source_dags._fast_retries)
     for t in failing.tasks:
         t.retries, t.retry_delay, t.max_retry_delay = 1, timedelta(seconds=1), timedelta(seconds=1)
@@ -243,3 +247,63 @@ def test_the_city_dag_builds_the_city_again_after_a_back_dated_change_and_never_
     out = capfd.readouterr()
     assert "district east: no published city snapshot" in out.out + out.err
     assert _tables(small_city["db"]) == after
+    moved.rename(current)
+
+
+@pytest.mark.postgres
+def test_a_real_scheduler_builds_the_city_when_one_districts_merge_publishes(small_city, metadata_db, tmp_path):
+    """Not dag.test(): east's merge, triggered alone, emits its city-snapshot Asset event and the
+    scheduler starts onenet_city on it (AssetAny), which builds the city in a worker process."""
+    PG, Airflow, _free_port, _pg, _wait, _xcom = real.PG, real.Airflow, real._free_port, real._pg, real._wait, real._xcom
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "ONENET_"))}
+    env.update(orch.airflow_env(tmp_path / "airflow", DAGS, f"postgresql+psycopg2://{PG}/{metadata_db}"))
+    env.update({
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": f"postgresql+psycopg://{PG}/{metadata_db}",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5", "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+        "ONENET_DISTRICTS": str(small_city["config"]), "ONENET_CITY_KEY": KEY,
+    })
+    east_snapshot = "file://onenet/east/published/city"
+    before = (small_city["root"] / "run" / small_city["codes"]["east"] / "published" / "city" / "current").resolve()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    airflow = Airflow(env, logs)
+    try:
+        airflow.cli("db", "migrate", timeout=240)
+        pools = tmp_path / "pools.json"
+        pools.write_text(json.dumps(districts.pools(districts.load(small_city["config"]),
+                                                    districts.load_city(small_city["config"]))), encoding="utf-8")
+        airflow.cli("pools", "import", str(pools))
+        deadline = time.monotonic() + 300
+        airflow.start("api-server", "api-server")
+        airflow.start("dag-processor", "dag-processor")
+        airflow.start("scheduler", "scheduler")
+        meta = _pg(metadata_db)
+        _wait("the dag-processor to parse onenet_city", lambda: meta.execute(
+            "select count(*) from dag where dag_id in ('onenet_city', 'onenet_merge__east')").fetchone()[0] == 2,
+            airflow, deadline)
+        airflow.cli("dags", "unpause", "--treat-dag-id-as-regex", "-y", "^(onenet_merge__east|onenet_city)$")
+        airflow.cli("dags", "trigger", "onenet_merge__east")  # as after a day's syncs: east publishes
+
+        def built():
+            return meta.execute("select run_id, state, run_type from dag_run where dag_id = 'onenet_city' "
+                                "and state in ('success', 'failed')").fetchone()
+
+        run_id, state, run_type = _wait("the Asset-triggered city build", built, airflow, deadline, every=2.0)
+        assert (state, run_type) == ("success", "asset_triggered"), airflow.tail("scheduler")
+        result = _xcom(meta, run_id, "build_city")
+        events = meta.execute("select e.source_dag_id from asset_event e join asset a on a.id = e.asset_id "
+                              "where a.uri = %s", (east_snapshot,)).fetchall()
+    finally:
+        airflow.stop()
+    assert events == [("onenet_merge__east",)]
+    after = (small_city["root"] / "run" / small_city["codes"]["east"] / "published" / "city" / "current").resolve()
+    assert after != before and result["announced"] == ["east"]  # east published anew; west was not asked to
+    assert result["versions"]["east"]["version"] == after.name and set(result["versions"]) == {"east", "west"}
+    assert any(line.startswith("city built from 2 districts") for line in result["summary"])
