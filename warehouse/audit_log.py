@@ -15,10 +15,17 @@ Nor does the chain prove who wrote a line: `os_user` is what `append` found, but
 append could write a well-chained line by hand. Authorship needs a writer the readers cannot
 impersonate (a logging daemon or a setuid helper), which this module is not.
 
-Permissions: the folder is created 2750 (setgid, so files inherit its group) and the log 0660.
-Readers running as several OS users append through that shared group: they may add lines but
-cannot create, rename or delete files in the folder. That is also why the anchor is rewritten in
-place (one fixed-size write) rather than renamed into place.
+Permissions: the folder is created 2750 (setgid, so files inherit its group), the log 0620 and its
+anchor 0660. Readers running as several OS users append through that shared group: they may add
+lines but not read them (a staff member's query text, or a value quoted in an error, is not for
+analysts), and cannot create, rename or delete files in the folder. That is also why the anchor is
+rewritten in place (one fixed-size write) rather than renamed into place. A reader, who cannot read
+the log, chains from the anchor; the log's owner chains from the last record, checked against the
+anchor. A damaged last line (anyone in the group can write one) does not stop the chain: the next
+record chains from the anchor and `verify` names the damaged line. Appends are serialised by a lock
+on the anchor, taken with a bounded wait (LOCK_WAIT seconds), so a reader holding it stalls nobody
+for long. On a host that separates audiences an administrator also makes the log append-only
+(`chattr +a`): then no account, the pipeline's included, can cut or rewrite what was written.
 
 Appending never opens the DuckDB warehouse: readers record their reads without its lock.
 """
@@ -31,6 +38,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +54,7 @@ OUTCOMES = ("allowed", "denied")
 FIELDS = ("seq", "at", "os_user", "role", "community", "action", "target", "output", "rows",
           "full_values", "outcome", "reason", "prev_hash", "hash")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+LOCK_WAIT = 30.0  # seconds an append waits for another's lock before it gives up, naming the log
 _ANCHOR_SIZE = 86  # "<seq, 20 digits> <hash, 64 hex>\n": fixed, so a rewrite is one in-place write
 
 
@@ -99,14 +108,13 @@ def append(action: str, target: str, *, principal: Principal | None, rows: int =
         raise ValueError("an access record needs an action")
     path = Path(path) if path else log_path()
     _ensure_folder(path.parent)
-    fd = _open_shared(path, os.O_RDWR | os.O_APPEND)
+    fd, readable = _open_log(path)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        last = _last_record(fd, path)
-        afd = _open_shared(anchor_path(path), os.O_RDWR)
+        afd = _open_shared(anchor_path(path), os.O_RDWR, 0o660)
         try:
-            _check_anchor(_read_anchor(afd), last, path)
-            seq = (last["seq"] if last else 0) + 1
+            _lock(afd, path)
+            last_seq, last_hash = _chain_point(fd, readable, _read_anchor(afd), path)
+            seq = last_seq + 1
             record: dict = {
                 "seq": seq,
                 "at": datetime.now(UTC).isoformat(timespec="microseconds"),
@@ -120,7 +128,7 @@ def append(action: str, target: str, *, principal: Principal | None, rows: int =
                 "full_values": bool(full_values),
                 "outcome": outcome,
                 "reason": reason,
-                "prev_hash": last["hash"] if last else GENESIS,
+                "prev_hash": last_hash,
             }
             digest = record["hash"] = record_hash(record)
             line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
@@ -129,10 +137,50 @@ def append(action: str, target: str, *, principal: Principal | None, rows: int =
             os.pwrite(afd, _anchor_bytes(seq, digest), 0)
             os.fsync(afd)
         finally:
-            os.close(afd)
+            os.close(afd)  # closing releases the lock
     finally:
-        os.close(fd)  # closing releases the lock
+        os.close(fd)
     return record
+
+
+def _open_log(path: Path) -> tuple[int, bool]:
+    """The log opened for appending, and whether this account may also read it (its owner)."""
+    try:
+        fd = _open_shared(path, os.O_RDWR | os.O_APPEND, 0o620)
+    except AuditLogError:
+        return _open_shared(path, os.O_WRONLY | os.O_APPEND, 0o620), False
+    st = os.fstat(fd)
+    if st.st_uid == os.geteuid() and st.st_mode & 0o044:  # a log from before readers stopped reading it
+        os.fchmod(fd, 0o620)
+    return fd, True
+
+
+def _lock(fd: int, path: Path) -> None:
+    """The appenders' lock, waited for at most LOCK_WAIT seconds."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise AuditLogError(f"another process has held the access log's lock ({anchor_path(path)}) "
+                                    f"for {LOCK_WAIT:.0f} s; find it with `fuser {anchor_path(path)}`") from None
+            time.sleep(0.05)
+
+
+def _chain_point(fd: int, readable: bool, anchor: tuple[int, str] | None, path: Path) -> tuple[int, str]:
+    """(seq, hash) the next record chains to."""
+    if not readable:  # a reader cannot see the tail: the anchor is the chain's state
+        return anchor or (0, GENESIS)
+    try:
+        last = _last_record(fd, path)
+    except AuditLogError:
+        if anchor is None:
+            raise
+        return anchor  # the damaged line stays for `verify` to name; the chain goes on past it
+    _check_anchor(anchor, last, path)
+    return (last["seq"], last["hash"]) if last else (0, GENESIS)
 
 
 def head(path: Path | None = None) -> tuple[int, str] | None:
@@ -323,17 +371,17 @@ def _ensure_folder(folder: Path) -> None:
         os.chmod(folder, 0o2750)
 
 
-def _open_shared(path: Path, flags: int) -> int:
-    """Open a file of the log, creating it 0660 (whatever the umask) if missing."""
+def _open_shared(path: Path, flags: int, mode: int) -> int:
+    """Open a file of the log, creating it with `mode` (whatever the umask) if missing."""
     try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o660)
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
         pass
     except PermissionError as exc:
         raise AuditLogError(f"cannot create {path}: {exc.strerror}; readers append through the "
                             f"folder's group") from None
     else:
-        os.fchmod(fd, 0o660)
+        os.fchmod(fd, mode)
         return fd
     try:
         return os.open(path, flags)

@@ -13,6 +13,7 @@ Needs root (accounts, groups, mounts): CI runs as root.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import grp
 import os
 import re
@@ -29,10 +30,12 @@ from onenet import deployment
 from onenet.settings import environment
 from tests.warehouse.village import copy_warehouse
 from warehouse import db
+from warehouse.access import Principal
 
 pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv") and shutil.which("groupadd")),
-    reason="needs root, unshare, setpriv and groupadd (util-linux, passwd; CI runs as root)")
+    os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv") and shutil.which("groupadd")
+                              and shutil.which("chattr")),
+    reason="needs root, unshare, setpriv, groupadd and chattr (util-linux, passwd, e2fsprogs; CI runs as root)")
 
 ANALYST_GID, READERS_GID = 46001, 46002
 ANALYST_UID, STAFF_UID, OTHER_UID = 46101, 46102, 46103
@@ -53,8 +56,9 @@ def deployment_file(path: Path):
 def host(merged_town):
     base = Path(tempfile.mkdtemp(prefix="onenet-os-", dir="/tmp"))
     os.chmod(base, 0o755)
-    made_etc = not Path("/etc/onenet").exists()
-    Path("/etc/onenet").mkdir(mode=0o755, exist_ok=True)  # the mount point of the fixed path
+    # The mount point of the fixed path; left in place (empty: no deployment file), since another
+    # run's readers may be mounting over it.
+    Path("/etc/onenet").mkdir(mode=0o755, exist_ok=True)
     groups_made: list[str] = []
     try:
         wh = base / "wh"
@@ -70,9 +74,9 @@ def host(merged_town):
             con.close()
         assert len(codes) >= 2, codes
         prefix = f"ont{os.getpid() % 100000}"
-        for i, code in enumerate(codes):
+        for code in codes:
             name = f"{prefix}-{code}"
-            subprocess.run(["groupadd", "-g", str(46010 + i), name], check=True)
+            subprocess.run(["groupadd", name], check=True)  # the system picks a free gid
             groups_made.append(name)
         etc = base / "etc"
         etc.mkdir()
@@ -103,15 +107,15 @@ def host(merged_town):
             from warehouse.publish.permissions import prepare_exports
 
             prepare_exports(exports, base / "published")
+        # What an administrator does once the pipeline made the log: append-only for every account.
+        subprocess.run(["chattr", "+a", str(base / "log" / "access-log.jsonl")], check=True)
         yield {"base": base, "etc": etc, "warehouse": warehouse, "codes": codes, "prefix": prefix,
                "exports": exports, "published": base / "published"}
     finally:
         for name in groups_made:
             subprocess.run(["groupdel", name], check=False)
+        subprocess.run(["chattr", "-a", str(base / "log" / "access-log.jsonl")], check=False, capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
-        if made_etc:
-            with contextlib.suppress(OSError):
-                Path("/etc/onenet").rmdir()
 
 
 def _publish(warehouse: Path, version: str, touch: bool = False) -> None:
@@ -212,17 +216,38 @@ def test_staff_read_their_community_and_nothing_else(host):
     assert done.stdout.splitlines() == [f"READ {own}"] + [f"DENIED {d}" for d in denied], done.stdout
 
 
-def test_staff_write_their_extract_and_it_keeps_their_group(host):
-    done = onenet_as(host, STAFF_UID, staff_gids(host, 0), "extract", "--date", "2026-11-29")
-    assert done.returncode == 0, done.stderr
-    books = list((host["exports"] / "community").rglob("*.xlsx"))
-    assert books, done.stdout
+def test_staff_read_the_pipelines_extract_and_write_their_own_elsewhere(host):
+    from onenet import pipeline
+
+    with _as_pipeline(host):
+        written = pipeline.extract(dt.date(2026, 11, 29), who=Principal("root", "data_engineer"))
+    book = next(r.path for r in written if host["codes"][0] in str(r.path))
     gid = staff_gids(host, 0)[0]
-    for book in books:
-        assert book.stat().st_gid == gid and not book.stat().st_mode & stat.S_IRWXO, book
-    # The other community's staff cannot open it.
-    probe = run_as(host, OTHER_UID, staff_gids(host, 1), sys.executable, "-c", PROBE, str(books[0]))
-    assert probe.stdout.splitlines() == [f"DENIED {books[0]}"], probe.stdout + probe.stderr
+    assert book.stat().st_gid == gid and not book.stat().st_mode & stat.S_IRWXO, book
+    mine = run_as(host, STAFF_UID, staff_gids(host, 0), sys.executable, "-c", PROBE, str(book))
+    other = run_as(host, OTHER_UID, staff_gids(host, 1), sys.executable, "-c", PROBE, str(book))
+    assert mine.stdout.splitlines() == [f"READ {book}"], mine.stdout + mine.stderr
+    assert other.stdout.splitlines() == [f"DENIED {book}"], other.stdout + other.stderr
+    # The pipeline's folder is the pipeline's alone: a staff member's own extract goes to their folder.
+    done = onenet_as(host, STAFF_UID, staff_gids(host, 0), "extract", "--date", "2026-11-29")
+    assert done.returncode == 1 and "set ONENET_EXPORTS to a folder of yours" in done.stderr, done.stderr
+    own = host["base"] / f"home-{STAFF_UID}" / "onenet-exports"
+    done = onenet_as(host, STAFF_UID, staff_gids(host, 0), "extract", "--date", "2026-11-29",
+                     env={"ONENET_EXPORTS": str(own)})
+    assert done.returncode == 0, done.stderr
+    books = list(own.rglob("*.xlsx"))
+    assert len(books) == 1 and books[0].stat().st_uid == STAFF_UID, books
+    assert books[0].stat().st_gid == gid and not books[0].stat().st_mode & stat.S_IRWXO
+
+
+@contextlib.contextmanager
+def _as_pipeline(host):
+    """This process as the pipeline of the test host: its deployment file and paths."""
+    agree = {"ONENET_PUBLISHED": str(host["published"]), "ONENET_ACCESS_FILE": str(host["etc"] / "access.toml"),
+             "ONENET_ACCESS_LOG": str(host["base"] / "log" / "access-log.jsonl"), "ONENET_DEPLOYMENT": "production",
+             "ONENET_EXPORTS": str(host["exports"])}
+    with deployment_file(host["etc"] / "deployment.toml"), environment(ONENET_PSEUDONYM_KEY=KEY, **agree):
+        yield
 
 
 def test_a_self_written_access_file_and_a_widened_role_are_refused(host):
@@ -256,6 +281,17 @@ def test_every_published_file_belongs_to_its_audience(host):
     assert checked > 100
     for shared in (published, published / "community"):
         assert stat.S_IMODE(shared.stat().st_mode) == 0o711, shared
+
+
+def test_readers_append_to_the_access_log_but_cannot_read_cut_or_rewrite_it(host):
+    log = host["base"] / "log" / "access-log.jsonl"
+    tries = ("import sys\nfor mode in ('rb', 'r+b', 'wb'):\n    try:\n        open(sys.argv[1], mode).close()\n"
+             "        print(mode, 'OPENED')\n    except PermissionError:\n        print(mode, 'DENIED')\n")
+    done = run_as(host, *ANALYST, sys.executable, "-c", tries, str(log))
+    assert done.stdout.split() == ["rb", "DENIED", "r+b", "DENIED", "wb", "DENIED"], done.stdout + done.stderr
+    # Even the log's owner cannot cut it: append-only (chattr +a).
+    with pytest.raises(PermissionError), open(log, "r+b") as f:
+        f.truncate(0)
 
 
 def test_the_access_log_holds_every_account_and_verifies(host):

@@ -93,13 +93,15 @@ class PublishResult:
     parts_linked: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     serving: str | None = None
+    access_log: str | None = None  # why the publish record could not be written, if it could not
 
     def summary(self) -> str:
         analyst = "unchanged" if self.analyst_unchanged else f"{sum(self.analyst_rows.values()):,} rows"
         return (f"published {self.version}: analyst {analyst} ({len(self.analyst_rows)} relations); "
                 f"communities {self.communities_published} new, {self.communities_unchanged} unchanged; "
                 f"{self.parts_written:,} parts written, {self.parts_linked:,} unchanged (linked); "
-                f"{sum(self.seconds.values()):.1f} s" + (f"; serving: {self.serving}" if self.serving else ""))
+                f"{sum(self.seconds.values()):.1f} s" + (f"; serving: {self.serving}" if self.serving else "")
+                + (f"; ACCESS LOG NOT RECORDED: {self.access_log}" if self.access_log else ""))
 
 
 def policy() -> dict:

@@ -25,10 +25,11 @@ import stat
 from pathlib import Path
 
 from onenet import deployment
+from warehouse.access import AccessDenied
 
 SHARED_DIR_MODE = 0o711
 AUDIENCE_DIR_MODE = 0o2750
-EXPORTS_DIR_MODE = 0o2770
+EXPORTS_DIR_MODE = 0o2750
 DATA_FILE_MODE = 0o440
 SHARED_FILE_MODE = 0o440
 
@@ -123,8 +124,10 @@ def _own(path: Path, gid: int, mode: int) -> None:
 
 def exports_folder(exports: Path, audience: str, community_code: str | None = None) -> Path:
     """An audience's exports folder (`<exports>/analyst`, `<exports>/community/<folder>`), created as
-    needed. With groups: the audience's group, mode 2770 (setgid: its members write their own
-    extracts and reports there, and read the pipeline's), `<exports>` and `community/` 0711."""
+    needed. With groups: the audience's group, 2750, written by the pipeline alone and read by the
+    audience (`<exports>` and `community/` 0711). No folder is writable by two accounts, so nobody
+    can plant a link the pipeline would write through, or lock a colleague out of a folder. A reader
+    writes their own extracts and reports where their own ONENET_EXPORTS points."""
     from warehouse.publish import community_folder
 
     folder = exports / "community" / community_folder(community_code or "") if audience == "community" \
@@ -132,11 +135,20 @@ def exports_folder(exports: Path, audience: str, community_code: str | None = No
     groups = deployment.groups()
     if groups is None:
         return folder
-    for shared in (exports, exports / "community"):
-        shared.mkdir(parents=True, exist_ok=True)
-        _settle(shared, None, SHARED_DIR_MODE)
-    folder.mkdir(parents=True, exist_ok=True)
-    _settle(folder, groups.for_audience(audience, community_code), EXPORTS_DIR_MODE)
+    try:
+        for shared in (exports, exports / "community"):
+            shared.mkdir(parents=True, exist_ok=True)
+            _settle(shared, None, SHARED_DIR_MODE)
+        folder.mkdir(parents=True, exist_ok=True)
+        _settle(folder, groups.for_audience(audience, community_code), EXPORTS_DIR_MODE)
+    except PermissionError as exc:
+        raise AccessDenied(f"{folder} is written by the pipeline only (you may read what it writes there): "
+                           f"to write your own, set ONENET_EXPORTS to a folder of yours, e.g. "
+                           f"ONENET_EXPORTS=~/onenet-exports ({exc})") from None
+    if not os.access(folder, os.W_OK):
+        raise AccessDenied(f"{folder} is written by the pipeline only (you may read what it writes there): "
+                           f"to write your own, set ONENET_EXPORTS to a folder of yours, e.g. "
+                           f"ONENET_EXPORTS=~/onenet-exports")
     return folder
 
 
@@ -154,7 +166,7 @@ def _settle(path: Path, gid: int | None, mode: int) -> None:
 
 
 def prepare_exports(exports: Path, published: Path) -> None:
-    """After a publish: every audience's exports folder exists with its group (2770), so readers never
+    """After a publish: every audience's exports folder exists with its group (2750), so readers never
     need to create a shared folder (`<exports>` and `community/` stay the pipeline's, 0711)."""
     if not enabled():
         return
