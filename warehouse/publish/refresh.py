@@ -84,8 +84,10 @@ class Refresh:
             "select coalesce(string_agg(name || '=' || md5(cast(value as varchar)), ',' order by name), '') "
             "from duckdb_variables()").fetchall()[0][0]
         try:
+            # the estimated parameters only: a run's parameters also hold its timings and counts
             parameters = self._con.execute(
-                "select coalesce(md5(parameters), '') from meta.resolution_runs "
+                "select coalesce(md5(cast(json_extract(parameters, ['$.lambda', '$.threshold', '$.u_floor', "
+                "'$.comparisons', '$.config']) as varchar)), '') from meta.resolution_runs "
                 "order by started_at desc limit 1").fetchall()
         except duckdb.CatalogException:
             parameters = []
