@@ -8,14 +8,15 @@ not group- or world-writable, in a folder of the same kind; `config/deployment.e
     access_file = "/etc/onenet/access.toml"
     published = "/srv/onenet/published"
     access_log = "/var/log/onenet/access-log.jsonl"
+    templates = "/etc/onenet/templates"   # administrators' report templates (optional)
 
     [groups]                          # OS groups that separate the audiences on disk
     analyst = "onenet-analyst"
     community = "onenet-c-{code}"     # one group per community, by its code
     readers = "onenet-readers"        # every reader account: they append to the access log
 
-When the file exists, its values decide; an ONENET_DEPLOYMENT, ONENET_ACCESS_FILE, ONENET_PUBLISHED
-or ONENET_ACCESS_LOG that disagrees is refused rather than silently used or ignored. Without it the
+When the file exists, its values decide; an ONENET_DEPLOYMENT, ONENET_ACCESS_FILE, ONENET_PUBLISHED,
+ONENET_ACCESS_LOG or ONENET_TEMPLATES_DIR that disagrees is refused rather than silently used or ignored. Without it the
 host is a demo or development machine and those variables (or their defaults) apply.
 
 The file is a convenience for choosing which snapshot a command opens; the boundary itself is the
@@ -35,11 +36,12 @@ from warehouse.access import AccessDenied
 
 DEPLOYMENT_FILE = Path("/etc/onenet/deployment.toml")
 MODES = ("demo", "production")
-_KEYS = frozenset({"mode", "access_file", "published", "access_log", "groups"})
+_KEYS = frozenset({"mode", "access_file", "published", "access_log", "templates", "groups"})
+REQUIRED = ("access_file", "published", "access_log")
 _GROUP_KEYS = frozenset({"analyst", "community", "readers"})
 # Each path setting and the environment variable it overrides.
 ENV = {"mode": "ONENET_DEPLOYMENT", "access_file": "ONENET_ACCESS_FILE",
-       "published": "ONENET_PUBLISHED", "access_log": "ONENET_ACCESS_LOG"}
+       "published": "ONENET_PUBLISHED", "access_log": "ONENET_ACCESS_LOG", "templates": "ONENET_TEMPLATES_DIR"}
 
 
 class DeploymentError(AccessDenied):
@@ -67,6 +69,7 @@ class Deployment:
     access_file: Path | None
     published: Path | None
     access_log: Path | None
+    templates: Path | None
     groups: Groups | None
 
 
@@ -99,11 +102,14 @@ def load(path: Path | None = None) -> Deployment | None:
 
 
 def setting(key: str, env_default: str | None) -> str | None:
-    """A setting the deployment file fixes (`mode`, `access_file`, `published`, `access_log`): the
-    file's value where it gives one, else the environment's (`env_default`, read by the caller)."""
+    """A setting the deployment file fixes (`mode`, `access_file`, `published`, `access_log`, `templates`): the
+    file's value where one exists (None for an optional key it leaves out), else the environment's
+    (`env_default`, read by the caller)."""
     deployment = load()
-    fixed = getattr(deployment, key) if deployment else None
-    return env_default if fixed is None else str(fixed)
+    if deployment is None:
+        return env_default
+    fixed = getattr(deployment, key)
+    return None if fixed is None else str(fixed)
 
 
 def _refuse_contradictions(deployment: Deployment) -> None:
@@ -112,6 +118,9 @@ def _refuse_contradictions(deployment: Deployment) -> None:
     for key, var in ENV.items():
         fixed = getattr(deployment, key)
         env = os.environ.get(var)
+        if env and fixed is None:
+            raise DeploymentError(f"{var}={env} is set, but the deployment file {deployment.path} gives no "
+                                  f"{key}: the deployment file decides on this host; unset {var}")
         if fixed is not None and env and not _same(key, env, str(fixed)):
             raise DeploymentError(f"{var}={env} contradicts {key} = {str(fixed)!r} in the deployment file "
                                   f"{deployment.path}: the deployment file decides on this host; unset {var}")
@@ -161,8 +170,12 @@ def _parse(path: Path, data: dict) -> Deployment:
     mode = str(data.get("mode", "production")).strip().lower()
     if mode not in MODES:
         raise DeploymentError(f"mode in {path} must be one of {', '.join(MODES)}, not {mode!r}")
+    missing = [key for key in REQUIRED if not data.get(key)]
+    if missing:
+        raise DeploymentError(f"the deployment file {path} must give {', '.join(missing)} (absolute paths): "
+                              f"on a host with one, nothing falls back to a reader's environment")
     paths: dict[str, Path | None] = {}
-    for key in ("access_file", "published", "access_log"):
+    for key in ("access_file", "published", "access_log", "templates"):
         value = data.get(key)
         if value is not None and not (isinstance(value, str) and Path(value).is_absolute()):
             raise DeploymentError(f"{key} in {path} must be an absolute path, not {value!r}")
@@ -175,4 +188,5 @@ def _parse(path: Path, data: dict) -> Deployment:
         if "{code}" not in str(raw_groups["community"]):
             raise DeploymentError(f"groups.community in {path} must contain {{code}} (one group per community)")
         groups_ = Groups(**{k: str(v) for k, v in raw_groups.items()})
-    return Deployment(path, mode, paths["access_file"], paths["published"], paths["access_log"], groups_)
+    return Deployment(path, mode, paths["access_file"], paths["published"], paths["access_log"], paths["templates"],
+                      groups_)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import functools
 import importlib
-import os
 import re
 import shutil
 import sys
@@ -366,14 +365,14 @@ def dashboard(*, who: Principal | None = None) -> Path:
 def dictionary() -> Path:
     """Write the data dictionary of what analysts read (Markdown, types from their snapshot); return its path."""
     from warehouse.dictionary import render_markdown
-    from warehouse.outputs import private_umask
+    from warehouse.outputs import private_umask, replacing
     from warehouse.publish.permissions import exports_folder
     from warehouse.publish.snapshot import open_snapshot
 
     with open_snapshot(settings.published_dir(), "analyst") as snap, private_umask():
         path = exports_folder(settings.exports_dir(), "analyst") / "dictionary.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_markdown(snap.con), encoding="utf-8")
+        with replacing(path) as f:
+            f.write(render_markdown(snap.con).encode("utf-8"))
         return path
 
 
@@ -382,7 +381,7 @@ def export_marts(*, who: Principal | None = None) -> tuple[Path, dict[str, int]]
     relation. Engineers and analysts get the analysts' relations, community staff their community's."""
     from warehouse import audit_log
     from warehouse.access import COMMUNITY_STAFF
-    from warehouse.outputs import private_dir, private_umask
+    from warehouse.outputs import private_dir, private_umask, replacing
     from warehouse.publish.permissions import exports_folder
     from warehouse.publish.snapshot import community_code, open_snapshot
 
@@ -399,16 +398,15 @@ def export_marts(*, who: Principal | None = None) -> tuple[Path, dict[str, int]]
     with open_snapshot(root, audience, code, **_as_reader(who)) as snap, private_umask():
         private_dir(folder)
         for qualified in snap.relations():
-            target = folder / f"{qualified}.parquet"
-            tmp = target.with_suffix(".parquet.part")
             files = [f for f in snap.files(qualified) if f.name != "columns.parquet"]
-            if len(files) <= 1:
-                shutil.copyfile(files[0] if files else snap.parquet(qualified) / "columns.parquet", tmp)
-            else:  # a relation kept in parts (per day): one file, its parts in order
-                import pyarrow.parquet as pq
+            with replacing(folder / f"{qualified}.parquet") as out:
+                if len(files) <= 1:
+                    with open(files[0] if files else snap.parquet(qualified) / "columns.parquet", "rb") as src:
+                        shutil.copyfileobj(src, out)
+                else:  # a relation kept in parts (per day): one file, its parts in order
+                    import pyarrow.parquet as pq
 
-                pq.write_table(pq.read_table(snap.parquet(qualified)), tmp)
-            os.replace(tmp, target)
+                    pq.write_table(pq.read_table(snap.parquet(qualified)), out)
             row = snap.con.execute(f"select count(*) from {qualified}").fetchone()
             counts[qualified] = int(row[0]) if row else 0
     audit_log.append("export", f"{audience} snapshot {snap.version}", principal=who, output=folder,

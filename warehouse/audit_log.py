@@ -113,7 +113,17 @@ def append(action: str, target: str, *, principal: Principal | None, rows: int =
         afd = _open_shared(anchor_path(path), os.O_RDWR, 0o660)
         try:
             _lock(afd, path)
-            last_seq, last_hash = _chain_point(fd, readable, _read_anchor(afd), path)
+            try:
+                anchor, damaged = _read_anchor(afd), False
+            except AuditLogError:
+                if not readable:  # a reader cannot see the tail to chain from: wait for the owner
+                    raise AuditLogError(f"the access log's anchor {anchor_path(path)} is damaged; the "
+                                        f"pipeline's next record rewrites it from the log, and "
+                                        f"`onenet audit verify` names what is wrong") from None
+                anchor, damaged = None, True  # the owner chains from the log's last record instead
+                note = "the anchor was found damaged and was rewritten from the log's last record"
+                reason = f"{reason}; {note}" if reason else note
+            last_seq, last_hash = _chain_point(fd, readable, anchor, path, trust_tail=damaged)
             seq = last_seq + 1
             record: dict = {
                 "seq": seq,
@@ -169,8 +179,9 @@ def _lock(fd: int, path: Path) -> None:
             time.sleep(0.05)
 
 
-def _chain_point(fd: int, readable: bool, anchor: tuple[int, str] | None, path: Path) -> tuple[int, str]:
-    """(seq, hash) the next record chains to."""
+def _chain_point(fd: int, readable: bool, anchor: tuple[int, str] | None, path: Path, *,
+                 trust_tail: bool = False) -> tuple[int, str]:
+    """(seq, hash) the next record chains to (`trust_tail`: the anchor was damaged, the tail decides)."""
     if not readable:  # a reader cannot see the tail: the anchor is the chain's state
         return anchor or (0, GENESIS)
     try:
@@ -179,7 +190,8 @@ def _chain_point(fd: int, readable: bool, anchor: tuple[int, str] | None, path: 
         if anchor is None:
             raise
         return anchor  # the damaged line stays for `verify` to name; the chain goes on past it
-    _check_anchor(anchor, last, path)
+    if not trust_tail:
+        _check_anchor(anchor, last, path)
     return (last["seq"], last["hash"]) if last else (0, GENESIS)
 
 

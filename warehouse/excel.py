@@ -22,6 +22,8 @@ from typing import Any
 
 import xlsxwriter
 
+from warehouse.outputs import replacing
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # XML 1.0 cannot carry C0 controls other than tab and newline; Excel refuses such a file.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -75,18 +77,16 @@ def safe_text(value: str) -> str:
 
 def write_workbook(path: Path, sheets: Sequence[Sheet], *, title: str | None = None) -> dict[str, int]:
     """Write `sheets` to an .xlsx file at `path`; return the data rows written per sheet."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".xlsx.part")
-    wb = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False,
-                                         "strings_to_numbers": False, "remove_timezone": True})
-    if title:
-        wb.set_properties({"title": title, "author": "onenet"})
-    f = _formats(wb)
-    counts = {}
-    for sheet in sheets:
-        counts[sheet.name] = _write_sheet(wb, f, sheet)
-    wb.close()
-    tmp.replace(path)  # a reader never sees half a workbook
+    with replacing(path) as out:  # a reader never sees half a workbook
+        wb = xlsxwriter.Workbook(out, {"strings_to_formulas": False, "strings_to_urls": False,
+                                       "strings_to_numbers": False, "remove_timezone": True})
+        if title:
+            wb.set_properties({"title": title, "author": "onenet"})
+        f = _formats(wb)
+        counts = {}
+        for sheet in sheets:
+            counts[sheet.name] = _write_sheet(wb, f, sheet)
+        wb.close()
     return counts
 
 

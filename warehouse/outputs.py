@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import re
 import stat
+import tempfile
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
@@ -42,6 +44,24 @@ def private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     os.chmod(path, DIR_MODE | (path.stat().st_mode & stat.S_ISGID))
     return path
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[BinaryIO]:
+    """Write `path` through a new file beside it, renamed over it when the block ends (0640): a
+    reader never sees half a file, and the temporary name is random and created exclusively
+    (mkstemp), so a link planted at a predictable name is never followed; a link at `path` itself is
+    replaced, not followed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -4,15 +4,13 @@ by inspecting the SQL: a snapshot holds nothing its audience may not read."""
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from warehouse.outputs import FILE_MODE, FORMULA_STARTS, private_umask
+from warehouse.outputs import FORMULA_STARTS, private_umask, replacing
 
 
 class QueryError(Exception):
@@ -81,25 +79,15 @@ def write_result(table: pa.Table, out: Path) -> None:
 
     if out.suffix not in (".parquet", ".csv"):
         raise QueryError(f"cannot write {out.name}: use a .csv or .parquet file name")
-    # Written beside the target and renamed over it: a new file gets 0640 even where an older,
-    # more open file of that name existed, and a reader never sees half a result. The temporary name
-    # is random and created exclusively (mkstemp), so nobody can plant a link at it in a shared folder.
-    with private_umask():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-        tmp = Path(name)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                if out.suffix == ".parquet":
-                    pq.write_table(table, fh)
-                else:
-                    for i, col in enumerate(table.column_names):
-                        column = table.column(i)
-                        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                            table = table.set_column(i, col, neutralise_column(column))
-                    fh.write("\ufeff".encode())
-                    pacsv.write_csv(table, fh)
-            os.chmod(tmp, FILE_MODE)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+    # A new file gets 0640 even where an older, more open file of that name existed, a reader never
+    # sees half a result, and nobody can plant a link at the temporary name (outputs.replacing).
+    with private_umask(), replacing(out) as fh:
+        if out.suffix == ".parquet":
+            pq.write_table(table, fh)
+        else:
+            for i, col in enumerate(table.column_names):
+                column = table.column(i)
+                if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                    table = table.set_column(i, col, neutralise_column(column))
+            fh.write("\ufeff".encode())
+            pacsv.write_csv(table, fh)

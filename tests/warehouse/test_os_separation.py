@@ -323,8 +323,10 @@ def _write_deployment(folder: Path, body: str, mode: int = 0o644) -> Path:
     ('mode = "production"\n', 0o644, 65534, "not root"),
     ('mode = "production"\npublsihed = "/srv/p"\n', 0o644, 0, "unknown keys"),
     ('mode = "staging"\n', 0o644, 0, "must be one of"),
-    ('published = "relative/p"\n', 0o644, 0, "absolute path"),
-    ('[groups]\nanalyst = "a"\ncommunity = "c"\nreaders = "r"\n', 0o644, 0, "{code}"),
+    ('access_file = "/a"\naccess_log = "/l"\npublished = "relative/p"\n', 0o644, 0, "absolute path"),
+    ('mode = "production"\naccess_file = "/a"\n', 0o644, 0, "must give published, access_log"),
+    ('access_file = "/a"\npublished = "/p"\naccess_log = "/l"\n[groups]\nanalyst = "a"\ncommunity = "c"\n'
+     'readers = "r"\n', 0o644, 0, "{code}"),
 ])
 def test_an_unsafe_or_invalid_deployment_file_is_refused(tmp_path, monkeypatch, body, mode, owner, message):
     path = _write_deployment(tmp_path / "etc", body, mode)
@@ -339,7 +341,8 @@ def test_the_deployment_file_decides_and_a_contradicting_variable_is_refused(tmp
     from warehouse.identity import access_file_path
 
     path = _write_deployment(tmp_path / "etc", f'access_file = "{tmp_path}/access.toml"\n'
-                                                f'published = "{tmp_path}/published"\n')
+                                                f'published = "{tmp_path}/published"\n'
+                                                f'access_log = "{tmp_path}/log.jsonl"\n')
     monkeypatch.setattr(deployment, "DEPLOYMENT_FILE", path)
     for var in ("ONENET_DEPLOYMENT", "ONENET_PUBLISHED", "ONENET_ACCESS_FILE", "ONENET_ACCESS_LOG"):
         monkeypatch.delenv(var, raising=False)
@@ -351,3 +354,7 @@ def test_the_deployment_file_decides_and_a_contradicting_variable_is_refused(tmp
     monkeypatch.setenv("ONENET_DEPLOYMENT", "demo")
     with pytest.raises(deployment.DeploymentError, match="ONENET_DEPLOYMENT=demo contradicts mode"):
         access_file_path()  # whichever setting is read, the contradiction is refused
+    monkeypatch.delenv("ONENET_DEPLOYMENT")
+    monkeypatch.setenv("ONENET_TEMPLATES_DIR", str(tmp_path))  # the file names no templates folder
+    with pytest.raises(deployment.DeploymentError, match="gives no templates"):
+        access_file_path()

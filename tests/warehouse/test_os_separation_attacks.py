@@ -235,14 +235,13 @@ print(len(records) - len(kept))
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review A4: since 2ecdd94 readers chain from the anchor, which stays 0660 for every reader; one write "
-    "into it (garbage, or another seq and hash) and every later append fails: the pipeline's (it checks "
-    "the log's last record against the anchor) and, for garbage, every reader's too, until an "
-    "administrator repairs it: one analyst refuses every read on the host and loses the pipeline's "
-    "records, lasting where the lock (A2) lasts as long as it is held; fix: readers do not write the "
-    "anchor (a helper or daemon appends), or the owner's append treats a bad anchor like a damaged last "
-    "line (chain from the checked last record, keep the evidence for verify)"))
+# Fixed (was a strict xfail): review A4: since 2ecdd94 readers chain from the anchor, which stays 0660
+# for every reader; one write  into it (garbage, or another seq and hash) and every later append
+# fails: the pipeline's (it checks  the log's last record against the anchor) and, for garbage, every
+# reader's too, until an  administrator repairs it: one analyst refuses every read on the host and
+# loses the pipeline's  records, lasting where the lock (A2) lasts as long as it is held; fix: readers
+# do not write the  anchor (a helper or daemon appends), or the owner's append treats a bad anchor
+# like a damaged last  line (chain from the checked last record, keep the evidence for verify)
 def test_a_reader_cannot_stop_every_append_through_the_anchor(host, log_kept):
     from warehouse import audit_log
 
@@ -382,13 +381,13 @@ def test_a_staff_member_cannot_replace_the_pipelines_workbook(host):
     assert not book.read_bytes().startswith(b"PK forged"), "a staff member replaced the pipeline's workbook"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review E4: a host that ran cf62074's 2770 exports keeps what its readers made there: 2ecdd94 narrows "
-    "each audience folder to 2750 but leaves a staff-owned extracts/ (or marts/, reports/) in it, where "
-    "its owner can still plant a link at the fixed <name>_<day>.xlsx.part the pipeline writes through (the "
-    "E1 attack, after the upgrade); fix: write_workbook, dictionary, dashboard and export write through "
-    "mkstemp (O_EXCL refuses a planted link) and refuse a folder on the way that is not the pipeline's; "
-    "permissions.exports_folder names (or moves aside) entries another account owns"))
+# Fixed (was a strict xfail): review E4: a host that ran cf62074's 2770 exports keeps what its readers
+# made there: 2ecdd94 narrows  each audience folder to 2750 but leaves a staff-owned extracts/ (or
+# marts/, reports/) in it, where  its owner can still plant a link at the fixed <name>_<day>.xlsx.part
+# the pipeline writes through (the  E1 attack, after the upgrade); fix: write_workbook, dictionary,
+# dashboard and export write through  mkstemp (O_EXCL refuses a planted link) and refuse a folder on
+# the way that is not the pipeline's;  permissions.exports_folder names (or moves aside) entries
+# another account owns
 def test_a_folder_a_reader_made_before_the_upgrade_is_no_way_in(host):
     from onenet import pipeline
     from warehouse.extracts.community import extract_path
@@ -419,11 +418,11 @@ def test_a_folder_a_reader_made_before_the_upgrade_is_no_way_in(host):
 
 # --- what the reader's environment still decides ------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review T1 (low): report templates are code (issue #13 item 5: the shipped folder and an "
-    "administrator-configured one), yet ONENET_TEMPLATES_DIR comes from the reader's own environment and "
-    "the deployment file does not fix it: an analyst runs a template they wrote (its SQL still meets only "
-    "their snapshot); fix: a templates_dir key in the deployment file, the variable refused when it differs"))
+# Fixed (was a strict xfail): review T1 (low): report templates are code (issue #13 item 5: the
+# shipped folder and an  administrator-configured one), yet ONENET_TEMPLATES_DIR comes from the
+# reader's own environment and  the deployment file does not fix it: an analyst runs a template they
+# wrote (its SQL still meets only  their snapshot); fix: a templates_dir key in the deployment file,
+# the variable refused when it differs
 def test_a_reader_cannot_bring_their_own_report_template(host):
     from warehouse.reports.templates_engine import TEMPLATES
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from warehouse.dashboard.charts import bar_chart, heat_table, line_chart
+from warehouse.outputs import replacing
 
 SOURCE_NAMES = {"grid_registry.residents": "网格登记（居民）", "grid_registry.grid_workers": "网格登记（网格员）",
                 "health_codes.exports": "健康码", "hotline.tickets": "12345热线", "city_cases.cases": "数字城管"}
@@ -50,10 +51,8 @@ def build_dashboard(con: duckdb.DuckDBPyConnection, out: Path) -> Path:
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head><body>'
             f'<h1>onenet 区级数据看板</h1><p class="note">数据截至 {as_of:%Y-%m-%d}（北京时间）；'
             f'仅含汇总数字，不含个人信息。</p>' + "".join(sections) + "</body></html>")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".html.part")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
+    with replacing(out) as f:
+        f.write(html.encode("utf-8"))
     return out
 
 

@@ -67,8 +67,11 @@ class Template:
 
 
 def template_dirs() -> list[Path]:
-    """Where templates may come from: the shipped folder, then $ONENET_TEMPLATES_DIR (administrators')."""
-    extra = os.environ.get("ONENET_TEMPLATES_DIR")
+    """Where templates may come from: the shipped folder, then the deployment file's `templates` (else
+    $ONENET_TEMPLATES_DIR): administrators'."""
+    from onenet import deployment
+
+    extra = deployment.setting("templates", os.environ.get("ONENET_TEMPLATES_DIR"))
     return [TEMPLATES, *([Path(extra).resolve()] if extra else [])]
 
 
