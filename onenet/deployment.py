@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,21 +85,29 @@ def load(path: Path | None = None) -> Deployment | None:
         raise DeploymentError(f"cannot read the deployment file {path}: {exc.strerror}; an administrator "
                               f"makes it readable (mode 0644, owner root)") from None
     try:
-        # Checked on the open descriptor, so the file checked is the file read.
-        _check_root_only(path, os.fstat(fd), "deployment file")
-        for folder in {path.absolute().parent, Path(os.path.realpath(path)).parent}:
-            _check_root_only(folder, os.stat(folder), "folder of the deployment file")
-        with os.fdopen(fd, "rb") as f:
-            fd = -1
-            data = tomllib.load(f)
+        data, _ = checked_toml(fd, path, _check_root_only, "deployment file")
     except tomllib.TOMLDecodeError as exc:
         raise DeploymentError(f"the deployment file {path} is not valid TOML: {exc}") from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
     deployment = _parse(path, data)
     _refuse_contradictions(deployment)
     return deployment
+
+
+def checked_toml(fd: int, path: Path, check: Callable[[Path, os.stat_result, str], bool | None],
+                 what: str) -> tuple[dict, bool]:
+    """The TOML file open at `fd` (closed here), after `check` on it and on the folders of `path` and of
+    its target (a symlink is followed; both folders count). Checked on the open descriptor, so the file
+    checked is the file read. Returns the data and whether any check returned True."""
+    try:
+        flagged = bool(check(path, os.fstat(fd), what))
+        for folder in {path.absolute().parent, Path(os.path.realpath(path)).parent}:
+            flagged |= bool(check(folder, os.stat(folder), f"folder of the {what}"))
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            return tomllib.load(f), flagged
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def setting(key: str, env_default: str | None) -> str | None:

@@ -114,20 +114,14 @@ def _load(path: Path) -> tuple[dict[str, tuple[str, str | None]], bool]:
             f"a default one") from None
     except OSError as exc:
         raise AccessDenied(f"cannot read the access file {path}: {exc.strerror}") from None
+    from onenet.deployment import checked_toml
+
     try:
-        # Checked on the open descriptor, so the file checked is the file read. A symlink (e.g. to
-        # /etc/onenet/access.toml) is followed; the folders of both the link and its target count.
-        self_owned = _check_admin_only(path, os.fstat(fd), what="access file")
-        for folder in {path.absolute().parent, Path(os.path.realpath(path)).parent}:
-            self_owned |= _check_admin_only(folder, os.stat(folder), what="folder of the access file")
-        with os.fdopen(fd, "rb") as f:
-            fd = -1
-            data = tomllib.load(f)
+        # A symlink (e.g. to /etc/onenet/access.toml) is followed; both folders count.
+        data, self_owned = checked_toml(fd, path, lambda p, st, what: _check_admin_only(p, st, what=what),
+                                        "access file")
     except tomllib.TOMLDecodeError as exc:
         raise AccessDenied(f"the access file {path} is not valid TOML: {exc}") from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
     return _entries(path, data), self_owned
 
 
