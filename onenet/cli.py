@@ -28,7 +28,33 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), console=console, transient=False, redirect_stdout=False)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group: a file the OS refuses (EACCES) ends in one line naming the file and what to
+    ask for, not a traceback; the refusal is recorded in the access log where one is set."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PermissionError as exc:
+            raise OnenetError(_permission_message(exc, ctx.invoked_subcommand)) from exc
+
+
+def _permission_message(exc: PermissionError, command: str | None) -> str:
+    from warehouse import audit_log
+    from warehouse.identity import os_user
+
+    path = exc.filename or "a file"
+    user = os_user()
+    message = (f"permission denied: {path} is not open to your OS account ({user}); on this host each audience "
+               f"reads only its own folders (its OS group). If `onenet {command or ''}` should work for you, "
+               f"an administrator adds your account to your audience's group (README, \"Separating the "
+               f"audiences on a host\")")
+    with contextlib.suppress(Exception):  # the log itself may be what was refused: the message still shows
+        audit_log.append(command or "onenet", str(path), principal=None, outcome="denied", reason=message)
+    return message
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """onenet: one picture of a district from its siloed governance systems."""
 

@@ -190,6 +190,17 @@ def _raw_counts(warehouse: Path) -> dict[str, list[tuple]]:
     return out
 
 
+def _difference(warehouse: Path, clean: Path) -> dict[str, dict[str, list[tuple]]]:
+    """Per raw table that differs, the (key, hash, count) rows only one side has: the failure's reason."""
+    ours, theirs = _raw_counts(warehouse), _raw_counts(clean)
+    out = {}
+    for table in sorted(set(ours) | set(theirs)):
+        a, b = set(ours.get(table, [])), set(theirs.get(table, []))
+        if a != b:
+            out[table] = {"only_airflow": sorted(a - b)[:20], "only_clean": sorted(b - a)[:20]}
+    return out
+
+
 def test_two_districts_on_two_celery_hosts_survive_a_killed_worker(hosts, metadata_db, tmp_path):  # noqa: F811
     import duckdb
     import requests
@@ -374,7 +385,7 @@ def test_two_districts_on_two_celery_hosts_survive_a_killed_worker(hosts, metada
     # Nothing landed twice: raw equals the clean run's, key by key; and both districts merged.
     for name in NAMES:
         warehouse = found[name].warehouse
-        assert _raw_counts(warehouse) == _raw_counts(clean[name]), name
+        assert _raw_counts(warehouse) == _raw_counts(clean[name]), (name, _difference(warehouse, clean[name]))
         con = duckdb.connect(str(warehouse), read_only=True)
         try:
             for table in ("core.person", "core.ticket"):

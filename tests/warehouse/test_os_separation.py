@@ -307,6 +307,77 @@ def test_the_access_log_holds_every_account_and_verifies(host):
     assert any(r["outcome"] == "denied" and r["os_user"] == str(ANALYST_UID) for r in records), records[-5:]
 
 
+def test_an_account_outside_its_audience_group_gets_one_line_and_a_log_record(host):
+    # Mapped as an analyst in the access file, but not (yet) in the analysts' OS group: the kernel
+    # refuses the snapshot; the user reads what to ask for, not a traceback, and the refusal is logged.
+    from warehouse import audit_log
+
+    done = onenet_as(host, ANALYST_UID, [READERS_GID], "query", "select count(*) as n from mart.grid")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "permission denied:" in done.stderr and "group" in done.stderr, done.stderr
+    records = audit_log.tail(50, host["base"] / "log" / "access-log.jsonl")
+    assert any(r["outcome"] == "denied" and r["os_user"] == str(ANALYST_UID) and "permission denied" in r["reason"]
+               for r in records), records[-3:]
+
+
+def test_a_community_without_its_os_group_is_the_pipelines_alone_until_the_group_exists(host):
+    # A new community in the registry before an administrator made its group: the publish goes on for
+    # everyone else, names the missing group, and nobody but the pipeline can read that community.
+    from warehouse.publish import community_folder, publish
+
+    codes, base = host["codes"], host["base"]
+    prefix = f"{host['prefix']}n"
+    made = f"{prefix}-{codes[0]}"
+    subprocess.run(["groupadd", made], check=True)
+    late = f"{prefix}-{codes[1]}"
+    etc = base / "etc-newgroup"
+    etc.mkdir()
+    os.chmod(etc, 0o755)
+    published = base / "published-newgroup"
+    (etc / "deployment.toml").write_text(
+        f'mode = "production"\naccess_file = "{host["etc"]}/access.toml"\npublished = "{published}"\n'
+        f'access_log = "{base}/log/access-log.jsonl"\n\n[groups]\nanalyst = "{ANALYST_GID}"\n'
+        f'community = "{prefix}-{{code}}"\nreaders = "{READERS_GID}"\n', encoding="utf-8")
+    os.chmod(etc / "deployment.toml", 0o644)
+    agree = {"ONENET_PUBLISHED": str(published), "ONENET_ACCESS_FILE": str(host["etc"] / "access.toml"),
+             "ONENET_ACCESS_LOG": str(base / "log" / "access-log.jsonl"), "ONENET_DEPLOYMENT": "production"}
+    try:
+        with deployment_file(etc / "deployment.toml"), environment(ONENET_PSEUDONYM_KEY=KEY, **agree):
+            con = db.connect(host["warehouse"])
+            try:
+                first = publish(con, published, "n1")
+                lonely = published / "community" / community_folder(codes[1])
+                assert [codes[1] in why and late in why for why in first.unopened] == [True], first.unopened
+                assert "NOT READABLE BY ITS STAFF" in first.summary()
+                for path in [lonely, *(lonely / "versions").rglob("*")]:
+                    st = path.lstat()
+                    if path.name == "columns.parquet" or stat.S_ISLNK(st.st_mode):
+                        continue
+                    assert not st.st_mode & stat.S_IRWXO, path
+                    if stat.S_ISDIR(st.st_mode):  # folders the pipeline's alone: nothing inside is reachable
+                        assert st.st_gid == os.getegid() and not st.st_mode & stat.S_IRWXG, path
+                opened = published / "community" / community_folder(codes[0])
+                assert opened.stat().st_gid == grp.getgrnam(made).gr_gid, "the other communities publish as usual"
+                subprocess.run(["groupadd", late], check=True)
+                gid = grp.getgrnam(late).gr_gid
+                probe = run_as(host, STAFF_UID, [gid, READERS_GID], sys.executable, "-c", PROBE, str(_a_part(lonely)))
+                assert probe.stdout.split()[0] == "DENIED", probe.stdout + probe.stderr  # not before the publish
+                second = publish(con, published, "n2")  # nothing changed in the data
+                assert second.unopened == [], second.unopened
+            finally:
+                con.close()
+        st = lonely.stat()
+        assert st.st_gid == gid and stat.S_IMODE(st.st_mode) == 0o2750
+        part = _a_part(lonely)
+        assert part.stat().st_gid == gid and stat.S_IMODE(part.stat().st_mode) == 0o440, part
+        probe = run_as(host, STAFF_UID, [gid, READERS_GID], sys.executable, "-c", PROBE, str(part))
+        assert probe.stdout.split() == ["READ", str(part)], probe.stdout + probe.stderr
+    finally:
+        for name in (made, late):
+            subprocess.run(["groupdel", name], check=False, capture_output=True)
+
+
 # --- the deployment file itself (in this process) ------------------------------------------------
 
 def _write_deployment(folder: Path, body: str, mode: int = 0o644) -> Path:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -50,6 +51,8 @@ from warehouse import pseudonym
 from warehouse.outputs import private_umask, safe_name
 from warehouse.publish import permissions
 from warehouse.publish.refresh import Refresh, carry_over, listed
+
+log = logging.getLogger(__name__)
 
 POLICY_DIR = Path(__file__).parent
 AUDIENCES = ("analyst", "community")
@@ -94,6 +97,7 @@ class PublishResult:
     seconds: dict[str, float] = field(default_factory=dict)
     serving: str | None = None
     access_log: str | None = None  # why the publish record could not be written, if it could not
+    unopened: list[str] = field(default_factory=list)  # communities published for the pipeline alone, and why
 
     def summary(self) -> str:
         analyst = "unchanged" if self.analyst_unchanged else f"{sum(self.analyst_rows.values()):,} rows"
@@ -101,7 +105,8 @@ class PublishResult:
                 f"communities {self.communities_published} new, {self.communities_unchanged} unchanged; "
                 f"{self.parts_written:,} parts written, {self.parts_linked:,} unchanged (linked); "
                 f"{sum(self.seconds.values()):.1f} s" + (f"; serving: {self.serving}" if self.serving else "")
-                + (f"; ACCESS LOG NOT RECORDED: {self.access_log}" if self.access_log else ""))
+                + (f"; ACCESS LOG NOT RECORDED: {self.access_log}" if self.access_log else "")
+                + "".join(f"; NOT READABLE BY ITS STAFF: {why}" for why in self.unopened))
 
 
 def policy() -> dict:
@@ -527,7 +532,10 @@ def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: st
             folder = community_folder(code)
             index[code] = {"name": name, "folder": folder}
             community_dir = root / folder
-            permissions.audience_folder(community_dir, "community", code)
+            missing = permissions.audience_folder(community_dir, "community", code)
+            if missing:
+                log.warning("publish: %s", missing)
+                result.unopened.append(missing)
             (community_dir / "versions").mkdir(parents=True, mode=0o750, exist_ok=True)
             prev_manifest, _ = previous[code]
             tmp = _tmp_dir(community_dir, version)

@@ -13,6 +13,11 @@ A reader's process then opens only what its account's groups reach, whatever cod
 forged access file, a widened --role or a copied CLI without checks still meets EACCES. The
 warehouse itself stays with the pipeline account (README, "Separating the audiences on a host").
 
+A community whose OS group does not exist yet (a new community in the registry, before an
+administrator ran `groupadd`) is published for the pipeline account alone: folders 2700, files 0400,
+the pipeline's own group. The other audiences publish as usual, the publish result names the
+missing group, and the next publish after `groupadd` opens the community to its group.
+
 Without groups (a demo or development host) nothing here changes a mode or a group: folders stay
 0750 and files 0640 for the account running the pipeline, as `private_umask` makes them.
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from onenet import deployment
@@ -32,6 +38,29 @@ AUDIENCE_DIR_MODE = 0o2750
 EXPORTS_DIR_MODE = 0o2750
 DATA_FILE_MODE = 0o440
 SHARED_FILE_MODE = 0o440
+PIPELINE_ONLY_DIR_MODE = 0o2700  # a community whose OS group is missing: nobody but the pipeline
+PIPELINE_ONLY_FILE_MODE = 0o400
+
+
+@dataclass(frozen=True)
+class _Access:
+    """Who an audience folder is for: its group and the modes that open it to that group."""
+
+    gid: int
+    dir_mode: int
+    file_mode: int
+    missing: str | None = None  # why the audience's own group could not be used
+
+
+def _access(groups: deployment.Groups, audience: str, community_code: str | None) -> _Access:
+    try:
+        return _Access(groups.for_audience(audience, community_code), AUDIENCE_DIR_MODE, DATA_FILE_MODE)
+    except deployment.DeploymentError as exc:
+        if audience != "community":  # the analysts' group is made once, with the host: its absence is an error
+            raise
+        return _Access(os.getegid(), PIPELINE_ONLY_DIR_MODE, PIPELINE_ONLY_FILE_MODE,
+                       f"community {community_code}: {exc}; until then its snapshot is readable by the "
+                       f"pipeline account only, and the next publish opens it to the group")
 
 
 def enabled() -> bool:
@@ -48,23 +77,27 @@ def prepare_root(root: Path) -> None:
         os.chmod(folder, SHARED_DIR_MODE)
 
 
-def audience_folder(folder: Path, audience: str, community_code: str | None = None) -> None:
-    """Give an audience's folder (`analyst/`, `community/<folder>/`) its group, setgid, 2750."""
+def audience_folder(folder: Path, audience: str, community_code: str | None = None) -> str | None:
+    """Give an audience's folder (`analyst/`, `community/<folder>/`) its group, setgid, 2750. Returns
+    why a community's folder is the pipeline's alone (its OS group is missing), else None."""
     groups = deployment.groups()
     if groups is None:
-        return
-    gid = groups.for_audience(audience, community_code)
+        return None
+    access = _access(groups, audience, community_code)
     folder.mkdir(parents=True, exist_ok=True)
-    _own(folder, gid, AUDIENCE_DIR_MODE)
+    _own(folder, access.gid, access.dir_mode)
     if (folder / "versions").is_dir():  # made before this host separated its audiences
-        _own(folder / "versions", gid, AUDIENCE_DIR_MODE)
+        _own(folder / "versions", access.gid, access.dir_mode)
     # The version readers follow, published before this host separated its audiences (or under another
-    # group): sealed now, since a publish that changes nothing writes no new version to seal.
+    # group, or for the pipeline alone): sealed now, since a publish that changes nothing writes no
+    # new version to seal.
     current = folder / "current"
     if current.is_symlink():
         version_dir = current.resolve()
-        if version_dir.is_dir() and version_dir.stat().st_gid != gid:
+        if version_dir.is_dir() and (version_dir.stat().st_gid, stat.S_IMODE(version_dir.stat().st_mode)) != (
+                access.gid, access.dir_mode):
             seal(version_dir, audience, community_code)
+    return access.missing
 
 
 def seal(version_dir: Path, audience: str, community_code: str | None = None) -> None:
@@ -76,18 +109,18 @@ def seal(version_dir: Path, audience: str, community_code: str | None = None) ->
         return
     from warehouse.publish import COLUMNS_FILE
 
-    gid = groups.for_audience(audience, community_code)
+    access = _access(groups, audience, community_code)
     readers = deployment.gid(groups.readers)
     for dirpath, dirnames, filenames in os.walk(version_dir):
         for name in dirnames:
-            _own(Path(dirpath) / name, gid, AUDIENCE_DIR_MODE)
+            _own(Path(dirpath) / name, access.gid, access.dir_mode)
         for name in filenames:
             # A columns file is one inode linked into every community's version: it names columns only.
             if name == COLUMNS_FILE:
                 _own(Path(dirpath) / name, readers, SHARED_FILE_MODE)
             else:
-                _own_alone(Path(dirpath) / name, gid, DATA_FILE_MODE)
-    _own(version_dir, gid, AUDIENCE_DIR_MODE)
+                _own_alone(Path(dirpath) / name, access.gid, access.file_mode)
+    _own(version_dir, access.gid, access.dir_mode)
 
 
 def _own_alone(path: Path, gid: int, mode: int) -> None:
@@ -140,7 +173,8 @@ def exports_folder(exports: Path, audience: str, community_code: str | None = No
             shared.mkdir(parents=True, exist_ok=True)
             _settle(shared, None, SHARED_DIR_MODE)
         folder.mkdir(parents=True, exist_ok=True)
-        _settle(folder, groups.for_audience(audience, community_code), EXPORTS_DIR_MODE)
+        access = _access(groups, audience, community_code)
+        _settle(folder, access.gid, EXPORTS_DIR_MODE if access.missing is None else PIPELINE_ONLY_DIR_MODE)
     except PermissionError as exc:
         raise AccessDenied(f"{folder} is written by the pipeline only (you may read what it writes there): "
                            f"to write your own, set ONENET_EXPORTS to a folder of yours, e.g. "
