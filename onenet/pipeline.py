@@ -260,8 +260,10 @@ def _publish_serving(url: str, version: str) -> str:
             done = serving.publish_serving(url, version, relations, community,
                                            [(code, c["name"]) for code, c in index.items()],
                                            parts={**{("analyst", q): v for q, v in parts.items()},
-                                                  **{("community", q): v for q, v in community_parts.items()}})
-    return (f"{len(done.published)} relations loaded ({len(done.incremental)} by changed parts only), "
+                                                  **{("community", q): v for q, v in community_parts.items()}},
+                                           # The files served, kept (hard links) to find tomorrow's changed rows.
+                                           keep_dir=root / ".serving")
+    return (f"{len(done.published)} relations loaded ({len(done.incremental)} by changed parts or rows only), "
             f"{len(done.skipped)} unchanged, {len(done.dropped)} dropped, "
             f"{sum(done.rows.values()):,} rows served, {done.seconds:.1f} s")
 

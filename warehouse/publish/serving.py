@@ -7,8 +7,11 @@ import json
 import logging
 import os
 import re
+import secrets
+import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +22,7 @@ import psycopg
 from duckdb.sqltypes import DuckDBPyType
 from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import Jsonb
 
 ADMIN_SCHEMA = "serving_admin"  # what was published, and the login -> community mapping; no audience role reads it
 STAGE_SCHEMA = "serving_stage"  # new tables are loaded here, then moved into place in one transaction
@@ -33,6 +37,12 @@ _CODE = re.compile(r"^[A-Za-z0-9_]+$")
 _PG_NAME_BYTES = 63
 # A relation given in parts is loaded part by part when its changed parts hold at most this share of its rows.
 INCREMENTAL_SHARE = 0.5
+# A relation is loaded by changed rows (delete their old copies, insert the new) when the rows to
+# delete and insert are at most this share of its rows: past that, a whole reload costs less.
+ROWS_SHARE = 0.3
+# PostgreSQL types a changed row is matched on before its whole text is compared: cheap to hash.
+_KEY_TYPES = ("text", "bigint", "integer", "smallint", "date", "timestamptz", "timestamp", "uuid", "numeric",
+              "double precision", "real", "time", "boolean")
 log = logging.getLogger(__name__)
 
 
@@ -56,7 +66,7 @@ class ServingResult:
     version: str
     rows: dict[str, int] = field(default_factory=dict)
     published: list[str] = field(default_factory=list)
-    incremental: list[str] = field(default_factory=list)  # of `published`: only their changed parts loaded
+    incremental: list[str] = field(default_factory=list)  # of `published`: only changed parts or rows loaded
     skipped: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -98,6 +108,10 @@ class _Column:
     name: str
     pg_type: str  # a PostgreSQL type name, built from fixed words only
     expr: str  # the DuckDB expression whose CSV text PostgreSQL's COPY reads as pg_type
+    # Distinct DuckDB values stay distinct in PostgreSQL's text of them (not so for JSON, which jsonb
+    # normalises, or nanoseconds, which timestamp rounds): only then can changed rows be found in DuckDB.
+    exact: bool = True
+    floating: bool = False  # DuckDB hashes 0.0 and -0.0 alike; PostgreSQL keeps them apart
 
 
 def serving_url() -> str | None:
@@ -135,8 +149,8 @@ def publish_serving(url: str, version: str, analyst: Mapping[str, Path | Sequenc
                     community: Mapping[str, Sequence[Path]],
                     communities: Sequence[tuple[str, str]], *, role_prefix: str = "onenet_",
                     passwords: Mapping[str, str] | None = None, lock_timeout_s: float = 5.0,
-                    lock_attempts: int = 12, parts: Mapping[tuple[str, str], Mapping[str, Part]] | None = None
-                    ) -> ServingResult:
+                    lock_attempts: int = 12, parts: Mapping[tuple[str, str], Mapping[str, Part]] | None = None,
+                    keep_dir: Path | None = None) -> ServingResult:
     """Serve the published relations from PostgreSQL at `url` (an administrative login).
 
     `analyst` maps a relation (`mart.hotline_rates`, or a bare name) to its Parquet file; it becomes
@@ -153,6 +167,13 @@ def publish_serving(url: str, version: str, analyst: Mapping[str, Path | Sequenc
     `parts` ((schema, relation) -> part id -> Part, from the snapshots' manifests) lets a relation be
     hashed from its parts' hashes without reading its files, and loaded by changed parts only when its
     served table has the same columns and was loaded in parts before.
+
+    A changed relation is loaded by changed rows when the files it was last served from are still
+    there (unchanged) and the rows that differ are few: DuckDB compares the old and new files as
+    multisets of rows, and the swap deletes the old copies of the changed rows and inserts their
+    new copies. The served files are recorded in serving_admin.published; with `keep_dir`, they are hard
+    links kept there (the snapshots' old versions are removed before the serving database is
+    loaded), otherwise the given paths themselves.
     """
     started = time.monotonic()
     relations = _relations(analyst, community, parts or {})
@@ -176,8 +197,14 @@ def publish_serving(url: str, version: str, analyst: Mapping[str, Path | Sequenc
             pg.execute("select pg_advisory_lock(%s)", [_LOCK_KEY])
             try:
                 _prepare(pg, roles, group, communities, passwords)
+                kept = Path(keep_dir) / _database(url) if keep_dir is not None else None
+                if kept is not None:  # what any audience may read, together: only the publisher enters
+                    kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    kept.mkdir(mode=0o700, exist_ok=True)
                 _publish(pg, duck, relations, version, _Grantees(f"{role_prefix}analyst".lower(), group), result,
-                         lock_timeout_s, lock_attempts)
+                         lock_timeout_s, lock_attempts, kept)
+                if kept is not None:
+                    _tidy_kept(pg, kept)
             finally:
                 pg.execute("select pg_advisory_unlock(%s)", [_LOCK_KEY])
     finally:
@@ -289,6 +316,8 @@ def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
                    content_hash text not null, rows bigint not null, published_at timestamptz not null,
                    primary key (schema_name, relation))""",
             "alter table {admin}.published add column if not exists shape text",
+            # The files the served rows were loaded from (path and identity), to find changed rows next time.
+            "alter table {admin}.published add column if not exists files jsonb",
             # Each part's hash as served, for relations loaded in parts (delete + insert of changed parts).
             """create table if not exists {admin}.published_part (
                    schema_name text not null, relation text not null, part text not null,
@@ -325,13 +354,17 @@ def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
 # --- loading ------------------------------------------------------------------------------------
 
 def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations: list[_Relation], version: str,
-             grantees: _Grantees, result: ServingResult, lock_timeout_s: float, lock_attempts: int) -> None:
-    served = {(r[0], r[1]): (r[2], r[3]) for r in pg.execute(sql.SQL(
-        "select p.schema_name, p.relation, p.content_hash, p.rows from {}.published p "
+             grantees: _Grantees, result: ServingResult, lock_timeout_s: float, lock_attempts: int,
+             kept_root: Path | None = None) -> None:
+    served = {(r[0], r[1]): (r[2], r[3], r[4]) for r in pg.execute(sql.SQL(
+        "select p.schema_name, p.relation, p.content_hash, p.rows, p.files from {}.published p "
         "where to_regclass(quote_ident(p.schema_name) || '.' || quote_ident(p.relation)) is not null"
     ).format(sql.Identifier(ADMIN_SCHEMA)))}
     communities = [r[0] for r in pg.execute(sql.SQL("select community_code from {}.community_login").format(
         sql.Identifier(ADMIN_SCHEMA)))]
+    # A login bound by row-level security (FORCE applies to a table's owner) would delete nothing.
+    unbound = bool(pg.execute("select rolsuper or rolbypassrls from pg_roles "
+                              "where rolname = current_user").fetchone()[0])  # type: ignore[index]
 
     _clear_stage(pg)
     served_parts: dict[tuple[str, str], dict[str, str]] = {}
@@ -343,6 +376,7 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
         served_where[schema, relation, part] = where
     shapes = {(r[0], r[1]): r[2] for r in pg.execute(sql.SQL("select schema_name, relation, shape from {}.published")
                                                      .format(sql.Identifier(ADMIN_SCHEMA)))}
+    token = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', version)[:40]}-{secrets.token_hex(4)}"
     staged: list[_Staged] = []
     for n, rel in enumerate(relations):
         source = _source(rel)
@@ -353,16 +387,32 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
         else:
             content_hash, rows = _content_hash(duck, source, columns)
         result.rows[rel.key] = rows
-        if served.get((rel.schema, rel.name), (None,))[0] == content_hash:
+        before_hash, _before_rows, before_files = served.get((rel.schema, rel.name), (None, None, None))
+        if before_hash == content_hash:
             result.skipped.append(rel.key)
             continue
         stage_table = f"s{n}_{rel.name}"[:_PG_NAME_BYTES]
         before = served_parts.get((rel.schema, rel.name))
         changed = [pid for pid, p in (rel.parts or {}).items() if not before or before.get(pid) != p.hash]
         removed = [pid for pid in before or {} if pid not in (rel.parts or {})]
+        diff = None
+        if (before_files and shapes.get((rel.schema, rel.name)) == shape
+                and (unbound or rel.schema == ANALYST_SCHEMA)):
+            diff = _row_diff(duck, rel, columns, before_files, rows, shape, f"d{n}")
+        if diff is not None:
+            # Changed rows only: their new copies in one stage table, their old copies in another.
+            if rel.schema == COMMUNITY_SCHEMA:
+                _check_community_rows(duck, rel, diff.insert, communities)
+            _load(pg, duck, rel, diff.insert, columns, stage_table, diff.inserted, grantees, stage_only=True)
+            removal = f"r{n}_{rel.name}"[:_PG_NAME_BYTES]
+            _load(pg, duck, rel, diff.remove, columns, removal, diff.removed, grantees, stage_only=True)
+            duck.execute(f"drop table {diff.insert}; drop table {diff.remove}")
+            staged.append(_Staged(rel, stage_table, content_hash, rows, shape, None, list(rel.parts or {}),
+                                  list(before or {}), removal=removal, removed_rows=diff.removed, key=diff.key))
+            result.incremental.append(rel.key)
         # Part by part only while it is the smaller load: deleting and inserting most of a table costs
         # more than loading it aside and swapping it in.
-        if (rel.parts is not None and before and shapes.get((rel.schema, rel.name)) == shape
+        elif (rel.parts is not None and before and shapes.get((rel.schema, rel.name)) == shape
                 and all(p.where for p in rel.parts.values())
                 and sum(rel.parts[pid].rows for pid in changed) <= INCREMENTAL_SHARE * rows):
             files = tuple(f for pid in changed for f in rel.parts[pid].files)
@@ -382,6 +432,7 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
             _load(pg, duck, rel, source, columns, stage_table, rows, grantees)
             staged.append(_Staged(rel, stage_table, content_hash, rows, shape, None,
                                   list(rel.parts or {}), list(before or {})))
+        staged[-1].files = _keep(rel, kept_root, token)
         result.published.append(rel.key)
     _swap(pg, staged, relations, version, result, lock_timeout_s, lock_attempts)
 
@@ -396,6 +447,171 @@ class _Staged:
     wheres: list[dict[str, str | None]] | None  # None: the stage table replaces the served one
     parts: list[str]                              # part ids (re)loaded
     removed: list[str]                            # part ids no longer published (or replaced wholesale)
+    removal: str | None = None  # by changed rows: the stage table of the rows whose old copies go
+    removed_rows: int = 0       # ... and how many served rows that deletes
+    key: str | None = None      # ... the column they are matched on before their whole text
+    files: list[dict] | None = None  # the files now served, as recorded in serving_admin.published
+
+
+# --- by changed rows ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Diff:
+    insert: str    # DuckDB temp table: the new copies of every changed row
+    remove: str    # DuckDB temp table: the old copies of every changed row
+    inserted: int
+    removed: int
+    key: str | None  # a column with no NULL among the removed rows, the most distinct one
+
+
+def _row_diff(duck: duckdb.DuckDBPyConnection, rel: _Relation, columns: list[_Column], before: list[dict],
+              rows: int, shape: str, tag: str) -> _Diff | None:
+    """The rows whose count differs between the files last served and the new ones, or None when
+    that cannot be known exactly or is not the smaller load.
+
+    Rows are grouped by a 64-bit hash of all their values: a group whose count differs is changed,
+    and its old copies are deleted and its new copies inserted, so a hash shared by unrelated rows
+    costs a few extra rows, never a wrong result; only a row replaced by another of the very same
+    hash would go unnoticed (about 2^-64 per pair). A file in both versions (a hard link of an
+    unchanged part) has the same rows on both sides and is not read.
+    """
+    if not all(c.exact for c in columns):
+        return None
+    old: Counter[tuple] = Counter()
+    for entry in before:
+        identity = _file_id(Path(entry["path"]))
+        if identity is None or list(identity) != entry["id"]:
+            return None  # gone or rewritten since it was served
+        old[(entry["path"], *identity)] += 1
+    new: Counter[tuple] = Counter()
+    for path in rel.files:
+        identity = _file_id(path)
+        if identity is None:
+            return None
+        new[(str(path), *identity)] += 1
+    old_ids: Counter[tuple] = Counter()
+    new_ids: Counter[tuple] = Counter()
+    for counts, ids in ((old, old_ids), (new, new_ids)):
+        for k, count in counts.items():
+            ids[k[1:]] += count
+    shared = old_ids & new_ids
+    old_left = _drop_shared(old, shared)
+    new_left = _drop_shared(new, shared)
+    if old_left:
+        old_rel = _Relation(rel.schema, rel.name, tuple(Path(p) for p in old_left))
+        if ";".join(f"{c.name}:{c.pg_type}" for c in _columns(duck, old_rel, _source(old_rel))) != shape:
+            return None
+    names = [_duck_ident(c.name) for c in columns]
+    # PostgreSQL keeps 0.0 and -0.0 apart, DuckDB's hash does not: the sign bit joins the hash.
+    hashed = ", ".join(names + [f"signbit({_duck_ident(c.name)})" for c in columns if c.floating])
+    select = ", ".join(names)
+
+    def files(paths: list[str]) -> str:
+        return "read_parquet([" + ", ".join(_duck_literal(p) for p in paths) + "], union_by_name = true)"
+
+    sides = [f"select hash({hashed}) as h, {sign} as n from {files(paths)}"
+             for paths, sign in ((new_left, 1), (old_left, -1)) if paths]
+    changed, insert, remove = f"{tag}_changed", f"{tag}_insert", f"{tag}_remove"
+    empty = f"(select {select} from {_source(rel, first=True)} limit 0)"
+    if not sides:
+        return None  # the very same files, though the content hash differs: load it whole
+    duck.execute(f"create or replace temp table {changed} as select h from ({' union all '.join(sides)}) "
+                 "group by h having sum(n) <> 0")
+    for table, paths in ((insert, new_left), (remove, old_left)):
+        body = (f"select {select} from {files(paths)} where hash({hashed}) in (select h from {changed})"
+                if paths else f"select * from {empty}")
+        duck.execute(f"create or replace temp table {table} as {body}")
+    duck.execute(f"drop table {changed}")
+    inserted, removed = (int(duck.execute(f"select count(*) from {t}").fetchone()[0])  # type: ignore[index]
+                         for t in (insert, remove))
+    if inserted + removed > ROWS_SHARE * max(rows, 1):
+        duck.execute(f"drop table {insert}; drop table {remove}")
+        return None
+    return _Diff(insert, remove, inserted, removed, _match_key(duck, remove, columns) if removed else None)
+
+
+def _drop_shared(files: Counter[tuple], shared: Counter[tuple]) -> list[str]:
+    """The paths of `files` (path, *identity -> count) left once the shared identities are taken out."""
+    left = Counter(shared)
+    out = []
+    for (path, *identity), count in files.items():
+        take = min(count, left[tuple(identity)])
+        left[tuple(identity)] -= take
+        out += [path] * (count - take)
+    return out
+
+
+def _match_key(duck: duckdb.DuckDBPyConnection, remove: str, columns: list[_Column]) -> str | None:
+    """A column with no NULL among the rows to delete and the most distinct values: the served rows
+    are hash-joined on it, and only those that match are compared by their whole text."""
+    candidates = [c for c in columns if c.pg_type.split("(")[0] in _KEY_TYPES]
+    if not candidates:
+        return None
+    figures = duck.execute("select count(*), " + ", ".join(
+        f"count({_duck_ident(c.name)}), approx_count_distinct({_duck_ident(c.name)})" for c in candidates)
+        + f" from {remove}").fetchone()
+    assert figures is not None
+    total, best, key = figures[0], 0, None
+    for i, column in enumerate(candidates):
+        present, distinct = figures[1 + 2 * i], figures[2 + 2 * i]
+        if present == total and distinct > best:
+            best, key = distinct, column.name
+    return key
+
+
+def _file_id(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells one file from another and from its own later rewrite: size, mtime, device, inode."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino
+
+
+def _keep(rel: _Relation, root: Path | None, token: str) -> list[dict] | None:
+    """The files as served, to be compared with the next version: hard links under `root` (so they
+    outlive the snapshot version), else the given paths; None when they cannot be kept."""
+    paths = list(rel.files)
+    if root is not None:
+        folder = root / f"{rel.schema}.{rel.name}" / token
+        try:
+            folder.mkdir(mode=0o700, parents=True)
+            linked = []
+            for i, path in enumerate(paths):
+                os.link(path, folder / f"{i}.parquet")
+                linked.append(folder / f"{i}.parquet")
+        except OSError as exc:
+            log.warning("serving database: cannot keep %s's files under %s (%s); its next change loads it whole",
+                        rel.key, root, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        paths = linked
+    out = []
+    for path in paths:
+        identity = _file_id(path)
+        if identity is None:
+            return None
+        out.append({"path": str(path), "id": list(identity)})
+    return out
+
+
+def _tidy_kept(pg: psycopg.Connection, root: Path) -> None:
+    """Remove the kept files no served relation refers to any more."""
+    wanted = {str(Path(entry["path"]).parent) for (files,) in pg.execute(sql.SQL(
+        "select files from {}.published where files is not null").format(sql.Identifier(ADMIN_SCHEMA)))
+        for entry in files}
+    if not root.is_dir():
+        return
+    for relation in root.iterdir():
+        for folder in relation.iterdir() if relation.is_dir() else []:
+            if str(folder) not in wanted:
+                shutil.rmtree(folder, ignore_errors=True)
+        if relation.is_dir() and not any(relation.iterdir()):
+            relation.rmdir()
+
+
+def _database(url: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(conninfo_to_dict(_conninfo(url)).get("dbname") or "serving"))
 
 
 def parts_of(entry: Mapping, version_dir: Path, qualified: str, community: str | None = None) -> dict[str, Part]:
@@ -438,13 +654,23 @@ def _columns(duck: duckdb.DuckDBPyConnection, rel: _Relation, source: str) -> li
             raise ServingInputError(f"{rel.key}: column {name!r} is longer than PostgreSQL's 63 bytes; "
                                     "shorten it in the published relation")
         pg_type, expr = _pg_type(dtype, _duck_ident(name))
-        columns.append(_Column(name, pg_type, expr))
+        columns.append(_Column(name, pg_type, expr, exact=_exact(dtype), floating=dtype.id in ("float", "double")))
     if rel.schema == COMMUNITY_SCHEMA:
         types = {c.name: c.pg_type for c in columns}
         if types.get("community_code") != "text":
             raise ServingInputError(f"{rel.key}: needs a text column community_code (row-level security reads it), "
                                     f"found {types.get('community_code', 'none')}")
     return columns
+
+
+def _exact(dtype: DuckDBPyType) -> bool:
+    """Whether distinct DuckDB values of this type stay distinct in PostgreSQL's text of them, with
+    DuckDB's hash telling them apart: not JSON (jsonb normalises it), maps (jsonb sorts their keys),
+    unions, nanoseconds (timestamp rounds them), nor floats inside lists and structs (0.0 and -0.0)."""
+    text = str(dtype).upper()
+    if any(word in text for word in ("JSON", "MAP(", "UNION(", "TIMESTAMP_NS")):
+        return False
+    return dtype.id in ("float", "double") or not ("FLOAT" in text or "DOUBLE" in text)
 
 
 # DuckDB type id -> PostgreSQL type, for values whose DuckDB CSV text PostgreSQL reads as they are.
@@ -612,7 +838,9 @@ def _swap(pg: psycopg.Connection, staged: list[_Staged], relations: list[_Relati
                     sql.Literal(f"{int(lock_timeout_s * 1000)}ms")))
                 for st in staged:
                     rel, target = st.rel, ident(st.rel.schema, st.rel.name)
-                    if st.wheres is None:
+                    if st.removal is not None:
+                        _apply_rows(pg, target, st)
+                    elif st.wheres is None:
                         pg.execute(sql.SQL("drop table if exists {}").format(target))
                         pg.execute(sql.SQL("alter table {} set schema {}").format(ident(STAGE_SCHEMA, st.stage_table),
                                                                                   ident(rel.schema)))
@@ -624,11 +852,14 @@ def _swap(pg: psycopg.Connection, staged: list[_Staged], relations: list[_Relati
                         pg.execute(sql.SQL("insert into {} select * from {}").format(
                             target, ident(STAGE_SCHEMA, st.stage_table)))
                         pg.execute(sql.SQL("drop table {}").format(ident(STAGE_SCHEMA, st.stage_table)))
-                    pg.execute(sql.SQL("""insert into {}.published values (%s, %s, %s, %s, %s, now(), %s)
+                    pg.execute(sql.SQL("""insert into {}.published (schema_name, relation, version, content_hash,
+                        rows, published_at, shape, files) values (%s, %s, %s, %s, %s, now(), %s, %s)
                         on conflict (schema_name, relation) do update set version = excluded.version,
                         content_hash = excluded.content_hash, rows = excluded.rows,
-                        published_at = excluded.published_at, shape = excluded.shape""").format(ident(ADMIN_SCHEMA)),
-                        [rel.schema, rel.name, version, st.content_hash, st.rows, st.shape])
+                        published_at = excluded.published_at, shape = excluded.shape,
+                        files = excluded.files""").format(ident(ADMIN_SCHEMA)),
+                        [rel.schema, rel.name, version, st.content_hash, st.rows, st.shape,
+                         None if st.files is None else Jsonb(st.files)])
                     _record_parts(pg, st)
                 for schema, table in stale:
                     pg.execute(sql.SQL("drop table {}").format(ident(schema, table)))
@@ -636,6 +867,12 @@ def _swap(pg: psycopg.Connection, staged: list[_Staged], relations: list[_Relati
                         pg.execute(sql.SQL("delete from {}.{} where schema_name = %s and relation = %s").format(
                             ident(ADMIN_SCHEMA), ident(admin_table)), [schema, table])
             break
+        except _Drift as exc:
+            # Forget the files, so the next publish loads the relation whole.
+            pg.execute(sql.SQL("update {}.published set files = null where schema_name = %s and relation = %s")
+                       .format(ident(ADMIN_SCHEMA)), [exc.rel.schema, exc.rel.name])
+            raise ServingError(f"{exc.rel.key}: {exc}; nothing was swapped, and the next publish loads it whole") \
+                from exc
         except errors.LockNotAvailable as exc:
             if attempt == lock_attempts:
                 raise ServingBusy(f"readers held {names} for more than {lock_timeout_s:g} s at each of "
@@ -645,6 +882,45 @@ def _swap(pg: psycopg.Connection, staged: list[_Staged], relations: list[_Relati
                         lock_attempts, lock_timeout_s)
             time.sleep(lock_timeout_s)
     result.dropped.extend(f"{s}.{t}" for s, t in stale)
+
+
+class _Drift(Exception):
+    """The served table is not what its recorded files hold (changed by hand?)."""
+
+    def __init__(self, rel: _Relation, message: str) -> None:
+        super().__init__(message)
+        self.rel = rel
+
+
+def _apply_rows(pg: psycopg.Connection, target: sql.Composable, st: _Staged) -> None:
+    """Delete the old copies of the changed rows and insert their new copies. Row locks only: readers
+    go on reading the old rows until commit.
+
+    A served row matches a removed one when their texts are equal (exact: NULLs, -0.0, 1.0 vs 1.00);
+    a hash join on a key column, or on the whole row, only narrows the comparisons. Of a row served
+    n times whose removed copies are m, m go (the others may come from files both versions share).
+    The count deleted must be the count DuckDB found in the old files.
+    """
+    ident = sql.Identifier
+    removal = ident(STAGE_SCHEMA, cast(str, st.removal))
+    if st.removed_rows:
+        # A JIT compile costs more than it saves on a scan that mostly finds no match.
+        pg.execute("set local jit = off")
+        if st.key:
+            gone, narrow = "select r.{k} as k, (r.*)::text as txt, count(*) as copies from {r} r group by 1, 2", "s.{k}"
+        else:
+            gone, narrow = ("select (array_agg(r.*))[1] as k, (r.*)::text as txt, count(*) as copies from {r} r "
+                            "group by 2", "s.*")
+        cur = pg.execute(sql.SQL(
+            f"with gone as ({gone}), hit as (select s.ctid as id, row_number() over (partition by g.txt) as nth, "
+            f"g.copies from {{t}} s join gone g on {narrow} = g.k and ((s.*)::text = g.txt) is true) "
+            "delete from {t} t using hit where t.ctid = hit.id and hit.nth <= hit.copies").format(
+            k=ident(st.key or "k"), r=removal, t=target))
+        if cur.rowcount != st.removed_rows:
+            raise _Drift(st.rel, f"{cur.rowcount} served rows matched the {st.removed_rows} rows to delete")
+    pg.execute(sql.SQL("insert into {} select * from {}").format(target, ident(STAGE_SCHEMA, st.stage_table)))
+    for table in (st.stage_table, cast(str, st.removal)):
+        pg.execute(sql.SQL("drop table {}").format(ident(STAGE_SCHEMA, table)))
 
 
 def _delete_parts(pg: psycopg.Connection, target: sql.Composable, wheres: list[dict[str, str | None]]) -> None:
@@ -667,7 +943,7 @@ def _record_parts(pg: psycopg.Connection, st: _Staged) -> None:
     """Keep serving_admin.published_part equal to the parts now served for the relation."""
     ident = sql.Identifier
     rel = st.rel
-    gone = st.removed if st.wheres is not None else None
+    gone = st.removed if st.wheres is not None and st.removal is None else None
     if gone is None:
         pg.execute(sql.SQL("delete from {}.published_part where schema_name = %s and relation = %s").format(
             ident(ADMIN_SCHEMA)), [rel.schema, rel.name])
