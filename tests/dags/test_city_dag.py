@@ -8,8 +8,6 @@ import json
 import os
 import secrets
 import sqlite3
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,32 +19,16 @@ from onenet import districts
 from onenet import orchestration as orch
 from onenet.city import CityInputsNotReady, check_inputs
 from tests.dags import test_real_scheduler as real
-from tests.dags.conftest import DAGS, REPO
-from tests.dags.test_districts import _PARSE
+from tests.dags.conftest import DAGS
+from tests.dags.test_districts import parse_dags
 
 KEY = secrets.token_hex(32)
 metadata_db = real.metadata_db  # a fresh PostgreSQL database for Airflow's metadata (the real-scheduler test's)
 TWO = '[[district]]\nname = "east"\n\n[[district]]\nname = "west"\n'
 
 
-def _parse(tmp_path: Path, config: str, key: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "ONENET_"))}
-    env.update(orch.airflow_env(tmp_path / "airflow", DAGS))
-    path = tmp_path / "districts.toml"
-    path.write_text(config, encoding="utf-8")
-    env["ONENET_DISTRICTS"] = str(path)
-    if key:
-        env["ONENET_CITY_KEY"] = key
-    out = subprocess.run([sys.executable, "-c", _PARSE, str(DAGS)], env=env, cwd=REPO, capture_output=True,
-                         text=True, timeout=180)
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["errors"] == {}
-    return result["dags"]
-
-
 def test_the_city_dag_exists_only_for_a_city_and_runs_on_every_districts_snapshot(tmp_path):
-    dags = _parse(tmp_path, TWO, KEY)
+    dags = parse_dags(tmp_path, TWO, KEY)
     city = dags["onenet_city"]
     snapshots = {n: f"file://onenet/{n}/published/city" for n in ("east", "west")}
     assert city["on"] == sorted(snapshots.values())
@@ -56,7 +38,7 @@ def test_the_city_dag_exists_only_for_a_city_and_runs_on_every_districts_snapsho
         assert dags[f"onenet_merge__{name}"]["tasks"]["merge"][2] == [f"duckdb://onenet/{name}/core", uri]
     # No key (districts publish nothing for a city), or one district: no city DAG, merges as before.
     for config, key in ((TWO, None), ('[[district]]\nname = "east"\n', KEY)):
-        dags = _parse(tmp_path, config, key)
+        dags = parse_dags(tmp_path, config, key)
         assert "onenet_city" not in dags
         assert dags["onenet_merge__east"]["tasks"]["merge"][2] == ["duckdb://onenet/east/core"]
 

@@ -43,13 +43,17 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "
 """
 
 
-def _parse(tmp_path: Path, config: str | None) -> dict:
+def parse_dags(tmp_path: Path, config: str | None, city_key: str | None = None) -> dict:
+    """The DAG files parsed by Airflow's DagBag in a fresh process, for `config` (a districts file's
+    text; None: the single district) and, for a city, its key: each DAG's tags, tasks and Assets."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "ONENET_"))}
     env.update(orch.airflow_env(tmp_path / "airflow", DAGS))
     if config is not None:
         path = tmp_path / "districts.toml"
         path.write_text(config, encoding="utf-8")
         env["ONENET_DISTRICTS"] = str(path)
+    if city_key:
+        env["ONENET_CITY_KEY"] = city_key
     out = subprocess.run([sys.executable, "-c", _PARSE, str(DAGS)], env=env, cwd=REPO, capture_output=True,
                          text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -59,8 +63,8 @@ def _parse(tmp_path: Path, config: str | None) -> dict:
 
 
 def test_each_district_gets_the_same_dags_with_its_own_pool_assets_and_queue(tmp_path):
-    single = _parse(tmp_path, None)
-    city = _parse(tmp_path, CONFIG)
+    single = parse_dags(tmp_path, None)
+    city = parse_dags(tmp_path, CONFIG)
     # Every DAG of the single district, once per district, and nothing else.
     assert set(city) == {f"{d}__{n}" for d in single for n in ("east", "west")}
     for dag_id, dag in single.items():
