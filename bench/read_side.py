@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.read_side --district /tmp/district13 --work /tmp/rs13/work \
         [--out read_side.json] [--pairs 3] [--initial-runs 3] [--readers 4] [--queries 200] [--extracts 20] \
-        [--serving-url postgresql://postgres@127.0.0.1:5432/onenet_serving_bench]
+        [--serving-url postgresql://postgres@127.0.0.1:5432/onenet_serving_bench] [--alone]
 
 Prepare (once per WORK, kept in WORK/base): the district is copied to WORK/district, the silos start,
 the clock moves to --day, every source is synced and validated (the warehouse is saved as it stands
@@ -17,6 +17,7 @@ serving database as they were), so each run does the same work:
    mart.hotline_rates, grid_daily, ticket, special_group_roster through pipeline.query) and --extracts
    community extracts (pipeline.extract as community_staff of one community), spread evenly over the
    A run's length so they cover the merge and its publish. Q and B run the same operations.
+   --alone: A runs only (no readers), for the publish share alone when time is short.
 2. Full sync of the registry (pipeline.sync('grid_registry', full_refresh=True)), the same A Q B pairs.
 3. Publishing: seconds of the analyst, community and serving parts of each merge's publish against
    the merge's own seconds (pipeline.merge's wall minus its publish), for the next-day A runs and for
@@ -93,6 +94,14 @@ def ratios(a: list[float], b: list[float]) -> dict[str, Any]:
     return {"a": spread(a), "b": spread(b), "ratio_of_medians": round(statistics.median(b) / statistics.median(a), 3),
             "pair_ratios": [round(r, 3) for r in pairs], "pair_ratio_min": round(min(pairs), 3),
             "pair_ratio_max": round(max(pairs), 3)}
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Save or restore a published folder as hard links, not copies: the serving database records the
+    files it last served by inode (warehouse/publish/serving.py, _file_id) to load the next day by
+    changed rows, as a folder that stays in place keeps them; a copy would make every restored run
+    fall back to a whole load. Publishing replaces files (os.replace), never writes into one."""
+    shutil.copytree(src, dst, symlinks=True, copy_function=os.link)
 
 
 def _spawn(mode: str, *extra: str) -> subprocess.Popen:
@@ -247,7 +256,7 @@ def publish_pairs(bench: Bench) -> None:
             report["initial"].append(run(code, "publish", work / "w.duckdb", published, db and f"{db}_{code}"))
             if pair == 0 or not (work / f"published-{code}-28").exists():
                 shutil.rmtree(work / f"published-{code}-28", ignore_errors=True)
-                shutil.copytree(published, work / f"published-{code}-28", symlinks=True)
+                link_tree(published, work / f"published-{code}-28")
                 if db:
                     bench._pg(f'drop database if exists "{db}_{code}_28"',
                               f'create database "{db}_{code}_28" template "{db}_{code}"')
@@ -256,7 +265,7 @@ def publish_pairs(bench: Bench) -> None:
         for code in ("new", "old") if pair % 2 == 0 else ("old", "new"):
             published = work / f"published-{code}"
             shutil.rmtree(published, ignore_errors=True)
-            shutil.copytree(work / f"published-{code}-28", published, symlinks=True)
+            link_tree(work / f"published-{code}-28", published)
             if db:
                 bench._pg(f'drop database if exists "{db}_{code}" with (force)',
                           f'create database "{db}_{code}" template "{db}_{code}_28"')
@@ -342,7 +351,7 @@ class Bench:
         Path(f"{self.warehouse}.wal").unlink(missing_ok=True)
         shutil.rmtree(self.published, ignore_errors=True)
         if state == "next":
-            shutil.copytree(self.base / "published-initial", self.published, symlinks=True)
+            link_tree(self.base / "published-initial", self.published)
         if self.serving and serving:
             db = self._db()
             self._pg(f'drop database if exists "{db}" with (force)')
@@ -365,7 +374,7 @@ class Bench:
                 self.report["initial"] = []
                 self.initial_run()
                 shutil.rmtree(self.base / "published-initial", ignore_errors=True)
-                shutil.copytree(self.published, self.base / "published-initial", symlinks=True)
+                link_tree(self.published, self.base / "published-initial")
                 if self.serving:
                     db = self._db()
                     self._pg(f'drop database if exists "{db}_initial"', f'create database "{db}_initial" template "{db}"')
@@ -395,7 +404,7 @@ class Bench:
                     print(f"prepared {state} (day {d}) in {time.perf_counter() - t:.0f} s", flush=True)
                 if state == "initial":
                     self.initial_run()
-                    shutil.copytree(self.published, self.base / "published-initial", symlinks=True)
+                    link_tree(self.published, self.base / "published-initial")
                     if self.serving:
                         db = self._db()
                         self._pg(f'drop database if exists "{db}_initial"', f'create database "{db}_initial" template "{db}"')
@@ -487,6 +496,10 @@ class Bench:
         for pair in range(self.args.pairs):
             self.restore("next", serving=kind == "merge")
             a = self.trial(f"{kind}-{pair + 1}-A", kind, False, 0)
+            if self.args.alone:
+                self.report[key].append({"pair": pair + 1, "A": a})
+                self.save()
+                continue
             pace = a["pipeline"]["seconds"]
             self.restore("next", serving=False)
             q = self.trial(f"{kind}-{pair + 1}-Q", None, True, pace)
@@ -501,7 +514,7 @@ class Bench:
         s: dict[str, Any] = {}
         lines: list[str] = []
         for key, kind in (("merge_pairs", "next-day merge"), ("sync_pairs", "full registry sync")):
-            pairs = self.report[key]
+            pairs = [p for p in self.report[key] if "B" in p]  # --alone: A runs only, no ratios
             if not pairs:
                 continue
             a = [p["A"]["pipeline"]["seconds"] for p in pairs]
@@ -546,7 +559,7 @@ class Bench:
                              f"{row.get('p50_ratio')}, p95 {row.get('p95_ratio')}")
         for label, runs in (("initial", [t["pipeline"] for t in self.report["initial"]]),
                             ("next day (A runs)", [p["A"]["pipeline"] for p in self.report["merge_pairs"]]),
-                            ("next day with readers (B runs)", [p["B"]["pipeline"] for p in self.report["merge_pairs"]])):
+                            ("next day with readers (B runs)", [p["B"]["pipeline"] for p in self.report["merge_pairs"] if "B" in p])):
             if not runs:
                 continue
             share = [r["publish"]["total"] / r["merge_own"] for r in runs]
@@ -615,6 +628,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--extracts", type=int, default=20)
     ap.add_argument("--parts", nargs="+", default=["merge", "sync", "initial"], choices=["merge", "sync", "initial", "publish"])
+    ap.add_argument("--alone", action="store_true", help="--parts merge/sync: A runs only (no readers, no Q or B)")
     ap.add_argument("--baseline-src", type=Path, help="--parts publish: a checkout of the code to compare with")
     ap.add_argument("--serving-url", default=os.environ.get("ONENET_SERVING_URL"),
                     help="PostgreSQL for the serving database (dropped and re-created by the bench)")
