@@ -325,3 +325,18 @@ def test_rows_with_a_null_in_every_column_are_matched_whole(database, role_prefi
     _publish(database, "v1", {"mart.pairs": v1}, {}, role_prefix)
     v2 = _write(con, _fill(query, rows=400) + " where i not in (0, 1, 2, 3)", tmp_path / "v2.parquet")
     assert _publish(database, "v2", {"mart.pairs": v2}, {}, role_prefix).incremental == ["analyst.pairs"]
+
+
+def test_a_relation_served_before_its_files_were_kept_gets_them_when_skipped(database, role_prefix,  # noqa: F811
+                                                                            tmp_path):
+    con = duckdb.connect()
+    keep = tmp_path / "keep"
+    v1 = _kinds(con, tmp_path / "v1.parquet")
+    _publish(database, "v1", {"mart.kinds": v1}, {}, role_prefix, keep_dir=keep)
+    with _admin(database) as pg:  # as a serving database loaded before files were kept
+        pg.execute("update serving_admin.published set files = null")
+    assert publish_serving(database, "v2", {"mart.kinds": v1}, {}, COMMUNITIES, role_prefix=role_prefix,
+                           keep_dir=keep).skipped == ["analyst.kinds"]
+    v1.unlink()
+    v3 = _kinds(con, tmp_path / "v3.parquet", where="i % 100 <> 0")
+    assert _publish(database, "v3", {"mart.kinds": v3}, {}, role_prefix, keep_dir=keep).incremental == ["analyst.kinds"]

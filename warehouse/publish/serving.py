@@ -390,6 +390,11 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
         before_hash, _before_rows, before_files = served.get((rel.schema, rel.name), (None, None, None))
         if before_hash == content_hash:
             result.skipped.append(rel.key)
+            if not _unchanged(before_files):
+                # Served before its files were kept (or they are gone): these hold the same rows.
+                pg.execute(sql.SQL("update {}.published set files = %s where schema_name = %s and relation = %s")
+                           .format(sql.Identifier(ADMIN_SCHEMA)),
+                           [_jsonb(_keep(rel, kept_root, token)), rel.schema, rel.name])
             continue
         stage_table = f"s{n}_{rel.name}"[:_PG_NAME_BYTES]
         before = served_parts.get((rel.schema, rel.name))
@@ -477,12 +482,9 @@ def _row_diff(duck: duckdb.DuckDBPyConnection, rel: _Relation, columns: list[_Co
     """
     if not all(c.exact for c in columns):
         return None
-    old: Counter[tuple] = Counter()
-    for entry in before:
-        identity = _file_id(Path(entry["path"]))
-        if identity is None or list(identity) != entry["id"]:
-            return None  # gone or rewritten since it was served
-        old[(entry["path"], *identity)] += 1
+    if not _unchanged(before):
+        return None  # gone or rewritten since it was served
+    old: Counter[tuple] = Counter((entry["path"], *entry["id"]) for entry in before)
     new: Counter[tuple] = Counter()
     for path in rel.files:
         identity = _file_id(path)
@@ -557,6 +559,15 @@ def _match_key(duck: duckdb.DuckDBPyConnection, remove: str, columns: list[_Colu
         if present == total and distinct > best:
             best, key = distinct, column.name
     return key
+
+
+def _unchanged(files: list[dict] | None) -> bool:
+    """Whether recorded files are all still there, as they were."""
+    return files is not None and all(list(_file_id(Path(f["path"])) or ()) == f["id"] for f in files)
+
+
+def _jsonb(files: list[dict] | None) -> Jsonb | None:
+    return None if files is None else Jsonb(files)
 
 
 def _file_id(path: Path) -> tuple[int, int, int, int] | None:
@@ -858,8 +869,7 @@ def _swap(pg: psycopg.Connection, staged: list[_Staged], relations: list[_Relati
                         content_hash = excluded.content_hash, rows = excluded.rows,
                         published_at = excluded.published_at, shape = excluded.shape,
                         files = excluded.files""").format(ident(ADMIN_SCHEMA)),
-                        [rel.schema, rel.name, version, st.content_hash, st.rows, st.shape,
-                         None if st.files is None else Jsonb(st.files)])
+                        [rel.schema, rel.name, version, st.content_hash, st.rows, st.shape, _jsonb(st.files)])
                     _record_parts(pg, st)
                 for schema, table in stale:
                     pg.execute(sql.SQL("drop table {}").format(ident(schema, table)))
@@ -897,24 +907,27 @@ def _apply_rows(pg: psycopg.Connection, target: sql.Composable, st: _Staged) -> 
     go on reading the old rows until commit.
 
     A served row matches a removed one when their texts are equal (exact: NULLs, -0.0, 1.0 vs 1.00);
-    a hash join on a key column, or on the whole row, only narrows the comparisons. Of a row served
+    a semi-join on a key column, or on the whole row, only narrows the comparisons. Of a row served
     n times whose removed copies are m, m go (the others may come from files both versions share).
     The count deleted must be the count DuckDB found in the old files.
     """
     ident = sql.Identifier
     removal = ident(STAGE_SCHEMA, cast(str, st.removal))
     if st.removed_rows:
-        # A JIT compile costs more than it saves on a scan that mostly finds no match.
+        # A JIT compile costs more than it saves on a scan that mostly finds no match; the changed
+        # rows' texts are sorted and hashed in memory.
         pg.execute("set local jit = off")
-        if st.key:
-            gone, narrow = "select r.{k} as k, (r.*)::text as txt, count(*) as copies from {r} r group by 1, 2", "s.{k}"
-        else:
-            gone, narrow = ("select (array_agg(r.*))[1] as k, (r.*)::text as txt, count(*) as copies from {r} r "
-                            "group by 2", "s.*")
+        pg.execute("set local work_mem = '64MB'")
+        # The served table is scanned once and probed against the removed rows' key (a semi-join, so
+        # the small side is the one hashed); only the rows that match are turned into text.
+        match = ("s.{k} in (select r.{k} from {r} r)" if st.key
+                 else "exists (select from {r} r where r.* = s.*)")  # composite equality: NULLs match
         cur = pg.execute(sql.SQL(
-            f"with gone as ({gone}), hit as (select s.ctid as id, row_number() over (partition by g.txt) as nth, "
-            f"g.copies from {{t}} s join gone g on {narrow} = g.k and ((s.*)::text = g.txt) is true) "
-            "delete from {t} t using hit where t.ctid = hit.id and hit.nth <= hit.copies").format(
+            "with gone as (select (r.*)::text as txt, count(*) as copies from {r} r group by 1), "
+            f"hit as (select s.ctid as id, (s.*)::text as txt from {{t}} s where {match}), "
+            "ranked as (select hit.id, row_number() over (partition by hit.txt) as nth, gone.copies "
+            "from hit join gone on hit.txt = gone.txt) "
+            "delete from {t} where ctid = any(array(select id from ranked where nth <= copies))").format(
             k=ident(st.key or "k"), r=removal, t=target))
         if cur.rowcount != st.removed_rows:
             raise _Drift(st.rel, f"{cur.rowcount} served rows matched the {st.removed_rows} rows to delete")
