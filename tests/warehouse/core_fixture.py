@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 
 from warehouse import db
-from warehouse.standardise.build import model_sql
+from warehouse.standardise.build import macros_sql, model_sql
 
 STREET, COMMUNITY = "大智街道", "幸福村"
 M1, M2, M3 = "42010200100101001", "42010200100101002", "42010200100101003"
@@ -229,3 +229,10 @@ def build_contract_fixture(con: duckdb.DuckDBPyConnection, *, surge: bool = Fals
            "record_uid varchar, source varchar, record_key varchar, person_id varchar, link_rule varchar, "
            "match_weight double, match_probability double, linked_record_uid varchar",
            [(r[0], r[1], r[2], pid, "fixture", None, None, None) for r, pid in PERSON_RECORDS])
+    # The IDs as each silo wrote them, for core.data_issue_finding's invalid-ID reasons: none here
+    # (the hand-made records' IDs are standardised already), but the columns are part of the contract.
+    con.execute("alter table staging.stg_grid_registry__residents add column id_number varchar")
+    con.execute("alter table staging.stg_health_codes__exports add column record_key varchar")
+    con.execute("alter table staging.stg_health_codes__exports add column id_number varchar")
+    _table(con, "staging.stg_ids", "id_raw varchar, id_clean varchar", [])
+    con.execute(macros_sql())  # the std_ ID checks it names the reasons with
