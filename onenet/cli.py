@@ -538,20 +538,22 @@ def audit() -> None:
 @click.option("--log", "log", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="the access log (default $ONENET_ACCESS_LOG or <home>/audit/access-log.jsonl)")
 def audit_verify(log: Path | None) -> None:
-    """Recompute the chain; exit 1 naming the first broken line."""
-    from warehouse.audit_log import log_path, verify
+    """Recompute the chain (and the pipeline's own, where it has one); exit 1 naming the first broken line."""
+    from warehouse.audit_log import chains, log_path, verify
 
-    path = log or log_path()
-    try:
-        result = verify(path)
-    except OSError as exc:
-        raise OnenetError(f"cannot read the access log {path}: {exc.strerror}") from exc
-    if not result.ok:
-        raise OnenetError(f"access log broken at line {result.first_broken}: {result.reason}")
-    if result.records == 0:
-        click.echo(f"access log OK: no records yet ({path})")
-        return
-    click.echo(f"access log OK: {result.records:,} records, chain intact")
+    found = chains(log or log_path())
+    for path in found:
+        where = f" ({path})" if len(found) > 1 else ""
+        try:
+            result = verify(path)
+        except OSError as exc:
+            raise OnenetError(f"cannot read the access log {path}: {exc.strerror}") from exc
+        if not result.ok:
+            raise OnenetError(f"access log{where} broken at line {result.first_broken}: {result.reason}")
+        if result.records == 0:
+            click.echo(f"access log OK: no records yet ({path})")
+            continue
+        click.echo(f"access log OK: {result.records:,} records, chain intact{where}")
 
 
 @audit.command("show")
@@ -561,13 +563,13 @@ def audit_verify(log: Path | None) -> None:
               help="the access log (default $ONENET_ACCESS_LOG or <home>/audit/access-log.jsonl)")
 def audit_show(n: int, log: Path | None) -> None:
     """The last records: when, who, as what, did what, how many rows, allowed or denied."""
-    from warehouse.audit_log import log_path, tail
+    from warehouse.audit_log import log_path, tail_all
 
     path = log or log_path()
     if not path.exists():
         raise OnenetError(f"no access log at {path} (set ONENET_ACCESS_LOG or pass --log)")
     try:
-        rows = tail(n, path)
+        rows = tail_all(n, path)
     except (ValueError, OSError) as exc:
         raise OnenetError(f"cannot read {path}: {exc}; run `onenet audit verify`") from exc
     for r in rows:

@@ -27,6 +27,14 @@ on the anchor, taken with a bounded wait (LOCK_WAIT seconds), so a reader holdin
 for long. On a host that separates audiences an administrator also makes the log append-only
 (`chattr +a`): then no account, the pipeline's included, can cut or rewrite what was written.
 
+On such a host the pipeline's account (the owner of the log's folder) keeps its own records in a
+chain of its own beside the readers' (`<log stem>.pipeline.jsonl` and its anchor, both 0600): no
+reader can open, let alone lock, a file of it, so a reader holding the shared lock never costs the
+pipeline a record (a publish, a daily extract). Its appends also mend the shared chain's anchor when
+a reader damaged it (looked at only when its lock is free: never waited for). `verify_all` and
+`tail_all` read both chains. What is left: a reader holding the shared lock still refuses other
+readers' commands while they hold it; a logging daemon the readers cannot impersonate would end that.
+
 Appending never opens the DuckDB warehouse: readers record their reads without its lock.
 """
 
@@ -80,6 +88,31 @@ def log_path() -> Path:
     return Path(env) if env else settings.home() / "audit" / "access-log.jsonl"
 
 
+def pipeline_log_path(log: Path) -> Path:
+    """The pipeline account's own chain beside a shared log, on a host that separates audiences."""
+    return log.with_name(f"{log.stem}.pipeline{log.suffix or '.jsonl'}")
+
+
+def chains(log: Path | None = None) -> list[Path]:
+    """The log's chains that exist: the shared one, then the pipeline's own where there is one."""
+    log = Path(log) if log else log_path()
+    return [log] + [p for p in [pipeline_log_path(log)] if p.exists()]
+
+
+def _own_chain(log: Path) -> Path | None:
+    """The pipeline's own chain, where this process is the pipeline's account (the owner of the
+    log's folder) on a host that separates audiences by OS group; else None (one shared chain)."""
+    from onenet import deployment
+
+    if deployment.groups() is None:
+        return None
+    try:
+        owner = os.stat(log.parent).st_uid
+    except FileNotFoundError:
+        return None
+    return pipeline_log_path(log) if owner == os.geteuid() else None
+
+
 def anchor_path(log: Path) -> Path:
     """The anchor beside a log: `<log>.head`."""
     return log.with_name(log.name + ".head")
@@ -100,17 +133,25 @@ def append(action: str, target: str, *, principal: Principal | None, rows: int =
 
     `principal` may be None for a denial before anyone was identified (an unmapped OS user).
     Raises AuditLogError when the log's tail or anchor does not check out: a read that cannot be
-    recorded should not happen, and appending would paper over the damage.
+    recorded should not happen, and appending would paper over the damage. Without `path`, the
+    pipeline's account on a host that separates audiences appends to its own chain.
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
     if not action:
         raise ValueError("an access record needs an action")
-    path = Path(path) if path else log_path()
+    own = None if path else _own_chain(log_path())
+    if own:  # readers cannot create files in the folder: the shared chain's files are made here
+        for shared, mode in ((log_path(), 0o620), (anchor_path(log_path()), 0o660)):
+            os.close(_open_shared(shared, os.O_WRONLY | os.O_APPEND, mode))
+        if _anchor_damaged(log_path()):  # a reader wrote into it: readers chain from it, so mend it
+            append("repair", f"the anchor {anchor_path(log_path())}", principal=None, path=log_path())
+    path = own or (Path(path) if path else log_path())
+    log_mode, anchor_mode = (0o600, 0o600) if own else (0o620, 0o660)
     _ensure_folder(path.parent)
-    fd, readable = _open_log(path)
+    fd, readable = _open_log(path, log_mode)
     try:
-        afd = _open_shared(anchor_path(path), os.O_RDWR, 0o660)
+        afd = _open_shared(anchor_path(path), os.O_RDWR, anchor_mode)
         try:
             _lock(afd, path)
             try:
@@ -153,15 +194,15 @@ def append(action: str, target: str, *, principal: Principal | None, rows: int =
     return record
 
 
-def _open_log(path: Path) -> tuple[int, bool]:
+def _open_log(path: Path, mode: int) -> tuple[int, bool]:
     """The log opened for appending, and whether this account may also read it (its owner)."""
     try:
-        fd = _open_shared(path, os.O_RDWR | os.O_APPEND, 0o620)
+        fd = _open_shared(path, os.O_RDWR | os.O_APPEND, mode)
     except AuditLogError:
-        return _open_shared(path, os.O_WRONLY | os.O_APPEND, 0o620), False
+        return _open_shared(path, os.O_WRONLY | os.O_APPEND, mode), False
     st = os.fstat(fd)
-    if st.st_uid == os.geteuid() and st.st_mode & 0o044:  # a log from before readers stopped reading it
-        os.fchmod(fd, 0o620)
+    if st.st_uid == os.geteuid() and st.st_mode & 0o077 & ~mode:  # e.g. from before readers stopped reading it
+        os.fchmod(fd, mode)
     return fd, True
 
 
@@ -264,6 +305,17 @@ def verify(path: Path | None = None, *, expect: tuple[int, str] | None = None) -
     return VerifyResult(True, records)
 
 
+def verify_all(log: Path | None = None) -> list[tuple[Path, VerifyResult]]:
+    """`verify` on each of the log's chains (the shared one, and the pipeline's own where it exists)."""
+    return [(path, verify(path)) for path in chains(log)]
+
+
+def tail_all(n: int, log: Path | None = None) -> list[dict]:
+    """The last `n` records of all the log's chains together, oldest first (by time)."""
+    records = [r for path in chains(log) if path.exists() for r in tail(n, path)]
+    return sorted(records, key=lambda r: str(r.get("at")))[-n:] if n > 0 else []
+
+
 def tail(n: int, path: Path | None = None) -> list[dict]:
     """The last `n` records, oldest first, read from the end of the file."""
     path = Path(path) if path else log_path()
@@ -353,6 +405,23 @@ def _check_anchor(anchor: tuple[int, str] | None, last: dict | None, path: Path)
     raise AuditLogError(f"the access log {path} does not end where its anchor "
                         f"{anchor_path(path)} says (cut or rewritten); "
                         f"run `onenet audit verify`")
+
+
+def _anchor_damaged(log: Path) -> bool:
+    """Whether a log's anchor is unreadable, looked at only if nobody holds its lock (never waits)."""
+    fd = os.open(anchor_path(log), os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # an append is under way (or a reader holds the lock): the next record looks again
+        try:
+            _read_anchor(fd)
+        except AuditLogError:
+            return True
+        return False
+    finally:
+        os.close(fd)
 
 
 def _read_anchor(fd: int) -> tuple[int, str] | None:

@@ -59,6 +59,7 @@ def host(merged_town):
     # The mount point of the fixed path; left in place (empty: no deployment file), since another
     # run's readers may be mounting over it.
     Path("/etc/onenet").mkdir(mode=0o755, exist_ok=True)
+    os.chmod("/etc/onenet", 0o755)  # whatever the umask made it: other tests read it as other accounts
     groups_made: list[str] = []
     try:
         wh = base / "wh"
@@ -108,13 +109,15 @@ def host(merged_town):
 
             prepare_exports(exports, base / "published")
         # What an administrator does once the pipeline made the log: append-only for every account.
-        subprocess.run(["chattr", "+a", str(base / "log" / "access-log.jsonl")], check=True)
+        for chain in ("access-log.jsonl", "access-log.pipeline.jsonl"):
+            subprocess.run(["chattr", "+a", str(base / "log" / chain)], check=True)
         yield {"base": base, "etc": etc, "warehouse": warehouse, "codes": codes, "prefix": prefix,
                "exports": exports, "published": base / "published"}
     finally:
         for name in groups_made:
             subprocess.run(["groupdel", name], check=False)
-        subprocess.run(["chattr", "-a", str(base / "log" / "access-log.jsonl")], check=False, capture_output=True)
+        for chain in ("access-log.jsonl", "access-log.pipeline.jsonl"):
+            subprocess.run(["chattr", "-a", str(base / "log" / chain)], check=False, capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -299,9 +302,11 @@ def test_the_access_log_holds_every_account_and_verifies(host):
 
     onenet_as(host, *ANALYST, "query", "select 1 as one")
     log = host["base"] / "log" / "access-log.jsonl"
-    result = audit_log.verify(log)
-    assert result.ok, result
-    records = audit_log.tail(10_000, log)
+    # Two chains: the readers' shared one, and the pipeline account's own (root's here).
+    assert [path.name for path in audit_log.chains(log)] == ["access-log.jsonl", "access-log.pipeline.jsonl"]
+    assert all(result.ok for _, result in audit_log.verify_all(log)), audit_log.verify_all(log)
+    assert {r["os_user"] for r in audit_log.tail(10_000, audit_log.pipeline_log_path(log))} == {"root"}
+    records = audit_log.tail_all(10_000, log)
     users = {r["os_user"] for r in records}
     assert {"root", str(ANALYST_UID), str(STAFF_UID)} <= users, users
     assert any(r["outcome"] == "denied" and r["os_user"] == str(ANALYST_UID) for r in records), records[-5:]

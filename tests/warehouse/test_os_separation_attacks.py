@@ -31,6 +31,7 @@ from tests.warehouse.test_os_separation import (
     ANALYST_UID,
     KEY,
     OTHER_UID,
+    PROBE,
     STAFF_UID,
     deployment_file,
     onenet_as,
@@ -153,12 +154,11 @@ def test_a_warehouse_value_in_an_engineers_error_does_not_reach_analysts(host):
     assert probe.stdout.strip() != "FOUND", "an analyst reads a resident's full ID number in the access log"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review A2: a reader may take the exclusive lock appends serialise on (since 2ecdd94 the anchor's, "
-    "0660) and keep it: every append then fails after the bounded wait (30 s): the pipeline's publish "
-    "stands but its record is lost, and every reader's command is refused while the lock is held (before "
-    "2ecdd94: waited without end, and the merge task with it); fix: readers open no file of the log "
-    "(a helper or daemon appends for them), or the lock on a file readers can open only for appending"))
+# Fixed (was a strict xfail): review A2: a reader may take the exclusive lock appends serialise on
+# (the anchor's, 0660) and keep it: every append then failed after the bounded wait (30 s), the
+# pipeline's publish record included. Now the pipeline's account keeps its records in a chain of its
+# own (0600 files no reader can open, so none can lock); what is left: a reader holding the shared
+# lock still refuses other readers' commands for as long as they hold it (a logging daemon would end that).
 def test_a_reader_cannot_hold_the_lock_every_append_waits_on(host, log_kept, monkeypatch):
     from warehouse import audit_log
 
@@ -197,6 +197,13 @@ def test_a_reader_cannot_hold_the_lock_every_append_waits_on(host, log_kept, mon
         thread.join(60)  # a liveness bound, not a timing: a held lock means it never returns
         assert not thread.is_alive(), "the pipeline's append waits on the analyst's lock without end"
         assert outcome.get("ok"), f"the pipeline's append failed while the analyst held the lock: {outcome}"
+        own = audit_log.pipeline_log_path(log)
+        assert audit_log.tail(1, own)[-1]["target"] == "while-an-analyst-holds-the-lock"
+        assert audit_log.verify(own).ok
+        # Nor can the reader open (and so lock) any file of the pipeline's chain.
+        probe = run_as(host, *ANALYST, sys.executable, "-c", PROBE, str(own), str(audit_log.anchor_path(own)))
+        assert probe.stdout.split() == ["DENIED", str(own), "DENIED", str(audit_log.anchor_path(own))], \
+            probe.stdout + probe.stderr
     finally:
         if reader.stdin:
             reader.stdin.close()
