@@ -196,3 +196,16 @@ def test_profiles_survive_hash_collisions(con, monkeypatch, link_type):
         got = resolve(con, cfg)
     assert got.profiles == expected.profiles and got.clusters == expected.clusters
     assert _output(con) == want
+
+
+def test_a_label_with_an_apostrophe_is_text_not_sql(con):
+    """Labels come from configuration: one holding a quote reads back in the link's reason."""
+    comparisons = [dict(c) for c in CONTACTS["comparisons"]]
+    comparisons[1] = comparisons[1] | {"levels": [{"label": "exact (o'brien's rule)",
+                                                  "condition": "l.email = r.email"}]}
+    cfg = ResolverConfig.from_dict(CONTACTS | {"comparisons": comparisons})
+    with db.transaction(con):
+        resolve(con, cfg)
+    reasons = [r[0] for r in con.execute("select link_rule from crm.contact_entity where link_rule like 'score %'")
+               .fetchall()]
+    assert any("email exact (o'brien's rule)" in r for r in reasons), reasons[:5]

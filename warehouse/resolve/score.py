@@ -34,9 +34,14 @@ def explain_sql(cfg: ResolverConfig) -> str:
     """SQL for a readable list of the levels a pair met, e.g. 'name exact, phone exact, dob different'."""
     parts = []
     for c in cfg.comparisons:
-        whens = " ".join(f"when {i} then '{c.name} {label}'" for i, label in enumerate(c.labels))
+        # Labels come from configuration: quoted as SQL literals (a label may hold an apostrophe).
+        whens = " ".join(f"when {i} then {_literal(f'{c.name} {label}')}" for i, label in enumerate(c.labels))
         parts.append(f"case g_{c.name} {whens} end")
     return f"concat_ws(', ', {', '.join(parts)})"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, params: Parameters) -> int:
