@@ -11,7 +11,13 @@ then builds community.data_issue as publish does (the publish macros on the merg
 `create temp table ... as <its SQL>`), and prints one JSON line: the merge's wall and CPU seconds
 and steps, the relation's wall and CPU seconds and rows, and "seconds" = merge + relation wall.
 The code measured is whatever `warehouse` imports (PYTHONPATH picks the tree), so the same script
-runs a tree before a change against the tree after it through bench/compare.py.
+runs a tree before a change against the tree after it:
+
+    .venv/bin/python -m bench.data_issue compare --before-tree /tmp/di/old --before-base B.duckdb \
+        --after-base A.duckdb --rounds 3 --json /tmp/di/compare.json
+
+alternates the two sides in fresh processes (bench/compare.py); each base must have been merged by
+its own side's code (a core layer built by other SQL is rebuilt in full, not refreshed).
 """
 
 from __future__ import annotations
@@ -83,6 +89,33 @@ def side(base: Path, work: Path) -> dict:
             "data_issue_rows": row[0] if row else None, "data_issue_hash": str(row[1]) if row else None}
 
 
+def compare(before_tree: Path, before_base: Path, after_base: Path, rounds: int, out: Path | None) -> None:
+    """Before and after, alternating in fresh processes; the ratio of medians of merge + relation."""
+    import os
+    import sys
+
+    from bench.compare import REPO, Side, run_rounds, write_json
+
+    work = Path(os.environ.get("TMPDIR", "/tmp"))
+    sides = [Side("before", [sys.executable, "-m", "bench.data_issue", "side", "--base", str(before_base),
+                             "--work", str(work / "data_issue_before.duckdb")],
+                  env={"PYTHONPATH": str(before_tree)}, cwd=before_tree),
+             Side("after", [sys.executable, "-m", "bench.data_issue", "side", "--base", str(after_base),
+                            "--work", str(work / "data_issue_after.duckdb")],
+                  env={"PYTHONPATH": str(REPO)}, cwd=REPO)]
+    comp = run_rounds(sides, rounds=rounds, measure="reported",
+                      timed="the side's own seconds: next-day merge + community.data_issue's build (copying the "
+                            "base and imports excluded)")
+    print(comp.report())
+    for run in comp.runs:
+        r = run.report or {}
+        print(f"  {run.side} r{run.round + 1}: merge {r.get('merge_s')} s ({r.get('merge_cpu')} CPU-s, core "
+              f"{r.get('steps', {}).get('core')} s), data_issue {r.get('data_issue_s')} s "
+              f"({r.get('data_issue_cpu')} CPU-s), {r.get('data_issue_rows')} rows, hash {r.get('data_issue_hash')}")
+    if out:
+        write_json(out, [comp])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -92,9 +125,17 @@ def main() -> None:
     sd = sub.add_parser("side")
     sd.add_argument("--base", type=Path, required=True)
     sd.add_argument("--work", type=Path, required=True)
+    cp = sub.add_parser("compare")
+    cp.add_argument("--before-tree", type=Path, required=True, help="a checkout of the code before")
+    cp.add_argument("--before-base", type=Path, required=True)
+    cp.add_argument("--after-base", type=Path, required=True)
+    cp.add_argument("--rounds", type=int, default=3)
+    cp.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.command == "stage":
         stage(args.out, args.day)
+    elif args.command == "compare":
+        compare(args.before_tree, args.before_base, args.after_base, args.rounds, args.json)
     else:
         print(json.dumps(side(args.base, args.work)), flush=True)
 

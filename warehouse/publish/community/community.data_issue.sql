@@ -42,14 +42,19 @@ grouped as (
         any_value(compared_with) as compared_with,
         value_full,
         other_full,
-        count(distinct person_id) as residents,
-        count(distinct record_uid) as records,
-        string_agg(distinct person_name, '、' order by person_name) as names,
-        string_agg(distinct grid_name, '、' order by grid_name) as grids,
-        string_agg(distinct address, '、' order by address) as addresses,
+        -- lists sorted after grouping: the same as ordered distinct aggregates, without a sort per group
+        len(list_distinct(list(person_id))) as residents,
+        len(list_distinct(list(record_uid))) as records,
+        case when count(person_name) > 0 then array_to_string(list_sort(list_distinct(list(person_name))), '、') end
+            as names,
+        case when count(grid_name) > 0 then array_to_string(list_sort(list_distinct(list(grid_name))), '、') end
+            as grids,
+        case when count(address) > 0 then array_to_string(list_sort(list_distinct(list(address))), '、') end
+            as addresses,
         -- the first three record numbers and how many there are: enough to find them in the silo
-        array_to_string(list_slice(array_agg(distinct record_key order by record_key), 1, 3), '、')
-            || case when count(distinct record_key) > 3 then ' 等' || count(distinct record_key) || '条' else '' end
+        array_to_string(list_slice(list_sort(list_distinct(list(record_key))), 1, 3), '、')
+            || case when len(list_distinct(list(record_key))) > 3
+                    then ' 等' || len(list_distinct(list(record_key))) || '条' else '' end
             as record_keys,
         cast(timezone('Asia/Shanghai', min(seen_at)) as date) as seen_on
     from named
