@@ -238,7 +238,9 @@ def test_kept_links_outlive_the_snapshot_and_a_rewritten_file_loads_whole(databa
     assert _publish(database, "v5", {"mart.kinds": v5}, {}, role_prefix).incremental == []
 
 
-def test_a_file_in_both_versions_is_not_read_and_days_add_up(database, role_prefix, tmp_path):  # noqa: F811
+def test_a_file_in_both_versions_is_not_read_and_days_add_up(database, role_prefix, tmp_path,  # noqa: F811
+                                                             monkeypatch):
+    monkeypatch.setattr(serving, "ROWS_SHARE", 0.5)  # a fifth of the rows come at once
     con = duckdb.connect()
     days = [_write(con, f"select date '2026-11-0{d}' as day_on, i::bigint as grid, (i * {d})::bigint as tickets "
                         f"from range(300) t(i)", tmp_path / f"day{d}.parquet") for d in range(1, 6)]

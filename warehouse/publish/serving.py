@@ -38,8 +38,10 @@ _PG_NAME_BYTES = 63
 # A relation given in parts is loaded part by part when its changed parts hold at most this share of its rows.
 INCREMENTAL_SHARE = 0.5
 # A relation is loaded by changed rows (delete their old copies, insert the new) when the rows to
-# delete and insert are at most this share of its rows: past that, a whole reload costs less.
-ROWS_SHARE = 0.3
+# delete and insert are at most this share of its rows: past that, a whole reload costs less. At 1M
+# rows (bench/serving_load.py --next-day) moving 4% took 0.51 of the whole load's CPU (ours and
+# PostgreSQL's), moving 25% took 1.07: even at about 20%, kept below for the vacuum it leaves.
+ROWS_SHARE = 0.15
 # PostgreSQL types a changed row is matched on before its whole text is compared: cheap to hash.
 _KEY_TYPES = ("text", "bigint", "integer", "smallint", "date", "timestamptz", "timestamp", "uuid", "numeric",
               "double precision", "real", "time", "boolean")
@@ -462,8 +464,8 @@ class _Staged:
 
 @dataclass(frozen=True)
 class _Diff:
-    insert: str    # DuckDB temp table: the new copies of every changed row
-    remove: str    # DuckDB temp table: the old copies of every changed row
+    insert: str    # DuckDB temp table: the copies of rows to insert (new count minus old)
+    remove: str    # DuckDB temp table: the copies of rows to delete (old count minus new)
     inserted: int
     removed: int
     key: str | None  # a column with no NULL among the removed rows, the most distinct one
@@ -474,11 +476,11 @@ def _row_diff(duck: duckdb.DuckDBPyConnection, rel: _Relation, columns: list[_Co
     """The rows whose count differs between the files last served and the new ones, or None when
     that cannot be known exactly or is not the smaller load.
 
-    Rows are grouped by a 64-bit hash of all their values: a group whose count differs is changed,
-    and its old copies are deleted and its new copies inserted, so a hash shared by unrelated rows
-    costs a few extra rows, never a wrong result; only a row replaced by another of the very same
-    hash would go unnoticed (about 2^-64 per pair). A file in both versions (a hard link of an
-    unchanged part) has the same rows on both sides and is not read.
+    Rows are grouped by a 64-bit hash of all their values; within the groups whose count differs,
+    each distinct row's count is compared exactly. So a hash shared by unrelated rows costs a little
+    work, never a wrong result; only a row replaced by another of the very same hash would go
+    unnoticed (about 2^-64 per pair). A file in both versions (a hard link of an unchanged part) has
+    the same rows on both sides and is not read.
     """
     if not all(c.exact for c in columns):
         return None
@@ -514,16 +516,25 @@ def _row_diff(duck: duckdb.DuckDBPyConnection, rel: _Relation, columns: list[_Co
     sides = [f"select hash({hashed}) as h, {sign} as n from {files(paths)}"
              for paths, sign in ((new_left, 1), (old_left, -1)) if paths]
     changed, insert, remove = f"{tag}_changed", f"{tag}_insert", f"{tag}_remove"
-    empty = f"(select {select} from {_source(rel, first=True)} limit 0)"
     if not sides:
         return None  # the very same files, though the content hash differs: load it whole
     duck.execute(f"create or replace temp table {changed} as select h from ({' union all '.join(sides)}) "
                  "group by h having sum(n) <> 0")
-    for table, paths in ((insert, new_left), (remove, old_left)):
-        body = (f"select {select} from {files(paths)} where hash({hashed}) in (select h from {changed})"
-                if paths else f"select * from {empty}")
-        duck.execute(f"create or replace temp table {table} as {body}")
-    duck.execute(f"drop table {changed}")
+    # Within the changed groups, each distinct row's count on either side (the sign of zero kept
+    # apart): the copies to remove and to insert are the difference, so a row served four times of
+    # which one goes is one row deleted, not four deleted and three inserted.
+    signs = [f"signbit({_duck_ident(c.name)})" for c in columns if c.floating]
+    # (Column names of our own that no published relation uses: it may have an `n` or a `net`.)
+    counted = [f"select {select}, {sign} as onenet_n_ from {files(paths)} "
+               f"where hash({hashed}) in (select h from {changed})" for paths, sign in ((new_left, 1), (old_left, -1))
+               if paths]
+    duck.execute(f"create or replace temp table {tag}_net as select {select}, sum(onenet_n_) as onenet_net_ "
+                 f"from ({' union all '.join(counted)}) group by {', '.join(names + signs)} "
+                 "having sum(onenet_n_) <> 0")
+    for table, where in ((insert, "onenet_net_ > 0"), (remove, "onenet_net_ < 0")):
+        duck.execute(f"create or replace temp table {table} as select {select} from (select {select}, "
+                     f"unnest(range(abs(onenet_net_)::bigint)) as onenet_copy_ from {tag}_net where {where})")
+    duck.execute(f"drop table {changed}; drop table {tag}_net")
     inserted, removed = (int(duck.execute(f"select count(*) from {t}").fetchone()[0])  # type: ignore[index]
                          for t in (insert, remove))
     if inserted + removed > ROWS_SHARE * max(rows, 1):
