@@ -233,6 +233,7 @@ def next_day_side(side: str, folder: Path, admin_url: str) -> dict:
                 pg.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
     assert len(first.published) == 3 and len(second.published) == 3
     return {"seconds": round(seconds, 3), "cpu_s": round(cpu, 3), "pg_backend_cpu_s": round(backend[0], 3),
+            "total_cpu_s": round(cpu + backend[0], 3),
             "vacuum_pg_cpu_s": round(vacuum, 3), "incremental": second.incremental, "rows": sum(second.rows.values()),
             "database_mb": round(size / 1e6)}
 
@@ -258,7 +259,7 @@ def next_day(args: argparse.Namespace) -> None:
                                         "(the first version's whole load, process start and inputs excluded)",
                                   title="serving database, next day: by changed rows / whole")
     print(comp.report())
-    for figure in ("cpu_s", "pg_backend_cpu_s", "vacuum_pg_cpu_s"):
+    for figure in ("cpu_s", "pg_backend_cpu_s", "total_cpu_s", "vacuum_pg_cpu_s"):
         values: dict[str, list[float]] = {
             side: [float((r.report or {}).get(figure) or 0.0) for r in sorted(comp.runs, key=lambda r: r.round)
                    if r.side == side and r.ok] for side in ("rows", "whole")}
