@@ -364,7 +364,8 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
     ).format(sql.Identifier(ADMIN_SCHEMA)))}
     communities = [r[0] for r in pg.execute(sql.SQL("select community_code from {}.community_login").format(
         sql.Identifier(ADMIN_SCHEMA)))]
-    # A login bound by row-level security (FORCE applies to a table's owner) would delete nothing.
+    # A login bound by row-level security (FORCE applies to a table's owner) would delete nothing from
+    # a community table, and be refused the insert: such a login replaces those tables whole.
     unbound = bool(pg.execute("select rolsuper or rolbypassrls from pg_roles "
                               "where rolname = current_user").fetchone()[0])  # type: ignore[index]
 
@@ -420,7 +421,7 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
         # Part by part only while it is the smaller load: deleting and inserting most of a table costs
         # more than loading it aside and swapping it in.
         elif (rel.parts is not None and before and shapes.get((rel.schema, rel.name)) == shape
-                and all(p.where for p in rel.parts.values())
+                and (unbound or rel.schema == ANALYST_SCHEMA) and all(p.where for p in rel.parts.values())
                 and sum(rel.parts[pid].rows for pid in changed) <= INCREMENTAL_SHARE * rows):
             files = tuple(f for pid in changed for f in rel.parts[pid].files)
             delta = _Relation(rel.schema, rel.name, files or rel.files[:1], rel.parts)
