@@ -342,3 +342,66 @@ def test_a_relation_served_before_its_files_were_kept_gets_them_when_skipped(dat
     v1.unlink()
     v3 = _kinds(con, tmp_path / "v3.parquet", where="i % 100 <> 0")
     assert _publish(database, "v3", {"mart.kinds": v3}, {}, role_prefix, keep_dir=keep).incremental == ["analyst.kinds"]
+
+
+# --- the pipeline's composition: snapshots published, old versions removed, then the serving load -----
+
+def _serve_current(url: str, root: Path, prefix: str, keep: Path | None) -> ServingResult:
+    """What onenet.pipeline._publish_serving does (its files and parts from the manifests), with this
+    session's role prefix instead of the deployment's."""
+    from contextlib import ExitStack
+
+    from warehouse.publish.snapshot import communities, hold_version, manifest, parquet_files
+
+    index = communities(root)
+    with hold_version(root, "analyst") as analyst:
+        held = manifest(analyst)
+        relations = parquet_files(analyst)
+        parts = {("analyst", q): serving.parts_of(held["relations"][q], analyst, q) for q in relations}
+        community: dict[str, list[Path]] = {}
+        with ExitStack() as stack:
+            for code in index:
+                version_dir = stack.enter_context(hold_version(root, "community", code))
+                own = manifest(version_dir)
+                for q, entry in own["relations"].items():
+                    if q in set(own.get("shared", [])):
+                        continue
+                    community.setdefault(q, []).extend(serving.relation_files_of(entry, version_dir, q))
+                    parts.setdefault(("community", q), {}).update(serving.parts_of(entry, version_dir, q, code))
+            return publish_serving(url, "v", relations, community, [(c, i["name"]) for c, i in index.items()],
+                                   role_prefix=prefix, parts=parts, keep_dir=keep)
+
+
+def test_the_next_day_of_a_town_goes_by_rows_and_equals_a_whole_load(merged_town, database, role_prefix,  # noqa: F811
+                                                                      tmp_path):
+    from tests.warehouse.village import copy_warehouse
+    from warehouse import db
+    from warehouse.publish import new_version, publish
+
+    warehouse = copy_warehouse(merged_town[1], tmp_path / "w.duckdb")
+    root, keep = tmp_path / "published", tmp_path / "published" / ".serving"
+    con = db.connect(warehouse)
+    try:
+        publish(con, root, new_version("first"))
+        first = _serve_current(database, root, role_prefix, keep)
+        assert first.incremental == [] and first.published
+        # A next day in small: a few residents renamed, a few tickets recategorised.
+        con.execute("update core.person set name = name || '改' where person_id in "
+                    "(select person_id from core.person where community_code is not null order by person_id limit 7)")
+        con.execute("update core.ticket set category = category || '（改）' where ticket_id in "
+                    "(select ticket_id from core.ticket order by ticket_id limit 9)")
+        publish(con, root, new_version("second"))  # removes the first versions before the serving load
+        second = _serve_current(database, root, role_prefix, keep)
+    finally:
+        con.close()
+    assert second.incremental, second
+    name = f"onenet_serving_{secrets.token_hex(6)}"
+    with _admin(PG_ADMIN) as pg:
+        pg.execute(sql.SQL("create database {} encoding 'UTF8'").format(sql.Identifier(name)))
+    try:
+        fresh = make_conninfo(PG_ADMIN, dbname=name)
+        assert _serve_current(fresh, root, role_prefix, None).incremental == []
+        assert _served(database) == _served(fresh)
+    finally:
+        with _admin(PG_ADMIN) as pg:
+            pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))

@@ -406,7 +406,7 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
         diff = None
         if (before_files and shapes.get((rel.schema, rel.name)) == shape
                 and (unbound or rel.schema == ANALYST_SCHEMA)):
-            diff = _row_diff(duck, rel, columns, before_files, rows, shape, f"d{n}")
+            diff = _row_diff(duck, rel, columns, before_files, rows, shape, f"d{n}", _distinct(pg, rel))
         if diff is not None:
             # Changed rows only: their new copies in one stage table, their old copies in another.
             if rel.schema == COMMUNITY_SCHEMA:
@@ -473,7 +473,7 @@ class _Diff:
 
 
 def _row_diff(duck: duckdb.DuckDBPyConnection, rel: _Relation, columns: list[_Column], before: list[dict],
-              rows: int, shape: str, tag: str) -> _Diff | None:
+              rows: int, shape: str, tag: str, served_distinct: Mapping[str, float]) -> _Diff | None:
     """The rows whose count differs between the files last served and the new ones, or None when
     that cannot be known exactly or is not the smaller load.
 
@@ -541,7 +541,8 @@ def _row_diff(duck: duckdb.DuckDBPyConnection, rel: _Relation, columns: list[_Co
     if inserted + removed > ROWS_SHARE * max(rows, 1):
         duck.execute(f"drop table {insert}; drop table {remove}")
         return None
-    return _Diff(insert, remove, inserted, removed, _match_key(duck, remove, columns) if removed else None)
+    return _Diff(insert, remove, inserted, removed,
+                 _match_key(duck, remove, columns, served_distinct) if removed else None)
 
 
 def _drop_shared(files: Counter[tuple], shared: Counter[tuple]) -> list[str]:
@@ -555,9 +556,20 @@ def _drop_shared(files: Counter[tuple], shared: Counter[tuple]) -> list[str]:
     return out
 
 
-def _match_key(duck: duckdb.DuckDBPyConnection, remove: str, columns: list[_Column]) -> str | None:
-    """A column with no NULL among the rows to delete and the most distinct values: the served rows
-    are hash-joined on it, and only those that match are compared by their whole text."""
+def _distinct(pg: psycopg.Connection, rel: _Relation) -> dict[str, float]:
+    """Distinct values per column of the served table, as PostgreSQL's statistics estimate them."""
+    return {r[0]: float(r[1]) for r in pg.execute(
+        "select s.attname, case when s.n_distinct < 0 then -s.n_distinct * greatest(c.reltuples, 0) "
+        "else s.n_distinct end from pg_stats s join pg_class c on c.relname = s.tablename "
+        "and c.relnamespace = s.schemaname::regnamespace where s.schemaname = %s and s.tablename = %s",
+        [rel.schema, rel.name])}
+
+
+def _match_key(duck: duckdb.DuckDBPyConnection, remove: str, columns: list[_Column],
+               served_distinct: Mapping[str, float]) -> str | None:
+    """A column with no NULL among the rows to delete and the most distinct values in the served
+    table (PostgreSQL's estimate, else among those rows): the served rows are semi-joined on it, and
+    only those that match are compared by their whole text."""
     candidates = [c for c in columns if c.pg_type.split("(")[0] in _KEY_TYPES]
     if not candidates:
         return None
@@ -565,11 +577,11 @@ def _match_key(duck: duckdb.DuckDBPyConnection, remove: str, columns: list[_Colu
         f"count({_duck_ident(c.name)}), approx_count_distinct({_duck_ident(c.name)})" for c in candidates)
         + f" from {remove}").fetchone()
     assert figures is not None
-    total, best, key = figures[0], 0, None
+    total, best, key = figures[0], (0.0, 0), None
     for i, column in enumerate(candidates):
-        present, distinct = figures[1 + 2 * i], figures[2 + 2 * i]
-        if present == total and distinct > best:
-            best, key = distinct, column.name
+        present, score = figures[1 + 2 * i], (served_distinct.get(column.name, 0.0), figures[2 + 2 * i])
+        if present == total and score > best:
+            best, key = score, column.name
     return key
 
 
