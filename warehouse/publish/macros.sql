@@ -84,6 +84,21 @@ create or replace temp macro onenet_show_diff(a, b) as
     array_to_string([case when substr(a, i, 1) = substr(b, i, 1) then '*' else substr(a, i, 1) end
                      for i in range(1, length(a) + 1)], '');
 
+-- One of the two values a 数据待核 row compares, masked so that the difference stays visible: a
+-- phone's or a same-length name's differing characters (onenet_show_diff), else the usual mask; a
+-- birth date as its year; an ID first 6 + last 4.
+create or replace temp macro onenet_show_compared(problem, v, other, phone_close, name_lengths_differ) as
+    case
+        when problem like '手机号%' then
+            case when phone_close then onenet_show_diff(v, other)
+                 else left(v, 3) || '****' || right(v, 4) end
+        when problem like '姓名%' then
+            case when not name_lengths_differ then onenet_show_diff(v, other)
+                 else left(v, 1) || repeat('*', length(v) - 1) end
+        when problem like '出生日期%' then left(v, length(v) - 4) || '年'
+        else onenet_mask_id(v)
+    end;
+
 -- How many places two values differ at (a longer value's extra characters count).
 create or replace temp macro onenet_diff_count(a, b) as
     len([i for i in range(1, greatest(length(a), length(b)) + 1) if substr(a, i, 1) <> substr(b, i, 1)]);

@@ -79,26 +79,8 @@ select
     community_name,
     problem,
     source_name || case when compared_with = 'grid_registry.residents' then ' ↔ 网格管理系统' else '' end as silos,
-    case
-        when problem like '手机号%' then
-            case when phone_close then onenet_show_diff(value_full, other_full)
-                 else left(value_full, 3) || '****' || right(value_full, 4) end
-        when problem like '姓名%' then
-            case when not name_lengths_differ then onenet_show_diff(value_full, other_full)
-                 else left(value_full, 1) || repeat('*', length(value_full) - 1) end
-        when problem like '出生日期%' then left(value_full, length(value_full) - 4) || '年'
-        else onenet_mask_id(value_full)
-    end as value_shown,
-    case
-        when problem like '手机号%' then
-            case when phone_close then onenet_show_diff(other_full, value_full)
-                 else left(other_full, 3) || '****' || right(other_full, 4) end
-        when problem like '姓名%' then
-            case when not name_lengths_differ then onenet_show_diff(other_full, value_full)
-                 else left(other_full, 1) || repeat('*', length(other_full) - 1) end
-        when problem like '出生日期%' then left(other_full, length(other_full) - 4) || '年'
-        else onenet_mask_id(other_full)
-    end as other_shown,
+    onenet_show_compared(problem, value_full, other_full, phone_close, name_lengths_differ) as value_shown,
+    onenet_show_compared(problem, other_full, value_full, phone_close, name_lengths_differ) as other_shown,
     case problem
         when '身份证号位数或字符不对' then '共' || length(value_full) || '位，应为18位数字（末位可为X）'
         when '身份证号前6位地区码不存在' then '前6位' || substr(value_full, 1, 6) || '不是行政区划代码'
