@@ -22,7 +22,8 @@ COUNTS = ("residents", "special_group_residents", "open_cases", "green_codes", "
 
 # Every figure by its definition: a record counts on a day when its range covers the day. Bounds are
 # the first and last day with a ticket, a case or an export; a code counts when its period holds at the
-# Beijing midnight that ends the day (written here as a '+08:00' literal, not with timezone()).
+# Beijing midnight that ends the day (written here as a '+08:00' literal, not with timezone()), in the
+# grid of the person's registration moved into last among those covering the day.
 BRUTE_FORCE = """
 with
 
@@ -58,10 +59,28 @@ registry as (
         on link.record_key = resident.resident_id and link.source = 'grid_registry.residents'
 ),
 
+spans as (
+    select link.person_id, resident.resident_id, household.grid_code,
+        coalesce(resident.moved_in_on, date '1900-01-01') as from_on,
+        case when resident.is_deleted
+            then coalesce(cast(timezone('Asia/Shanghai', resident.deleted_at) as date), date '1900-01-01')
+        end as until_on
+    from staging.stg_grid_registry__residents as resident
+    join core.household as household on household.household_id = resident.household_id
+    join core.person_source as link
+        on link.record_key = resident.resident_id and link.source = 'grid_registry.residents'
+),
+
+-- a person's code counts in the grid of the registration moved into last among those covering the day
 codes as (
-    select person.grid_code, period.color, period.valid_from, period.valid_to
-    from core.person as person
-    join core.health_status_history as period on period.person_id = person.person_id
+    select gd.grid_code, gd.day_on, period.color
+    from grid_days as gd, core.health_status_history as period
+    where period.valid_from < gd.day_end_at and (period.valid_to is null or period.valid_to >= gd.day_end_at)
+        and gd.grid_code = (
+            select s.grid_code from spans as s
+            where s.person_id = period.person_id and s.from_on <= gd.day_on
+                and (s.until_on is null or s.until_on > gd.day_on)
+            order by s.from_on desc, s.resident_id desc limit 1)
 )
 
 select
@@ -77,12 +96,12 @@ select
     (select count(*) from core.city_case as c
      where c.grid_code = gd.grid_code and c.reported_on <= gd.day_on
         and (c.closed_on is null or c.closed_on > gd.day_on)) as open_cases,
-    (select count(*) from codes as c where c.grid_code = gd.grid_code and c.color = 'green'
-        and c.valid_from < gd.day_end_at and (c.valid_to is null or c.valid_to >= gd.day_end_at)) as green_codes,
-    (select count(*) from codes as c where c.grid_code = gd.grid_code and c.color = 'yellow'
-        and c.valid_from < gd.day_end_at and (c.valid_to is null or c.valid_to >= gd.day_end_at)) as yellow_codes,
-    (select count(*) from codes as c where c.grid_code = gd.grid_code and c.color = 'red'
-        and c.valid_from < gd.day_end_at and (c.valid_to is null or c.valid_to >= gd.day_end_at)) as red_codes
+    (select count(*) from codes as c where c.grid_code = gd.grid_code and c.day_on = gd.day_on
+        and c.color = 'green') as green_codes,
+    (select count(*) from codes as c where c.grid_code = gd.grid_code and c.day_on = gd.day_on
+        and c.color = 'yellow') as yellow_codes,
+    (select count(*) from codes as c where c.grid_code = gd.grid_code and c.day_on = gd.day_on
+        and c.color = 'red') as red_codes
 from grid_days as gd
 order by gd.grid_code, gd.day_on
 """
@@ -211,7 +230,42 @@ def test_edge_cases_match_brute_force_and_hand_counts(timezone):
     assert [row[2] for row in by_grid[M2]] == [2] * 10
     # M2 open cases: CX5 from 11-02, CG01 and CG05 on 11-05, CX3 from 11-09
     assert [row[4] for row in by_grid[M2]] == [0, 1, 1, 1, 3, 1, 1, 1, 2, 2]
-    # M2 codes: 李娜 green throughout; yellow on 11-05; red on 11-03, 11-04 and 11-08
-    assert [row[5] for row in by_grid[M2]] == [1] * 10
-    assert [row[6] for row in by_grid[M2]] == [0, 0, 0, 0, 1, 0, 0, 0, 0, 0]
-    assert [row[7] for row in by_grid[M2]] == [0, 0, 1, 1, 0, 0, 0, 1, 0, 0]
+    # Codes count where 李娜 lived that day: the registration moved into last decides, so M2 (R2) on
+    # 11-01, 11-02 and 11-08 (R6 ended with 11-07), M1 on 11-03..11-07 (R4, R5, R6) and from 11-09 (R7).
+    # She is green throughout, yellow on 11-05 and red on 11-03, 11-04 and 11-08.
+    assert [row[5] for row in by_grid[M2]] == [1, 1, 0, 0, 0, 0, 0, 1, 0, 0]
+    assert [row[6] for row in by_grid[M2]] == [0] * 10
+    assert [row[7] for row in by_grid[M2]] == [0, 0, 0, 0, 0, 0, 0, 1, 0, 0]
+    # M1: 张伟 green until 11-02, yellow from 11-03; 李娜 as above
+    assert [row[5] for row in by_grid[M1]] == [1, 1, 1, 1, 1, 1, 1, 0, 1, 1]
+    assert [row[6] for row in by_grid[M1]] == [0, 0, 1, 1, 2, 1, 1, 1, 1, 1]
+    assert [row[7] for row in by_grid[M1]] == [0, 0, 1, 1, 0, 0, 0, 0, 0, 0]
+
+
+def test_a_move_leaves_the_past_days_as_they_were():
+    """张伟 moves from M1 to M2 on 11-09: his residence and codes follow him from that day only, so the
+    grid days before it keep their figures and the publish can keep their files (issue #13). Counted by
+    his current grid, every past day of both grids was restated."""
+    con = _edge_district("UTC")
+    try:
+        before = _mart(con)
+        con.execute("update staging.stg_grid_registry__residents set is_deleted = true, "
+                    "deleted_at = '2026-11-09 09:00:00+08' where resident_id = 'R1'")
+        _insert(con, "staging.stg_grid_registry__residents", [
+            dict(resident_id="R11", household_id="H2", moved_in_on="2026-11-09", is_deleted=False)])
+        _insert(con, "core.person_source", [
+            dict(record_uid=f"{REG}:R11", source=REG, record_key="R11", person_id="P000000001")])
+        # what core would now say of him (core is not rebuilt here: the fixture wrote into it)
+        con.execute("update core.person set grid_code = ? where person_id = 'P000000001'", [M2])
+        _rebuild(con)
+        after = _assert_matches_brute_force(con)
+    finally:
+        con.close()
+    moved = date(2026, 11, 9)
+    assert [r for r in after if r[1] < moved] == [r for r in before if r[1] < moved]
+    changed = {(r[0], r[1]) for r in set(after) - set(before)}
+    assert changed == {(grid, day) for grid in (M1, M2) for day in (moved, moved + timedelta(days=1))}
+    # from 11-09 张伟 (yellow) lives and counts in M2, no longer in M1
+    day = {(r[0], r[1]): r for r in after}
+    assert (day[(M1, moved)][2], day[(M1, moved)][6]) == (1, 0)
+    assert (day[(M2, moved)][2], day[(M2, moved)][6]) == (3, 1)

@@ -522,3 +522,49 @@ def test_unchanged_parts_are_linked_and_a_changed_one_is_scanned_again(town, tmp
         assert (root / "analyst" / "current").resolve().name == second  # readers keep the checked version
     finally:
         con.close()
+
+
+def test_a_changed_week_is_written_and_the_other_weeks_are_linked(town, tmp_path):
+    """policy.toml [partitions]: mart.ticket is cut by the week of received_on (per community for
+    community.ticket). A ticket changed in its first week rewrites that week's file only; the reader
+    still sees every row, the changed one included."""
+    warehouse = copy_warehouse(town[1], tmp_path / "w.duckdb")
+    root = tmp_path / "published"
+    mine = town[4][0]
+    con = db.connect(warehouse)
+    try:
+        weeks = con.execute("select count(distinct date_trunc('week', received_on)) from core.ticket").fetchone()[0]
+        assert weeks >= 2  # else this test shows nothing
+        first = new_version("first")
+        publish(con, root, first)
+        ticket, week = con.execute(
+            "select ticket_id, date_trunc('week', received_on) from core.ticket where community_code = ? "
+            "order by received_on, ticket_id limit 1", [mine]).fetchone()
+        con.execute("update core.ticket set category = category || '（改）' where ticket_id = ?", [ticket])
+        second = new_version("second")
+        with ExitStack() as held:
+            for audience, code in (("analyst", None), ("community", mine)):
+                held.enter_context(hold_version(root, audience, code))
+            publish(con, root, second)
+            for audience, qualified in (("analyst", "mart.ticket"), (mine, "community.ticket")):
+                before, after = _files(root, audience, first, qualified), _files(root, audience, second, qualified)
+                assert sorted(before) == sorted(after) and len(after) == weeks, (audience, sorted(after))
+                rewritten = [n for n in after if not os.path.samefile(before[n], after[n])]
+                assert rewritten == [n for n in after if n.startswith(week.strftime("%Y-%m-%d"))], rewritten
+                assert len(rewritten) == 1
+        with open_snapshot(root, "analyst") as snap:
+            assert snap.con.execute("select count(*), count(*) filter (where category like '%（改）') "
+                                    "from mart.ticket").fetchone() == (
+                con.execute("select count(*) from core.ticket").fetchone()[0], 1)
+    finally:
+        con.close()
+
+
+def test_a_partition_entry_must_name_a_column_and_a_known_period():
+    from warehouse.publish import Partition
+
+    assert Partition.of("day_on", "mart.x") == Partition("day_on")
+    assert "date_trunc('week', \"day_on\")" in Partition.of({"column": "day_on", "every": "week"}, "mart.x").key_sql()
+    for bad in ({"column": "day_on", "every": "fortnight"}, {"every": "week"}, {"column": "d", "by": "week"}):
+        with pytest.raises(ValueError, match=r"\[partitions\] mart.x"):
+            Partition.of(bad, "mart.x")

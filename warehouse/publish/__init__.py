@@ -253,7 +253,7 @@ class _Staged:
 
     relation: Relation
     columns: list[tuple[str, str]]
-    partition: str | None
+    partition: Partition | None
     # owner (community code, or None) -> part key -> (part name, hash, rows)
     parts: dict[str | None, dict[str, tuple[str, str, int]]]
     changed: set[str]       # part names written by this publish
@@ -261,12 +261,40 @@ class _Staged:
     checked: str            # the checks its parts passed (_checks_digest)
 
 
-def _part_key_sql(column: str) -> str:
-    return f"coalesce(cast(\"{column}\" as varchar), '{_NULL_KEY}')"
+# How a [partitions] entry may cut a date column: one part per value, or per week or month (the
+# Monday or the first of the month that starts it, as YYYY-MM-DD).
+BUCKETS = ("week", "month")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A relation's [partitions] entry: the column whose values split it, and an optional bucket."""
+
+    column: str
+    every: str | None = None
+
+    @classmethod
+    def of(cls, spec: str | dict | None, qualified: str) -> Partition | None:
+        """`"day_on"` (a part per value) or `{ column = "day_on", every = "week" }`."""
+        if spec is None:
+            return None
+        if isinstance(spec, str):
+            return cls(spec)
+        every = spec.get("every")
+        if not isinstance(spec.get("column"), str) or every not in (None, *BUCKETS) or set(spec) - {"column", "every"}:
+            raise ValueError(f"policy.toml [partitions] {qualified}: give a column name, or "
+                             f"{{ column = \"…\", every = \"week\" or \"month\" }}; found {spec!r}")
+        return cls(spec["column"], every)
+
+    def key_sql(self) -> str:
+        value = f'"{self.column}"'
+        if self.every:
+            value = f"strftime(date_trunc('{self.every}', {value}), '%Y-%m-%d')"
+        return f"coalesce(cast({value} as varchar), '{_NULL_KEY}')"
 
 
 def _stage(con: duckdb.DuckDBPyConnection, table: str, rel: Relation, owner_column: str | None,
-           partition: str | None, previous: dict[str | None, tuple[dict | None, Path | None]], staging: Path,
+           partition: Partition | None, previous: dict[str | None, tuple[dict | None, Path | None]], staging: Path,
            rules: dict) -> _Staged:
     """Split the built relation `table` in parts (per owner, per partition value), compare each part's
     content hash with the owner's current version, check and write only the parts that changed."""
@@ -275,10 +303,10 @@ def _stage(con: duckdb.DuckDBPyConnection, table: str, rel: Relation, owner_colu
     requested_owner = owner_column is not None
     if owner_column and owner_column not in names:
         owner_column = None  # the same for every community (e.g. source freshness)
-    if partition and partition not in names:
+    if partition and partition.column not in names:
         partition = None
     owner = f"\"{owner_column}\"" if owner_column else "null::varchar"
-    key = _part_key_sql(partition) if partition else "''"
+    key = partition.key_sql() if partition else "''"
     part_name = f"md5(coalesce(cast({owner} as varchar), '{_NULL_KEY}') || '|' || {key})"
     rows = con.execute(f"select {owner}, {key}, {part_name}, sum(hash(t))::varchar, count(*) from {table} t "
                        "group by all").fetchall()
@@ -372,7 +400,9 @@ def _assemble(staged: _Staged, owner: str | None, shared: bool, target: Path, pr
     digest = hashlib.sha256(json.dumps({k: p["hash"] for k, p in entry_parts.items()}, sort_keys=True)
                             .encode()).hexdigest()[:32]
     return {"rows": rows_total, "columns": [c for c, _ in staged.columns], "shape": [list(c) for c in staged.columns],
-            "checked": staged.checked, "hash": digest, "partition": staged.partition, "parts": entry_parts}
+            "checked": staged.checked, "hash": digest, "parts": entry_parts,
+            "partition": staged.partition.column if staged.partition else None,
+            **({"every": staged.partition.every} if staged.partition and staged.partition.every else {})}
 
 
 
@@ -462,7 +492,7 @@ def _publish_analyst(con: duckdb.DuckDBPyConnection, audience_dir: Path, version
                 result.analyst_rows[rel.qualified] = manifest["relations"][rel.qualified]["rows"]
                 continue
             table = _build(con, rel)
-            staged = _stage(con, table, rel, None, partitions.get(rel.qualified), {None: previous}, staging, rules)
+            staged = _stage(con, table, rel, None, Partition.of(partitions.get(rel.qualified), rel.qualified), {None: previous}, staging, rules)
             con.execute(f"drop table {table}")
             entry = _assemble(staged, None, False, tmp / "parquet", previous, result)
             manifest["relations"][rel.qualified] = entry
@@ -522,7 +552,7 @@ def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: st
                 carried.append(rel.qualified)  # policy.toml [refresh]: built from the same, linked below
                 continue
             table = _build(con, rel)
-            s = _stage(con, table, rel, key, partitions.get(rel.qualified), previous, staging, rules)
+            s = _stage(con, table, rel, key, Partition.of(partitions.get(rel.qualified), rel.qualified), previous, staging, rules)
             con.execute(f"drop table {table}")
             staged.append(s)
             if key not in {c for c, _ in s.columns}:

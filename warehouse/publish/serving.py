@@ -658,9 +658,13 @@ def parts_of(entry: Mapping, version_dir: Path, qualified: str, community: str |
         if community is not None:
             where.append(("community_code", community))
         if entry.get("partition"):
-            where.append((entry["partition"], None if key == "~null" else key))
+            column = entry["partition"] + (f"@{entry['every']}" if entry.get("every") else "")
+            where.append((column, None if key == "~null" else key))
         part_id = json.dumps(where, ensure_ascii=False)
-        out[part_id] = Part(tuple(where), part["hash"], int(part["rows"]), tuple(folder / f for f in part["files"]))
+        # A part cut by week or month is no set of column = value: such relations are loaded by
+        # changed rows or whole, never by deleting their parts (an empty where rules that out).
+        exact = tuple(where) if not entry.get("every") else ()
+        out[part_id] = Part(exact, part["hash"], int(part["rows"]), tuple(folder / f for f in part["files"]))
     return out
 
 

@@ -6,8 +6,12 @@
 --   special_group_residents   of them, those in a special group by that day
 --   new_tickets               hotline orders received that day placed in the grid
 --   open_cases                city cases reported by that day and not closed by its end
---   green/yellow/red_codes    persons of the grid (core.person.grid_code) by health-code colour at
---                             the end of the day (those with no export yet are not counted)
+--   green/yellow/red_codes    persons living in the grid that day by health-code colour at the end of
+--                             the day (those with no export yet are not counted); where a person is
+--                             registered more than once, the registration moved into last that covers
+--                             the day decides the grid, so a move or a deletion leaves past days as they
+--                             were (counting by today's grid restated every past day of every grid a
+--                             resident left, and every community republished, issue #13)
 --   data_issues               mart.source_quality_issues rows of the grid's persons, records seen that day
 create or replace table mart.grid_daily as
 
@@ -28,12 +32,6 @@ tickets as (
 cases as (
 
     select * from core.city_case
-
-),
-
-persons as (
-
-    select * from core.person
 
 ),
 
@@ -156,6 +154,42 @@ identity_intervals as (
 
 ),
 
+-- where each person lived, day by day: the person's registration dates cut time into segments, and
+-- each segment belongs to the registration moved into last among those covering it (a stale second
+-- registration never cleaned up does not count the person twice)
+residence_points as (
+
+    select distinct person_id, from_on as point_on from resident_spans where person_id is not null
+    union
+    select person_id, until_on from resident_spans where person_id is not null and until_on is not null
+
+),
+
+residence_segments as (
+
+    select
+        person_id,
+        point_on as start_on,
+        lead(point_on) over (partition by person_id order by point_on) as end_on
+    from residence_points
+
+),
+
+residences as (
+
+    select residence_segments.person_id, resident_spans.grid_code, residence_segments.start_on, residence_segments.end_on
+    from residence_segments
+    join resident_spans
+        on resident_spans.person_id = residence_segments.person_id
+        and resident_spans.from_on <= residence_segments.start_on
+        and (resident_spans.until_on is null or resident_spans.until_on > residence_segments.start_on)
+    qualify row_number() over (
+        partition by residence_segments.person_id, residence_segments.start_on
+        order by resident_spans.from_on desc, resident_spans.resident_id desc
+    ) = 1
+
+),
+
 -- open_cases and the code colours count rows, so their intervals need no merging
 row_intervals as (
 
@@ -164,15 +198,30 @@ row_intervals as (
     union all
     -- a period counts on day d when valid_from < day_end_at <= valid_to, day_end_at being the Beijing
     -- midnight that starts d + 1: i.e. from the Beijing date of valid_from up to, not including, the
-    -- Beijing date of valid_to (a valid_to of exactly midnight still counts for the day before)
+    -- Beijing date of valid_to (a valid_to of exactly midnight still counts for the day before);
+    -- cut to the days the person lived in the grid
     select
-        health_periods.color || '_codes' as measure,
-        persons.grid_code,
-        cast(timezone('Asia/Shanghai', health_periods.valid_from) as date) as start_on,
-        cast(timezone('Asia/Shanghai', health_periods.valid_to) as date) as end_on
-    from persons
-    join health_periods on health_periods.person_id = persons.person_id
-    where health_periods.color in ('green', 'yellow', 'red')
+        color_periods.measure,
+        residences.grid_code,
+        greatest(color_periods.start_on, residences.start_on) as start_on,
+        case
+            when color_periods.end_on is null then residences.end_on
+            when residences.end_on is null then color_periods.end_on
+            else least(color_periods.end_on, residences.end_on)
+        end as end_on
+    from (
+        select
+            person_id,
+            color || '_codes' as measure,
+            cast(timezone('Asia/Shanghai', valid_from) as date) as start_on,
+            cast(timezone('Asia/Shanghai', valid_to) as date) as end_on
+        from health_periods
+        where color in ('green', 'yellow', 'red') and valid_from is not null
+    ) as color_periods
+    join residences
+        on residences.person_id = color_periods.person_id
+        and (residences.end_on is null or color_periods.start_on < residences.end_on)
+        and (color_periods.end_on is null or residences.start_on < color_periods.end_on)
 
 ),
 
