@@ -297,6 +297,39 @@ def test_a_reader_cannot_stop_the_pipelines_publish_through_the_log(host, log_ke
             raise AssertionError(f"the pipeline cannot record its publish: {exc}") from exc
 
 
+
+PIPELINE_WRITER = """
+import sys
+from pathlib import Path
+from onenet import deployment
+from warehouse.audit_log import append
+deployment.DEPLOYMENT_FILE = Path(sys.argv[2])  # as deployment_file() does in this process
+for i in range(40):
+    append("publish", f"{sys.argv[1]} {i}", principal=None)
+"""
+
+
+def test_two_pipeline_processes_appending_at_once_leave_one_intact_chain(host):
+    # Two of the pipeline's tasks (a merge's publish and the daily extract, say) record at the same
+    # moment: both append to the pipeline's own chain, serialised by its 0600 lock, and the chain
+    # holds every record of both, in one unbroken order.
+    from warehouse import audit_log
+
+    chain = audit_log.pipeline_log_path(_log(host))
+    with as_pipeline(host):
+        audit_log.append("publish", "before the two writers", principal=None)
+        before = audit_log.verify(chain).records
+        writers = [subprocess.Popen([sys.executable, "-c", PIPELINE_WRITER, name, str(host["etc"] / "deployment.toml")],
+                                    cwd=Path(__file__).parents[2])
+                   for name in ("merge", "extract")]
+        assert [w.wait(timeout=300) for w in writers] == [0, 0]
+    result = audit_log.verify(chain)
+    assert result.ok and result.records == before + 80, result
+    written = [r["target"] for r in audit_log.tail(80, chain)]
+    assert sorted(written) == sorted(f"{name} {i}" for name in ("merge", "extract") for i in range(40))
+    assert {r["os_user"] for r in audit_log.tail(80, chain)} == {"root"}
+
+
 # --- the exports folders, written by the pipeline: nobody else may plant in them ------------------
 
 PLANT = """
