@@ -1,7 +1,7 @@
 """Publish what each audience may see as read-only snapshots, built from one declared policy.
 
 The policy is this folder: `policy.toml` (the audiences, the checks their relations must pass, and
-which relations are kept as one file per day) and one SQL file per published relation per audience
+which relations are kept as one file per week) and one SQL file per published relation per audience
 (`analyst/<schema>.<name>.sql`, `community/<schema>.<name>.sql`), run on the warehouse by the
 pipeline. Nothing else of the warehouse reaches a reader: query, extract, report, export, dashboard
 and the serving database all read these snapshots, never the warehouse.
@@ -18,8 +18,9 @@ Layout under `settings.published_dir()` (files 0640, folders 0750):
     community/<folder>/versions/<version>/...     the same per community, only its rows; no DuckDB file
     community/communities.json                    code -> name and folder
 
-A relation's rows are split in parts: per community for community snapshots, and per day for the
-relations policy.toml lists under [partitions]. Each part carries a content hash. A part whose hash
+A relation's rows are split in parts: per community for community snapshots, and per value, week
+or month of a date column for the relations policy.toml lists under [partitions]. Each part carries
+a content hash. A part whose hash
 (and the relation's columns and types) equals the current version's is a hard link to that file,
 not written again; only changed parts are written and value-checked. A file reaches a version
 either written and checked by this publish, or linked from an earlier version that wrote and checked
