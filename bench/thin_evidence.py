@@ -16,8 +16,12 @@ Variants (all from warehouse/resolve/person_config.py):
 - building: + the ticket's building against the registered one, evidence 1, whoever holds the phone;
 - building-own-phone: + the same, counted only when one named person holds the phone;
 - role: + 网格员 on a grid worker's own case against the register, evidence 1;
-- committed: the configuration as committed (building-own-phone and role);
-- building-any+role: building (ungated) and role.
+- own-phone+role: building-own-phone and role (the configuration committed before the named caller);
+- committed: the configuration as committed (the building counted with a phone one named person
+  holds, or with the same name and no differing phone; and role; a masked ID one typo off no veto);
+- building-any+role: building (ungated) and role;
+- rule-off+typo, own-phone+role+typo: rule-off and own-phone+role with a masked ID one typo off
+  tolerated as committed (the other variants veto any difference, as before).
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from warehouse.resolve.person_config import PERSON, person_config
 
 TABLE = "staging.stg_person_records"
 NEW_COLUMNS = ("home_building", "reported_building", "reporter_role", "phone_holders")
-VARIANTS = ("rule-off", "phone-rule", "building", "building-own-phone", "role", "committed", "building-any+role")
+VARIANTS = ("rule-off", "phone-rule", "building", "building-own-phone", "role", "own-phone+role", "committed",
+            "building-any+role", "rule-off+typo", "own-phone+role+typo")
+OWN_PHONE = " and l.phone_std = r.phone_std and l.phone_holders = 1"
 
 
 def variant(name: str) -> dict[str, Any]:
@@ -49,6 +55,17 @@ def variant(name: str) -> dict[str, Any]:
     building, role = comps.pop("home_building"), comps.pop("reporter_role")
     d["comparisons"] = list(comps.values())
     d["columns"] = [c for c in d["columns"] if c not in NEW_COLUMNS]
+    # Without the named caller: no blocking on the ticket's building, and the building's first level
+    # counts only with a phone one named person holds.
+    d["blocking_rules"] = [b for b in d["blocking_rules"] if "building" not in b]
+    if not name.endswith("+typo"):
+        # A masked ID that differs at all is another person, as before one typo was tolerated.
+        d["vetoes"] = [d["vetoes"][0], "l.id_prefix6 <> r.id_prefix6 or l.id_suffix4 <> r.id_suffix4"]
+        d["exclusive_near"] = {}
+    name = name.removesuffix("+typo")
+    gated, plain = building["levels"]
+    building["levels"] = [{"label": "same building, own phone",
+                           "condition": f"({plain['condition']}){OWN_PHONE}", "evidence": gated["evidence"]}, plain]
     if name == "rule-off":
         d["min_evidence"] = 0
         return d
@@ -57,13 +74,13 @@ def variant(name: str) -> dict[str, Any]:
     if name in ("building", "building-any+role"):
         _gated, plain = building["levels"]
         building["levels"] = [plain | {"evidence": 1}]
-    if name in ("building", "building-own-phone", "building-any+role"):
+    if name in ("building", "building-own-phone", "own-phone+role", "building-any+role"):
         d["comparisons"].append(building)
         d["columns"] += ["home_building", "reported_building", "phone_holders"]
-    if name in ("role", "building-any+role"):
+    if name in ("role", "own-phone+role", "building-any+role"):
         d["comparisons"].append(role)
         d["columns"] += ["reporter_role"]
-    if name not in VARIANTS:
+    if name not in VARIANTS and f"{name}+typo" not in VARIANTS:
         raise SystemExit(f"variant {name!r}: use one of {', '.join(VARIANTS)}")
     return d
 

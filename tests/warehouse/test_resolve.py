@@ -169,6 +169,49 @@ def test_a_thin_record_links_on_a_second_field_that_tells_the_person(con):
     assert _person_of(con, "thin2:H") not in (_person_of(con, "thin2:F"), _person_of(con, "thin2:G"))
 
 
+def test_a_named_caller_without_a_phone_links_at_their_home_building(con):
+    """Issue #17 item 5: name and the ticket's building against the registered home are two fields;
+    a namesake in the building who gave a phone of their own, or a caller elsewhere, stays apart."""
+    resident = {"source": "thin3", "record_uid": "thin3:A", "record_key": "A", "name_std": "慕容复",
+                "name_pinyin": "mu rong fu", "surname": "慕容", "sex": "男", "birth_date": "1966-06-06",
+                "home_building": "thin3花园|5", "phone_std": "13955550011", "phone_holders": 1,
+                "is_deleted": False}
+    caller = {"source": "thin3", "name_std": "慕容复", "name_pinyin": "mu rong fu", "surname": "慕容",
+              "is_deleted": False}
+    _plant(con, [
+        resident,
+        # the same name, no phone, a ticket about the resident's building: links
+        caller | {"record_uid": "thin3:B", "record_key": "B", "reported_building": "thin3花园|5"},
+        # the same name and building, but a phone of its own that differs: a namesake, stays apart
+        caller | {"record_uid": "thin3:C", "record_key": "C", "reported_building": "thin3花园|5",
+                  "phone_std": "13955550012", "phone_holders": 1},
+        # the same name, no phone, another building: the name alone, stays apart
+        caller | {"record_uid": "thin3:D", "record_key": "D", "reported_building": "thin3花园|6"}])
+    _run(con)
+    assert _person_of(con, "thin3:B") == _person_of(con, "thin3:A")
+    assert _person_of(con, "thin3:C") != _person_of(con, "thin3:A")
+    assert _person_of(con, "thin3:D") not in (_person_of(con, "thin3:A"), _person_of(con, "thin3:C"))
+    rule = con.execute("select link_rule from core.person_source where record_uid = 'thin3:B'").fetchone()[0]
+    assert "name exact" in rule and "home_building same building, own phone or name" in rule
+
+
+def test_a_masked_id_one_typo_off_is_no_veto(con):
+    """A masked ID cannot be checked, so a typo in it goes unnoticed: one wrong or swapped digit among its
+    ten is no veto when name and phone agree; more than one is another person's ID."""
+    person = {"source": "typo", "name_std": "令狐冲", "name_pinyin": "ling hu chong", "surname": "令狐",
+              "phone_std": "13955550021", "is_deleted": False}
+    _plant(con, [
+        person | {"record_uid": "typo:A", "record_key": "A", "sex": "男", "birth_date": "1965-03-25",
+                  "id_std": "420106196503258601", "id_prefix6": "420106", "id_suffix4": "8601"},
+        # two adjacent digits of the prefix swapped: joins the person with the valid ID
+        person | {"record_uid": "typo:B", "record_key": "B", "id_prefix6": "420160", "id_suffix4": "8601"},
+        # another suffix altogether: the same name and phone, but another person's ID, stays apart
+        person | {"record_uid": "typo:C", "record_key": "C", "id_prefix6": "420106", "id_suffix4": "1234"}])
+    _run(con)
+    assert _person_of(con, "typo:B") == _person_of(con, "typo:A")
+    assert _person_of(con, "typo:C") not in (_person_of(con, "typo:A"), _person_of(con, "typo:B"))
+
+
 def test_rerun_is_identical(con):
     _run(con, "run-1")
     first = con.execute(CHECKSUM).fetchone()

@@ -108,6 +108,10 @@ def test_configuration_errors_name_the_field():
     with pytest.raises(ResolverConfigError, match="evidence must be >= 0"):
         ResolverConfig.from_dict(CONTACTS | {"comparisons": [
             {"name": "x", "levels": [{"label": "exact", "condition": "l.a = r.a", "evidence": -1}]}]})
+    with pytest.raises(ResolverConfigError, match="not one of exclusive_columns"):
+        ResolverConfig.from_dict(CONTACTS | {"exclusive_near": {"email": "levenshtein({a}, {b}) <= 1"}})
+    with pytest.raises(ResolverConfigError, match="a condition on"):
+        ResolverConfig.from_dict(CONTACTS | {"exclusive_columns": ["email"], "exclusive_near": {"email": "true"}})
 
 
 def test_min_evidence_is_configuration(con):

@@ -2,8 +2,9 @@
 
 1. Anchors: profiles sharing an anchor value (a valid ID) are one cluster; two anchor values never meet.
 2. Joining rounds: a profile without a cluster joins the cluster of its best link to a clustered
-   profile, if its exclusive values (e.g. a masked ID) agree with the cluster's. Each profile joins at
-   most one cluster, so no profile can chain two anchors together.
+   profile, if its exclusive values (e.g. a masked ID) agree with the cluster's (equal, or near as
+   `exclusive_near` configures). Each profile joins at most one cluster, so no profile can chain two
+   anchors together.
 3. Components: what is left is clustered by connected components over its links among itself
    (label propagation in SQL); a component holding two different exclusive values is split.
 """
@@ -50,10 +51,18 @@ def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig) -> int:
     return _n(con, f"select count(distinct cluster_id) from {WORK}cluster")
 
 
+def _fits(cfg: ResolverConfig, expression: str, a: str, b: str) -> str:
+    """SQL: value `a` fits value `b` of the exclusive column `expression` (equal, or near as configured)."""
+    near = cfg.exclusive_near.get(expression)
+    return f"({a} = {b} or ({near.format(a=a, b=b)}))" if near else f"{a} = {b}"
+
+
 def _join_rounds(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, nx: int) -> None:
+    xs = _exclusive(cfg)
     cv = "".join(f", min(x.x{i}) as x{i}" for i in range(nx))
     jx = "".join(f", x.x{i} as j{i}" for i in range(nx))
-    compat = "".join(f" and (x.x{i} is null or cv.x{i} is null or x.x{i} = cv.x{i})" for i in range(nx))
+    compat = "".join(f" and (x.x{i} is null or cv.x{i} is null or {_fits(cfg, xs[i], f'x.x{i}', f'cv.x{i}')})"
+                     for i in range(nx))
     firsts = ", ".join(f"min(j{i}) as f{i}" for i in range(nx)) or "count(*) as n"
     # Two joiners of a cluster without a value yet must not bring two different values at once.
     same_round = "".join(f" and (b.j{i} is null or cv.x{i} is not null or b.j{i} = f.f{i})" for i in range(nx))

@@ -66,6 +66,10 @@ class ResolverConfig:
     - `anchor_column`: records sharing a non-null value are one cluster, and two clusters with
       different values never merge, not even through records without a value.
     - `exclusive_columns`: SQL expressions over one record; a cluster holds at most one non-null value.
+    - `exclusive_near`: per exclusive column (its expression as given), a SQL condition on `{a}` and
+      `{b}` under which a joining record's value still fits the cluster's (e.g. a masked ID one typo
+      from the one its cluster holds: `damerau_levenshtein({a}, {b}) <= 1`); a component of records
+      without an anchor is still split on any two different values.
     - `threshold`: minimum match probability of a link.
     - `link_type`: "dedupe" compares every record with every other; "link_only" compares only
       records of different sources (`source_column`), e.g. two files that are each free of duplicates.
@@ -94,6 +98,7 @@ class ResolverConfig:
     anchor_column: str | None = None
     anchor_rule: str = "same anchor value"
     exclusive_columns: tuple[str, ...] = ()
+    exclusive_near: dict[str, str] = field(default_factory=dict)
     threshold: float = 0.99
     min_evidence: int = 0
     output_table: str = "core.person_source"
@@ -146,6 +151,11 @@ class ResolverConfig:
             for lv in c.levels:
                 if lv.evidence < 0:
                     raise ResolverConfigError(f"comparison {c.name!r} level {lv.label!r}: evidence must be >= 0")
+        for col, near in self.exclusive_near.items():
+            if col not in self.exclusive_columns:
+                raise ResolverConfigError(f"exclusive_near: {col!r} is not one of exclusive_columns")
+            if "{a}" not in near or "{b}" not in near:
+                raise ResolverConfigError(f"exclusive_near[{col!r}]: a condition on {{a}} and {{b}}, got {near!r}")
         if self.min_evidence < 0:
             raise ResolverConfigError(f"min_evidence {self.min_evidence}: give 0 (off) or more")
         if self.min_evidence and sum(max((lv.evidence for lv in c.levels), default=0)
@@ -217,6 +227,8 @@ class ResolverConfig:
         for key in ("columns", "blocking_rules", "vetoes", "exclusive_columns"):
             if key in values:
                 values[key] = tuple(values[key])
+        if "exclusive_near" in values:
+            values["exclusive_near"] = dict(values["exclusive_near"])
         try:
             return cls(**values)
         except TypeError as exc:

@@ -27,6 +27,8 @@ PERSON = {
         "l.name_std = r.name_std and l.birth_date = r.birth_date",
         "l.name_pinyin = r.name_pinyin and l.birth_date = r.birth_date",
         "l.name_std = r.name_std and l.address_key = r.address_key",
+        # A named caller about their own building (one-sided: a ticket's place against a home).
+        "l.name_std = r.name_std and l.reported_building = r.home_building",
     ],
     "comparisons": [
         {"name": "name", "null_condition": "l.name_std is null or r.name_std is null",
@@ -73,16 +75,21 @@ PERSON = {
          ]},
         # Second fields for a record that holds a phone and nothing else (issue #17 item 5). A phone
         # names a household more than a person, and so does a building: the building counts only when
-        # the phone is one named person's in all our records (phone_holders 1), so it never picks
-        # one member of a household that shares the phone. Only a ticket's place against a
-        # registered home: a city case's place is where the reporter saw it, not where they live.
+        # something tells the person within the household, i.e. the phone is one named person's in all
+        # our records (phone_holders 1), so it never picks one member of a household that shares the
+        # phone; or the name is the same and no phone contradicts it (a named caller who gave no
+        # phone, or a resident registered without one; a namesake in the building with a phone of
+        # their own stays apart). One level for both, so EM estimates its m on all such pairs rather
+        # than on the few named callers without a phone. Only a ticket's place against a registered
+        # home: a city case's place is where the reporter saw it, not where they live.
         {"name": "home_building",
          "null_condition": "coalesce(l.reported_building, r.reported_building) is null"
                            " or coalesce(l.home_building, r.home_building) is null",
          "levels": [
-             {"label": "same building, own phone",
+             {"label": "same building, own phone or name",
               "condition": "(l.reported_building = r.home_building or r.reported_building = l.home_building)"
-                           " and l.phone_std = r.phone_std and l.phone_holders = 1",
+                           " and (l.phone_std = r.phone_std and l.phone_holders = 1"
+                           " or l.name_std = r.name_std and (l.phone_std is null or r.phone_std is null))",
               "evidence": 1},
              {"label": "same building", "condition": "l.reported_building = r.home_building"
                                                          " or r.reported_building = l.home_building"},
@@ -94,17 +101,24 @@ PERSON = {
     ],
     "vetoes": [
         "l.id_std <> r.id_std",
-        "l.id_prefix6 <> r.id_prefix6 or l.id_suffix4 <> r.id_suffix4",
+        # A masked ID's ten digits (prefix and suffix) more than one typo (a wrong digit, two adjacent
+        # digits swapped) from the other's: another person. One typo is no veto, and no evidence
+        # either (the id comparison says 'different'): the pair still needs two agreeing fields, such
+        # as name and phone. A masked ID cannot be checked, so a typo in it goes unnoticed.
+        "damerau_levenshtein(l.id_prefix6 || l.id_suffix4, r.id_prefix6 || r.id_suffix4) > 1",
     ],
     "anchor_column": "id_std",
     "anchor_rule": "same valid ID",
     "exclusive_columns": ["id_prefix6 || '*' || id_suffix4"],
+    # ... and so a masked ID one typo from the cluster's may join it.
+    "exclusive_near": {"id_prefix6 || '*' || id_suffix4": "damerau_levenshtein({a}, {b}) <= 1"},
     "threshold": 0.999,
     # A link needs two identifying fields that agree (name, ID, birth date, phone; a valid ID counts
     # twice), whatever the score: a record with only a phone (a nameless hotline caller) shares it
     # with a whole family. A missing value is no evidence. Sex and address are not counted: sex
     # tells little, and an address is shared by the household as a phone is; a caller's building
-    # counts only with a phone no one else holds, and a grid worker's role on their own cases.
+    # counts only with a phone no one else holds or the same name without a differing phone, and a
+    # grid worker's role on their own cases.
     "min_evidence": 2,
     "output_table": "core.person_source",
     "id_prefix": "P",
