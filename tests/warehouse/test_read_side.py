@@ -524,10 +524,16 @@ def test_unchanged_parts_are_linked_and_a_changed_one_is_scanned_again(town, tmp
         con.close()
 
 
-def test_a_changed_week_is_written_and_the_other_weeks_are_linked(town, tmp_path):
-    """policy.toml [partitions]: mart.ticket is cut by the week of received_on (per community for
-    community.ticket). A ticket changed in its first week rewrites that week's file only; the reader
-    still sees every row, the changed one included."""
+def test_a_changed_week_is_written_and_the_other_weeks_are_linked(town, tmp_path, monkeypatch):
+    """policy.toml [partitions] with weeks: mart.ticket (and community.ticket, per community) cut by
+    the week of received_on. A ticket changed in its first week rewrites that week's file only; the
+    reader still sees every row, the changed one included."""
+    import warehouse.publish as publishing
+
+    declared = publishing.policy()
+    weekly = {"column": "received_on", "every": "week"}
+    monkeypatch.setattr(publishing, "policy", lambda: {**declared, "partitions": {
+        "mart.ticket": weekly, "community.ticket": weekly}})
     warehouse = copy_warehouse(town[1], tmp_path / "w.duckdb")
     root = tmp_path / "published"
     mine = town[4][0]
@@ -568,3 +574,14 @@ def test_a_partition_entry_must_name_a_column_and_a_known_period():
     for bad in ({"column": "day_on", "every": "fortnight"}, {"every": "week"}, {"column": "d", "by": "week"}):
         with pytest.raises(ValueError, match=r"\[partitions\] mart.x"):
             Partition.of(bad, "mart.x")
+    # The serving database cannot delete a week by column = value: such parts carry no where, so it
+    # loads the relation by changed rows or whole (serving.py), and each week keeps its own part id.
+    from warehouse.publish.serving import parts_of
+
+    entry = {"partition": "received_on", "every": "week", "parts": {
+        week: {"hash": week, "rows": 1, "files": [f"{week}-0.parquet"]} for week in ("2026-11-02", "2026-11-09")}}
+    parts = parts_of(entry, Path("/v"), "community.ticket", "C1")
+    assert len(parts) == 2 and all(part.where == () for part in parts.values())
+    day = parts_of({**entry, "every": None}, Path("/v"), "community.ticket", "C1")
+    assert sorted(part.where for part in day.values()) == [
+        (("community_code", "C1"), ("received_on", w)) for w in ("2026-11-02", "2026-11-09")]
