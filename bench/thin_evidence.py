@@ -19,9 +19,11 @@ Variants (all from warehouse/resolve/person_config.py):
 - own-phone+role: building-own-phone and role (the configuration committed before the named caller);
 - committed: the configuration as committed (the building counted with a phone one named person
   holds, or with the same name and no differing phone; and role; a masked ID one typo off no veto);
-- building-any+role: building (ungated) and role;
-- rule-off+typo, own-phone+role+typo: rule-off and own-phone+role with a masked ID one typo off
-  tolerated as committed (the other variants veto any difference, as before).
+- building-any+role: building (ungated) and role.
+
+Any variant but committed may end in +typo (a masked ID one typo off tolerated, as committed; without
+it any difference is a veto, as before) and/or +ties (a record whose best links lead to two clusters at
+the same weight joins neither, as committed; without it, the first one), e.g. rule-off+typo+ties.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from warehouse.resolve.person_config import PERSON, person_config
 TABLE = "staging.stg_person_records"
 NEW_COLUMNS = ("home_building", "reported_building", "reporter_role", "phone_holders")
 VARIANTS = ("rule-off", "phone-rule", "building", "building-own-phone", "role", "own-phone+role", "committed",
-            "building-any+role", "rule-off+typo", "own-phone+role+typo")
+            "building-any+role")
+SUFFIXES = ("+typo", "+ties")
 OWN_PHONE = " and l.phone_std = r.phone_std and l.phone_holders = 1"
 
 
@@ -58,11 +61,16 @@ def variant(name: str) -> dict[str, Any]:
     # Without the named caller: no blocking on the ticket's building, and the building's first level
     # counts only with a phone one named person holds.
     d["blocking_rules"] = [b for b in d["blocking_rules"] if "building" not in b]
-    if not name.endswith("+typo"):
+    mods = set()
+    while name.endswith(SUFFIXES):
+        mods.add(name[-5:])
+        name = name[:-5]
+    if "+typo" not in mods:
         # A masked ID that differs at all is another person, as before one typo was tolerated.
         d["vetoes"] = [d["vetoes"][0], "l.id_prefix6 <> r.id_prefix6 or l.id_suffix4 <> r.id_suffix4"]
         d["exclusive_near"] = {}
-    name = name.removesuffix("+typo")
+    if "+ties" not in mods:
+        d["refuse_ties"] = False
     gated, plain = building["levels"]
     building["levels"] = [{"label": "same building, own phone",
                            "condition": f"({plain['condition']}){OWN_PHONE}", "evidence": gated["evidence"]}, plain]
@@ -80,8 +88,9 @@ def variant(name: str) -> dict[str, Any]:
     if name in ("role", "own-phone+role", "building-any+role"):
         d["comparisons"].append(role)
         d["columns"] += ["reporter_role"]
-    if name not in VARIANTS and f"{name}+typo" not in VARIANTS:
-        raise SystemExit(f"variant {name!r}: use one of {', '.join(VARIANTS)}")
+    if name not in VARIANTS or name == "committed":
+        raise SystemExit(f"variant {name!r}: use one of {', '.join(VARIANTS)}, optionally ending in "
+                         f"{' and/or '.join(SUFFIXES)} (not committed)")
     return d
 
 
@@ -117,7 +126,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--warehouse", required=True, type=Path)
     ap.add_argument("--truth", type=Path, help="default: WAREHOUSE_DIR/district/truth")
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS),
+                    help=f"of {', '.join(VARIANTS)}; any but committed may end in +typo and/or +ties")
     ap.add_argument("--memory-limit", default="4GB")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()

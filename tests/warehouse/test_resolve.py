@@ -195,6 +195,23 @@ def test_a_named_caller_without_a_phone_links_at_their_home_building(con):
     assert "name exact" in rule and "home_building same building, own phone or name" in rule
 
 
+def test_a_caller_between_two_namesakes_of_the_building_joins_neither(con):
+    """Two residents of one building share a name; a caller gave that name, the building and no phone:
+    both links score the same (refuse_ties), so the caller stays apart rather than join one by chance."""
+    resident = {"source": "tie", "name_std": "东方不败", "name_pinyin": "dong fang bu bai", "surname": "东方",
+                "sex": "女", "home_building": "tie花园|2", "phone_holders": 1, "is_deleted": False}
+    _plant(con, [
+        resident | {"record_uid": "tie:A", "record_key": "A", "birth_date": "1998-09-13", "phone_std": "13955550031",
+                    "id_std": "420102199809130021", "id_prefix6": "420102", "id_suffix4": "0021"},
+        resident | {"record_uid": "tie:B", "record_key": "B", "birth_date": "2002-11-16", "phone_std": "13955550032",
+                    "id_std": "420102200211160040", "id_prefix6": "420102", "id_suffix4": "0040"},
+        {"source": "tie", "record_uid": "tie:C", "record_key": "C", "name_std": "东方不败",
+         "name_pinyin": "dong fang bu bai", "surname": "东方", "reported_building": "tie花园|2", "is_deleted": False}])
+    _run(con)
+    assert _person_of(con, "tie:A") != _person_of(con, "tie:B")
+    assert _person_of(con, "tie:C") not in (_person_of(con, "tie:A"), _person_of(con, "tie:B"))
+
+
 def test_a_masked_id_one_typo_off_is_no_veto(con):
     """A masked ID cannot be checked, so a typo in it goes unnoticed: one wrong or swapped digit among its
     ten is no veto when name and phone agree; more than one is another person's ID."""

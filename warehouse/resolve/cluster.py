@@ -4,7 +4,8 @@
 2. Joining rounds: a profile without a cluster joins the cluster of its best link to a clustered
    profile, if its exclusive values (e.g. a masked ID) agree with the cluster's (equal, or near as
    `exclusive_near` configures). Each profile joins at most one cluster, so no profile can chain two
-   anchors together.
+   anchors together; with `refuse_ties`, a profile whose best links lead to two clusters at the same
+   weight joins neither.
 3. Components: what is left is clustered by connected components over its links among itself
    (label propagation in SQL); a component holding two different exclusive values is split.
 """
@@ -66,6 +67,13 @@ def _join_rounds(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, nx: int) -
     firsts = ", ".join(f"min(j{i}) as f{i}" for i in range(nx)) or "count(*) as n"
     # Two joiners of a cluster without a value yet must not bring two different values at once.
     same_round = "".join(f" and (b.j{i} is null or cv.x{i} is not null or b.j{i} = f.f{i})" for i in range(nx))
+    # A profile whose best links lead to two clusters at the same weight cannot tell them apart.
+    tied = "" if not cfg.refuse_ties else """
+            where profile_id not in (
+                select profile_id from (
+                    select profile_id, cluster_id, rank() over (partition by profile_id order by weight desc) as r
+                    from cand)
+                where r = 1 group by 1 having count(distinct cluster_id) > 1)"""
     sql = f"""
         insert into {WORK}cluster
         with cv as (
@@ -80,7 +88,7 @@ def _join_rounds(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, nx: int) -
             where e.a not in (select profile_id from {WORK}cluster){compat}
         ),
         best as (
-            select * from cand
+            select * from cand{tied}
             qualify row_number() over (partition by profile_id order by weight desc, cluster_id, via) = 1
         ),
         f as (select cluster_id, {firsts} from best group by 1)

@@ -71,6 +71,9 @@ class ResolverConfig:
       from the one its cluster holds: `damerau_levenshtein({a}, {b}) <= 1`); a component of records
       without an anchor is still split on any two different values.
     - `threshold`: minimum match probability of a link.
+    - `refuse_ties`: a record whose best links lead to two or more clusters at the same weight joins
+      none of them (it cannot tell them apart, e.g. a caller who gave a name and no phone, about a
+      building where two namesakes are registered); off, it joins the one that sorts first.
     - `link_type`: "dedupe" compares every record with every other; "link_only" compares only
       records of different sources (`source_column`), e.g. two files that are each free of duplicates.
     - `one_to_one`: a record links to at most one record of each other source, its best-scoring one,
@@ -100,6 +103,7 @@ class ResolverConfig:
     exclusive_columns: tuple[str, ...] = ()
     exclusive_near: dict[str, str] = field(default_factory=dict)
     threshold: float = 0.99
+    refuse_ties: bool = False
     min_evidence: int = 0
     output_table: str = "core.person_source"
     id_prefix: str = "P"

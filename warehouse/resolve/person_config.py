@@ -113,6 +113,9 @@ PERSON = {
     # ... and so a masked ID one typo from the cluster's may join it.
     "exclusive_near": {"id_prefix6 || '*' || id_suffix4": "damerau_levenshtein({a}, {b}) <= 1"},
     "threshold": 0.999,
+    # Two namesakes registered in one building and a caller who gave that name and no phone: the
+    # caller's links to both score the same, and picking one is a guess (issue #17 item 5).
+    "refuse_ties": True,
     # A link needs two identifying fields that agree (name, ID, birth date, phone; a valid ID counts
     # twice), whatever the score: a record with only a phone (a nameless hotline caller) shares it
     # with a whole family. A missing value is no evidence. Sex and address are not counted: sex
