@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.resolution_vs_splink --warehouse /tmp/d13/warehouse.duckdb \
         [--district /tmp/d13/district] [--memory-limit 8GB] [--threads 2] [--pairs 3] [--json OUT.json] \
-        [--splink-python /tmp/splink-venv/bin/python] [--threshold 0.999] [--skip-splink]
+        [--splink-python /tmp/splink-venv/bin/python] [--threshold 0.999] [--skip-splink] \
+        [--before-tree CHECKOUT]
     .venv/bin/python -m bench.resolution_vs_splink --district /tmp/district13 [--input FILE.duckdb]
 
 --warehouse reads the real staging.stg_person_records of a warehouse built by the pipeline
@@ -16,7 +17,9 @@ process (bench/resolution_ours_side.py in our venv, bench/splink_side.py in Spli
 same records, DuckDB memory_limit and threads. The ratio is of the seconds each side reports:
 resolution from its input table loaded to clusters written; interpreter start, imports and input
 loading are excluded on both sides (the process wall times, which include them, are printed too).
-Peak RSS is each side's process. F1 is scored on each side's last run.
+Peak RSS is each side's process. F1 is scored on each side's last run. --before-tree adds our side
+run from another checkout ("ours-before"), alternating with the others, to show what a change to the
+resolver did to its time and scores (e.g. with --skip-splink).
 """
 
 from __future__ import annotations
@@ -75,10 +78,14 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[Path, int]:
 
 def _sides(args: argparse.Namespace, work: Path, inp: Path) -> list[compare.Side]:
     sides = []
-    if not args.skip_ours:
+    ours = [("ours", None)] if not args.skip_ours else []
+    if args.before_tree:  # the same side run from another checkout: this resolver against the one before
+        ours.append(("ours-before", args.before_tree))
+    for name, tree in ours:
         sides.append(compare.Side(
-            "ours", [sys.executable, "-m", "bench.resolution_ours_side", str(inp), args.table,
-                     str(work / "ours.duckdb"), str(args.threshold), args.memory_limit, str(args.threads)]))
+            name, [sys.executable, "-m", "bench.resolution_ours_side", str(inp), args.table,
+                   str(work / f"{name}.duckdb"), str(args.threshold), args.memory_limit, str(args.threads)],
+            cwd=tree))
     if not args.skip_splink:
         tmp = work / "splink_tmp"
         sides.append(compare.Side(
@@ -107,6 +114,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=3, help="rounds of one run per side, order alternating")
     ap.add_argument("--json", type=Path, help="write every run and the statistics here")
     ap.add_argument("--work", type=Path, help="work folder (default: a new temporary folder)")
+    ap.add_argument("--before-tree", type=Path, help="also run our side from this checkout (e.g. a git archive of "
+                                                     "an earlier commit) as side 'ours-before'")
     args = ap.parse_args()
     if args.warehouse:
         if args.input:
@@ -115,7 +124,7 @@ def main() -> None:
         args.district = args.district or args.warehouse.parent / "district"
     if not args.district:
         ap.error("--district is required without --warehouse")
-    if args.skip_ours and args.skip_splink:
+    if args.skip_ours and args.skip_splink and not args.before_tree:
         ap.error("nothing to run")
     work = args.work or Path(tempfile.mkdtemp(prefix="resolve-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -129,25 +138,28 @@ def main() -> None:
     scores: dict[str, dict] = {}
     with duckdb.connect(str(inp), read_only=True) as con:
         last = {r.side: r for r in comp.runs}
-        if "ours" in last and last["ours"].ok:
-            con.execute(f"attach '{work / 'ours.duckdb'}' as ours (read_only)")
-            scores["ours"] = _scores(con, args.table, truth, "ours.core.person_source")
-            print(f"ours, last run: {json.dumps(last['ours'].report)}")
+        for name in ("ours", "ours-before"):
+            if name in last and last[name].ok:
+                alias = name.replace("-", "_")
+                con.execute(f"attach '{work / f'{name}.duckdb'}' as {alias} (read_only)")
+                scores[name] = _scores(con, args.table, truth, f"{alias}.core.person_source")
+                print(f"{name}, last run: {json.dumps(last[name].report)}")
         if "splink" in last and last["splink"].ok:
             scores["splink"] = _scores(con, args.table, truth, f"'{work / 'splink.parquet'}'")
             print(f"splink, last run: {json.dumps(last['splink'].report)}")
     print()
     print(comp.report())
-    if len(comp.sides) == 2:
-        print(compare.summary_line("ours", "splink", wall.stats("ours", "splink")) + "  [process wall]")
-    print(f"\n{'':8} {'precision':>9} {'recall':>8} {'F1':>8} {'clusters':>9} {'true':>9} {'records':>10} "
+    for first, second in (("ours", "splink"), ("ours", "ours-before"), ("ours-before", "splink")):
+        if first in comp.sides and second in comp.sides:
+            print(compare.summary_line(first, second, wall.stats(first, second)) + "  [process wall]")
+    print(f"\n{'':11} {'precision':>9} {'recall':>8} {'F1':>8} {'clusters':>9} {'true':>9} {'records':>10} "
           f"{'median s':>8} {'peak MB':>8}")
     for side, sc in scores.items():
         runs = [r for r in comp.runs if r.side == side and r.ok]
         med = compare.median([r.reported_s for r in runs if r.reported_s is not None])
-        print(f"{side:8} {sc['precision']:8.5f} {sc['recall']:8.5f} {sc['f1']:8.5f} {sc['clusters']:9,} "
+        print(f"{side:11} {sc['precision']:8.5f} {sc['recall']:8.5f} {sc['f1']:8.5f} {sc['clusters']:9,} "
               f"{sc['true_persons']:9,} {sc['records']:10,} {med:8.1f} {max(r.peak_mb for r in runs):8,.0f}")
-    if len(scores) == 2:
+    if "ours" in scores and "splink" in scores:
         a, b = scores["ours"], scores["splink"]
         print(f"F1 ours/splink {a['f1'] / b['f1']:.4f}, precision {a['precision'] / b['precision']:.4f}, "
               f"recall {a['recall'] / b['recall']:.4f}")
