@@ -562,6 +562,12 @@ def test_a_changed_week_is_written_and_the_other_weeks_are_linked(town, tmp_path
             assert snap.con.execute("select count(*), count(*) filter (where category like '%（改）') "
                                     "from mart.ticket").fetchone() == (
                 con.execute("select count(*) from core.ticket").fetchone()[0], 1)
+        # A week of a time with a zone would move with the session's zone: refused, naming the entry.
+        monkeypatch.setattr(publishing, "policy", lambda: {**declared, "partitions": {
+            "mart.ticket": {"column": "received_at", "every": "week"}}})
+        with pytest.raises(PublishError, match=r"mart.ticket: policy.toml \[partitions\] cuts 'received_at' by week"):
+            publish(con, root, new_version("third"))
+        assert (root / "analyst" / "current").resolve().name == second
     finally:
         con.close()
 

@@ -306,6 +306,11 @@ def _stage(con: duckdb.DuckDBPyConnection, table: str, rel: Relation, owner_colu
         owner_column = None  # the same for every community (e.g. source freshness)
     if partition and partition.column not in names:
         partition = None
+    if partition and partition.every and dict(columns)[partition.column] not in ("DATE", "TIMESTAMP"):
+        # A week of a TIMESTAMP WITH TIME ZONE would depend on the session's zone; of text, on nothing.
+        raise PublishError(f"{rel.qualified}: policy.toml [partitions] cuts {partition.column!r} by "
+                           f"{partition.every}, but it is {dict(columns)[partition.column]}; give a DATE column "
+                           "(e.g. the Beijing day) or drop `every`")
     owner = f"\"{owner_column}\"" if owner_column else "null::varchar"
     key = partition.key_sql() if partition else "''"
     part_name = f"md5(coalesce(cast({owner} as varchar), '{_NULL_KEY}') || '|' || {key})"
