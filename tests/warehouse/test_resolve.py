@@ -229,6 +229,23 @@ def test_a_masked_id_one_typo_off_is_no_veto(con):
     assert _person_of(con, "typo:C") not in (_person_of(con, "typo:A"), _person_of(con, "typo:B"))
 
 
+def test_a_second_typo_cannot_join_through_the_first(con):
+    """A masked ID one typo from a typo'd one that joined, but two from the person's real ID, stays
+    apart: a joiner must fit the value the cluster's valid ID gives, not any value that joined it."""
+    person = {"source": "typo2", "name_std": "任盈盈", "name_pinyin": "ren ying ying", "surname": "任",
+              "phone_std": "13955550022", "is_deleted": False}
+    _plant(con, [
+        person | {"record_uid": "typo2:A", "record_key": "A", "sex": "女", "birth_date": "1965-03-25",
+                  "id_std": "420106196503258601", "id_prefix6": "420106", "id_suffix4": "8601"},
+        # 8601 -> 8061: one swap, joins; and it sorts before the real value
+        person | {"record_uid": "typo2:B", "record_key": "B", "id_prefix6": "420106", "id_suffix4": "8061"},
+        # 8061 -> 0861: one swap from B, two from A's real ID
+        person | {"record_uid": "typo2:C", "record_key": "C", "id_prefix6": "420106", "id_suffix4": "0861"}])
+    _run(con)
+    assert _person_of(con, "typo2:B") == _person_of(con, "typo2:A")
+    assert _person_of(con, "typo2:C") != _person_of(con, "typo2:A")
+
+
 def test_rerun_is_identical(con):
     _run(con, "run-1")
     first = con.execute(CHECKSUM).fetchone()

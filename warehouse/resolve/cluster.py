@@ -3,9 +3,10 @@
 1. Anchors: profiles sharing an anchor value (a valid ID) are one cluster; two anchor values never meet.
 2. Joining rounds: a profile without a cluster joins the cluster of its best link to a clustered
    profile, if its exclusive values (e.g. a masked ID) agree with the cluster's (equal, or near as
-   `exclusive_near` configures). Each profile joins at most one cluster, so no profile can chain two
-   anchors together; with `refuse_ties`, a profile whose best links lead to two clusters at the same
-   weight joins neither.
+   `exclusive_near` configures: near every value its anchor profiles hold, or where they hold none,
+   every value it holds, so one near value cannot open the way for a second one near it alone).
+   Each profile joins at most one cluster, so no profile can chain two anchors together; with
+   `refuse_ties`, a profile whose best links lead to two clusters at the same weight joins neither.
 3. Components: what is left is clustered by connected components over its links among itself
    (label propagation in SQL); a component holding two different exclusive values is split.
 """
@@ -60,13 +61,27 @@ def _fits(cfg: ResolverConfig, expression: str, a: str, b: str) -> str:
 
 def _join_rounds(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, nx: int) -> None:
     xs = _exclusive(cfg)
+    near = [i for i in range(nx) if xs[i] in cfg.exclusive_near]
     cv = "".join(f", min(x.x{i}) as x{i}" for i in range(nx))
+    # A near column's values to fit: those of the anchor profiles (certain: derived from a valid ID),
+    # else every value the cluster holds, so a value one typo from a joiner's typo is not enough.
+    cv += "".join(f", coalesce(list(distinct x.x{i}) filter (where c.how = 'anchor' and x.x{i} is not null), "
+                  f"list(distinct x.x{i}) filter (where x.x{i} is not null)) as l{i}, "
+                  f"bool_or(c.how = 'anchor' and x.x{i} is not null) as t{i}" for i in near)
     jx = "".join(f", x.x{i} as j{i}" for i in range(nx))
-    compat = "".join(f" and (x.x{i} is null or cv.x{i} is null or {_fits(cfg, xs[i], f'x.x{i}', f'cv.x{i}')})"
-                     for i in range(nx))
+    compat = "".join(
+        f" and (x.x{i} is null or cv.x{i} is null or "
+        + (f"list_bool_and(list_transform(cv.l{i}, lambda onenet_v: {_fits(cfg, xs[i], f'x.x{i}', 'onenet_v')}))"
+           if i in near else _fits(cfg, xs[i], f'x.x{i}', f'cv.x{i}')) + ")"
+        for i in range(nx))
     firsts = ", ".join(f"min(j{i}) as f{i}" for i in range(nx)) or "count(*) as n"
-    # Two joiners of a cluster without a value yet must not bring two different values at once.
-    same_round = "".join(f" and (b.j{i} is null or cv.x{i} is not null or b.j{i} = f.f{i})" for i in range(nx))
+    # Two joiners of a cluster without a value yet must not bring two different values at once; nor
+    # two new near values to a cluster whose values are not certain (each was checked only against
+    # the cluster's, not against the other).
+    same_round = "".join(
+        f" and (b.j{i} is null or b.j{i} = f.f{i} or "
+        + (f"cv.t{i} or list_contains(cv.l{i}, b.j{i}))" if i in near else f"cv.x{i} is not null)")
+        for i in range(nx))
     # A profile whose best links lead to two clusters at the same weight cannot tell them apart.
     tied = "" if not cfg.refuse_ties else """
             where profile_id not in (
