@@ -3,8 +3,9 @@
 1. Anchors: profiles sharing an anchor value (a valid ID) are one cluster; two anchor values never meet.
 2. Joining rounds: a profile without a cluster joins the cluster of its best link to a clustered
    profile, if its exclusive values (e.g. a masked ID) agree with the cluster's (equal, or near as
-   `exclusive_near` configures: near every value its anchor profiles hold, or where they hold none,
-   every value it holds, so one near value cannot open the way for a second one near it alone).
+   `exclusive_near` configures: near the value its anchor profiles hold, or where they hold none,
+   near the smallest and the largest it holds, so one near value cannot open the way for a second
+   one near it alone).
    Each profile joins at most one cluster, so no profile can chain two anchors together; with
    `refuse_ties`, a profile whose best links lead to two clusters at the same weight joins neither.
 3. Components: what is left is clustered by connected components over its links among itself
@@ -63,15 +64,18 @@ def _join_rounds(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, nx: int) -
     xs = _exclusive(cfg)
     near = [i for i in range(nx) if xs[i] in cfg.exclusive_near]
     cv = "".join(f", min(x.x{i}) as x{i}" for i in range(nx))
-    # A near column's values to fit: those of the anchor profiles (certain: derived from a valid ID),
-    # else every value the cluster holds, so a value one typo from a joiner's typo is not enough.
-    cv += "".join(f", coalesce(list(distinct x.x{i}) filter (where c.how = 'anchor' and x.x{i} is not null), "
-                  f"list(distinct x.x{i}) filter (where x.x{i} is not null)) as l{i}, "
+    # A near column's values to fit: those of the anchor profiles (certain: one valid ID gives one
+    # value), else the smallest and the largest the cluster holds (each joiner's, one new per round),
+    # so a value one typo from a joiner's typo is not enough. Aggregates, not lists: this runs over
+    # every cluster in every round.
+    cv += "".join(f", coalesce(min(x.x{i}) filter (where c.how = 'anchor'), min(x.x{i})) as lo{i}, "
+                  f"coalesce(max(x.x{i}) filter (where c.how = 'anchor'), max(x.x{i})) as hi{i}, "
                   f"bool_or(c.how = 'anchor' and x.x{i} is not null) as t{i}" for i in near)
     jx = "".join(f", x.x{i} as j{i}" for i in range(nx))
     compat = "".join(
         f" and (x.x{i} is null or cv.x{i} is null or "
-        + (f"list_bool_and(list_transform(cv.l{i}, lambda onenet_v: {_fits(cfg, xs[i], f'x.x{i}', 'onenet_v')}))"
+        + (f"({_fits(cfg, xs[i], f'x.x{i}', f'cv.lo{i}')} and "
+           f"(cv.hi{i} = cv.lo{i} or {_fits(cfg, xs[i], f'x.x{i}', f'cv.hi{i}')}))"
            if i in near else _fits(cfg, xs[i], f'x.x{i}', f'cv.x{i}')) + ")"
         for i in range(nx))
     firsts = ", ".join(f"min(j{i}) as f{i}" for i in range(nx)) or "count(*) as n"
@@ -80,7 +84,7 @@ def _join_rounds(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, nx: int) -
     # the cluster's, not against the other).
     same_round = "".join(
         f" and (b.j{i} is null or b.j{i} = f.f{i} or "
-        + (f"cv.t{i} or list_contains(cv.l{i}, b.j{i}))" if i in near else f"cv.x{i} is not null)")
+        + (f"cv.t{i} or b.j{i} in (cv.lo{i}, cv.hi{i}))" if i in near else f"cv.x{i} is not null)")
         for i in range(nx))
     # A profile whose best links lead to two clusters at the same weight cannot tell them apart.
     tied = "" if not cfg.refuse_ties else """

@@ -68,9 +68,9 @@ class ResolverConfig:
     - `exclusive_columns`: SQL expressions over one record; a cluster holds at most one non-null value.
     - `exclusive_near`: per exclusive column (its expression as given), a SQL condition on `{a}` and
       `{b}` under which a joining record's value still fits the cluster's (e.g. a masked ID one typo
-      from the one its cluster holds: `damerau_levenshtein({a}, {b}) <= 1`). It must fit every value
-      the cluster's anchor records hold, or where they hold none, every value the cluster holds: a
-      second typo one off the first is not let in. A component of records without an anchor is still
+      from the one its cluster holds: `damerau_levenshtein({a}, {b}) <= 1`). It must fit the values
+      the cluster's anchor records hold, or where they hold none, the smallest and the largest value
+      the cluster holds: a second typo one off the first is not let in. A component of records without an anchor is still
       split on any two different values.
     - `threshold`: minimum match probability of a link.
     - `refuse_ties`: a record whose best links lead to two or more clusters at the same weight joins
