@@ -27,7 +27,7 @@ def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, only: str | None 
     """Create resolve_work_records and resolve_work_profiles (with term frequencies); return counts.
 
     Profile ids are numbered by the smallest record id of each profile, so they are the same on
-    every run over the same input. `only` names a table of record_uid to restrict the input to (an
+    every run over the same input (numbered on the narrow groups, before their values are joined). `only` names a table of record_uid to restrict the input to (an
     incremental run); `tf_from` then gives, per tf column, the table of (value, tf) to use, since
     the frequencies of a subset are not those of the whole input. resolve_work_records keeps each
     record's hash (column h, see `hash_sql`).
@@ -49,22 +49,33 @@ def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, only: str | None 
         {where}
     """)
     # Group on the 64-bit hash of the values, not on the values (an aggregate and a join back on
-    # twelve strings took 5x as long); a group whose records differ in any column is a hash
-    # collision, found by comparing each column's min and max, and then the values are grouped.
+    # sixteen strings took 5x as long); a profile's values are its first record's. A record whose
+    # values differ from its profile's is a hash collision, found when records are keyed to profiles
+    # (exact: every column compared); then the values themselves are grouped.
     group = "h, source" if by_source else "h"
-    same = " and ".join(f"min({c}) is not distinct from max({c}) and count({c}) in (0, count(*))"
-                        for c in cfg.columns)
     con.execute(f"""
         create or replace temp table {WORK}groups as
-        select {group}, {", ".join(f"min({c}) as {c}" for c in cfg.columns)},
-               min(record_uid) as first_uid, count(*) as n_records, {same} as same
-        from {WORK}input group by {group}
+        select g.*, {", ".join(f"i.{c}" for c in cfg.columns)}, g.h as profile_key
+        from (select *, row_number() over (order by first_uid)::bigint as profile_id  -- narrow rows sort fast
+              from (select {group}{", source as profile_source" if by_source else ""},
+                           min(record_uid) as first_uid, count(*) as n_records
+                    from {WORK}input group by {group})) g
+        join {WORK}input i on i.record_uid = g.first_uid
     """)
-    # The key a record finds its profile by: its hash, or after a collision its group's first record.
-    record_key, profile_key, profile_source = "h", "g.h", "g.source"
-    if _count(con, f"{WORK}groups where not same"):
+    if not _profiles_and_records(con, cfg, by_source, "h", tf_from):
         _group_on_values(con, cfg, by_source)
-        record_key, profile_key, profile_source = "profile_key", "g.profile_key", "g.profile_source"
+        if not _profiles_and_records(con, cfg, by_source, "profile_key", tf_from):
+            raise RuntimeError("resolver: records grouped on their values differ from their group's values")
+    con.execute(f"drop table {WORK}groups")
+    con.execute(f"drop table {WORK}input")
+    return _count(con, f"{WORK}records"), _count(con, f"{WORK}profiles")
+
+
+def _profiles_and_records(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, by_source: bool, record_key: str,
+                          tf_from: dict[str, str] | None) -> bool:
+    """resolve_work_profiles from resolve_work_groups (with term frequencies) and resolve_work_records,
+    each record keyed to its profile by `record_key`; False when a record's values differ from its
+    profile's (two value sets share a hash)."""
     tf_tables = {}
     for c in cfg.tf_columns:
         # Term frequency of each value among profiles, by aggregate + join (windows are slow here).
@@ -78,20 +89,21 @@ def build(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, only: str | None 
     joins = " ".join(f"left join {t} tf_{c} on tf_{c}.{c} = g.{c}" for c, t in tf_tables.items())
     con.execute(f"""
         create or replace temp table {WORK}profiles as
-        select row_number() over (order by g.first_uid)::bigint as profile_id,
-               {", ".join(f"g.{c}" for c in cfg.columns)}{f", {profile_source} as profile_source" if by_source else ""},
-               g.first_uid, g.n_records{sel}, {profile_key} as profile_key
+        select g.profile_id, {", ".join(f"g.{c}" for c in cfg.columns)}{", g.profile_source" if by_source else ""},
+               g.first_uid, g.n_records{sel}, g.profile_key
         from {WORK}groups g {joins}
     """)
-    con.execute(f"drop table {WORK}groups")
     on = f"i.{record_key} = p.profile_key" + (" and i.source = p.profile_source" if by_source else "")
+    differs = " or ".join(f"i.{c} is distinct from p.{c}" for c in cfg.columns)
     con.execute(f"""
         create or replace temp table {WORK}records as
-        select i.record_uid, i.source, i.record_key, p.profile_id, i.h
+        select i.record_uid, i.source, i.record_key, p.profile_id, i.h, ({differs}) as differs
         from {WORK}input i join {WORK}profiles p on {on}
     """)
-    con.execute(f"drop table {WORK}input")
-    return _count(con, f"{WORK}records"), _count(con, f"{WORK}profiles")
+    if _count(con, f"{WORK}records where differs"):
+        return False
+    con.execute(f"alter table {WORK}records drop column differs")
+    return True
 
 
 def _group_on_values(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, by_source: bool) -> None:
@@ -103,6 +115,10 @@ def _group_on_values(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, by_sou
         select {cols}{", source as profile_source" if by_source else ""},
                min(record_uid) as first_uid, count(*) as n_records, min(record_uid) as profile_key
         from {WORK}input group by all
+    """)
+    con.execute(f"""
+        create or replace temp table {WORK}groups as
+        select *, row_number() over (order by first_uid)::bigint as profile_id from {WORK}groups
     """)
     on = " and ".join([f"i.{c} is not distinct from g.{c}" for c in cfg.columns]
                       + (["i.source = g.profile_source"] if by_source else []))
