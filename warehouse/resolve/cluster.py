@@ -67,7 +67,7 @@ def _join_rounds(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, nx: int) -
     # A near column's values to fit: those of the anchor profiles (certain: one valid ID gives one
     # value), else the smallest and the largest the cluster holds (each joiner's, one new per round),
     # so a value one typo from a joiner's typo is not enough. Aggregates, not lists: this runs over
-    # every cluster in every round.
+    # every cluster a profile may join, in every round.
     cv += "".join(f", coalesce(min(x.x{i}) filter (where c.how = 'anchor'), min(x.x{i})) as lo{i}, "
                   f"coalesce(max(x.x{i}) filter (where c.how = 'anchor'), max(x.x{i})) as hi{i}, "
                   f"bool_or(c.how = 'anchor' and x.x{i} is not null) as t{i}" for i in near)
@@ -95,16 +95,22 @@ def _join_rounds(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, nx: int) -
                 where r = 1 group by 1 having count(distinct cluster_id) > 1)"""
     sql = f"""
         insert into {WORK}cluster
-        with cv as (
-            select c.cluster_id{cv} from {WORK}cluster c join {WORK}excl x using (profile_id) group by 1
-        ),
-        cand as (
-            select e.a as profile_id, c.cluster_id, e.b as via, e.weight, e.probability, e.reason{jx}
+        with open as (
+            select e.a as profile_id, c.cluster_id, e.b as via, e.weight, e.probability, e.reason
             from {WORK}edges e
             join {WORK}cluster c on c.profile_id = e.b
-            join {WORK}excl x on x.profile_id = e.a
-            join cv on cv.cluster_id = c.cluster_id
-            where e.a not in (select profile_id from {WORK}cluster){compat}
+            where e.a not in (select profile_id from {WORK}cluster)
+        ),
+        cv as (  -- only the clusters a profile may join this round
+            select c.cluster_id{cv} from {WORK}cluster c join {WORK}excl x using (profile_id)
+            where c.cluster_id in (select cluster_id from open) group by 1
+        ),
+        cand as (
+            select o.*{jx}
+            from open o
+            join {WORK}excl x on x.profile_id = o.profile_id
+            join cv on cv.cluster_id = o.cluster_id
+            where true{compat}
         ),
         best as (
             select * from cand{tied}
