@@ -95,14 +95,16 @@ def _profiles_and_records(con: duckdb.DuckDBPyConnection, cfg: ResolverConfig, b
     """)
     on = f"i.{record_key} = p.profile_key" + (" and i.source = p.profile_source" if by_source else "")
     differs = " or ".join(f"i.{c} is distinct from p.{c}" for c in cfg.columns)
+    # Only a profile of several records can hold a record whose values are not its first record's.
+    if _count(con, f"""{WORK}input i join (select * from {WORK}profiles where n_records > 1) p on {on}
+                       where i.record_uid <> p.first_uid and ({differs})"""):
+        return False
+    keys = f"profile_key, profile_id{', profile_source' if by_source else ''}"
     con.execute(f"""
         create or replace temp table {WORK}records as
-        select i.record_uid, i.source, i.record_key, p.profile_id, i.h, ({differs}) as differs
-        from {WORK}input i join {WORK}profiles p on {on}
+        select i.record_uid, i.source, i.record_key, p.profile_id, i.h
+        from {WORK}input i join (select {keys} from {WORK}profiles) p on {on}
     """)
-    if _count(con, f"{WORK}records where differs"):
-        return False
-    con.execute(f"alter table {WORK}records drop column differs")
     return True
 
 
