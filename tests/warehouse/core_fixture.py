@@ -223,6 +223,11 @@ def build_contract_fixture(con: duckdb.DuckDBPyConnection, *, surge: bool = Fals
            "dispatched_at varchar, first_response_at varchar, resolved_at varchar, closed_at varchar, rated_at varchar",
            [tuple(None if v is None else str(v) for v in row[:3]) + (row[3],)
             + tuple(None if v is None else str(v) for v in row[4:]) for row in versions])
+    # the registry's validated versions older than the current rows (mart.grid_daily's households over
+    # time): none, each resident has lived in one household
+    _table(con, "staging.grid_registry_residents",
+           "resident_id varchar, household_id varchar, updated_at timestamptz, _extracted_at timestamptz, "
+           "_load_id varchar, _record_hash varchar", [])
     records = [r for r, _ in PERSON_RECORDS]
     _table(con, "staging.stg_person_records", PERSON_COLUMNS, records)
     _table(con, "core.person_source",
@@ -232,6 +237,7 @@ def build_contract_fixture(con: duckdb.DuckDBPyConnection, *, surge: bool = Fals
     # The IDs as each silo wrote them, for core.data_issue_finding's invalid-ID reasons: none here
     # (the hand-made records' IDs are standardised already), but the columns are part of the contract.
     con.execute("alter table staging.stg_grid_registry__residents add column id_number varchar")
+    con.execute("alter table staging.stg_grid_registry__residents add column _extracted_at timestamptz")
     con.execute("alter table staging.stg_health_codes__exports add column record_key varchar")
     con.execute("alter table staging.stg_health_codes__exports add column id_number varchar")
     _table(con, "staging.stg_ids", "id_raw varchar, id_clean varchar", [])

@@ -23,7 +23,9 @@ COUNTS = ("residents", "special_group_residents", "open_cases", "green_codes", "
 # Every figure by its definition: a record counts on a day when its range covers the day. Bounds are
 # the first and last day with a ticket, a case or an export; a code counts when its period holds at the
 # Beijing midnight that ends the day (written here as a '+08:00' literal, not with timezone()), in the
-# grid of the person's registration moved into last among those covering the day.
+# grid of the person's registration moved into last among those covering the day. A registration is in
+# the household of its newest version changed by that day (the oldest before any was), looked up day
+# by day.
 BRUTE_FORCE = """
 with
 
@@ -43,8 +45,38 @@ grid_days as (
     where grid.is_micro
 ),
 
+older_versions as (
+    select v.resident_id, v.household_id, v.updated_at, v._extracted_at,
+        row_number() over (partition by v.resident_id order by l.load_seq desc nulls last,
+            v.updated_at desc nulls last, v._extracted_at desc, v._load_id desc, v._record_hash desc) as version_rank
+    from staging.grid_registry_residents as v left join meta.loads as l on l.load_id = v._load_id
+    where v._record_hash <> 'tombstone'
+),
+
+versions as (
+    select resident_id, household_id, version_rank,
+        cast(timezone('Asia/Shanghai', coalesce(updated_at, _extracted_at)) as date) as changed_on
+    from older_versions where version_rank > 1
+    union all
+    select resident_id, household_id, 1,
+        cast(timezone('Asia/Shanghai', coalesce(updated_at, _extracted_at)) as date)
+    from staging.stg_grid_registry__residents
+),
+
+held as (
+    select resident.resident_id, d.day_on,
+        coalesce(
+            (select v.household_id from versions as v
+             where v.resident_id = resident.resident_id and v.changed_on <= d.day_on
+             order by v.version_rank limit 1),
+            (select v.household_id from versions as v
+             where v.resident_id = resident.resident_id order by v.version_rank desc limit 1)) as household_id
+    from staging.stg_grid_registry__residents as resident, (select distinct day_on from grid_days) as d
+),
+
 registry as (
     select
+        held.day_on,
         household.grid_code,
         coalesce(link.person_id, resident.resident_id) as identity_id,
         coalesce(resident.moved_in_on, date '1900-01-01') as from_on,
@@ -54,19 +86,21 @@ registry as (
         (select min(coalesce(g.since, date '1900-01-01')) from staging.stg_grid_registry__special_groups as g
          where g.resident_id = resident.resident_id) as group_since
     from staging.stg_grid_registry__residents as resident
-    join core.household as household on household.household_id = resident.household_id
+    join held on held.resident_id = resident.resident_id
+    join core.household as household on household.household_id = held.household_id
     left join core.person_source as link
         on link.record_key = resident.resident_id and link.source = 'grid_registry.residents'
 ),
 
 spans as (
-    select link.person_id, resident.resident_id, household.grid_code,
+    select held.day_on, link.person_id, resident.resident_id, household.grid_code,
         coalesce(resident.moved_in_on, date '1900-01-01') as from_on,
         case when resident.is_deleted
             then coalesce(cast(timezone('Asia/Shanghai', resident.deleted_at) as date), date '1900-01-01')
         end as until_on
     from staging.stg_grid_registry__residents as resident
-    join core.household as household on household.household_id = resident.household_id
+    join held on held.resident_id = resident.resident_id
+    join core.household as household on household.household_id = held.household_id
     join core.person_source as link
         on link.record_key = resident.resident_id and link.source = 'grid_registry.residents'
 ),
@@ -78,7 +112,7 @@ codes as (
     where period.valid_from < gd.day_end_at and (period.valid_to is null or period.valid_to >= gd.day_end_at)
         and gd.grid_code = (
             select s.grid_code from spans as s
-            where s.person_id = period.person_id and s.from_on <= gd.day_on
+            where s.person_id = period.person_id and s.day_on = gd.day_on and s.from_on <= gd.day_on
                 and (s.until_on is null or s.until_on > gd.day_on)
             order by s.from_on desc, s.resident_id desc limit 1)
 )
@@ -87,10 +121,10 @@ select
     gd.grid_code,
     gd.day_on,
     (select count(distinct r.identity_id) from registry as r
-     where r.grid_code = gd.grid_code and r.from_on <= gd.day_on
+     where r.grid_code = gd.grid_code and r.day_on = gd.day_on and r.from_on <= gd.day_on
         and (r.until_on is null or r.until_on > gd.day_on)) as residents,
     (select count(distinct r.identity_id) from registry as r
-     where r.grid_code = gd.grid_code and r.from_on <= gd.day_on
+     where r.grid_code = gd.grid_code and r.day_on = gd.day_on and r.from_on <= gd.day_on
         and (r.until_on is null or r.until_on > gd.day_on) and r.group_since <= gd.day_on)
         as special_group_residents,
     (select count(*) from core.city_case as c
@@ -269,3 +303,37 @@ def test_a_move_leaves_the_past_days_as_they_were():
     day = {(r[0], r[1]): r for r in after}
     assert (day[(M1, moved)][2], day[(M1, moved)][6]) == (1, 0)
     assert (day[(M2, moved)][2], day[(M2, moved)][6]) == (3, 1)
+
+
+def test_a_move_made_by_updating_the_row_leaves_the_past_days_as_they_were():
+    """The registry moves 张伟 by updating his row (household H1 -> H2 at 11-09 09:00 Beijing; his
+    move-in date stays). Staging keeps only the latest version, but the older one is among the validated
+    versions: the days before the change stay in M1 as they were, from 11-09 he counts in M2. Counted by
+    the latest version alone, every past day of both grids moved him (issue #13)."""
+    con = _edge_district("UTC")
+    try:
+        before = _mart(con)
+        _insert(con, "staging.grid_registry_residents", [
+            dict(resident_id="R1", household_id="H1", updated_at="2026-10-01 08:00:00+08",
+                 _extracted_at="2026-10-02 00:00:00+08", _load_id="L1", _record_hash="a"),
+            dict(resident_id="R1", household_id="H2", updated_at="2026-11-09 09:00:00+08",
+                 _extracted_at="2026-11-10 00:00:00+08", _load_id="L2", _record_hash="b")])
+        con.execute("update staging.stg_grid_registry__residents set household_id = 'H2', "
+                    "updated_at = '2026-11-09 09:00:00+08' where resident_id = 'R1'")
+        con.execute("update core.person set grid_code = ? where person_id = 'P000000001'", [M2])
+        _rebuild(con)
+        after = _assert_matches_brute_force(con)
+        # and without the older version (the mart's view before this change): every day moves
+        con.execute("delete from staging.grid_registry_residents")
+        _rebuild(con)
+        latest_only = _assert_matches_brute_force(con)
+    finally:
+        con.close()
+    moved = date(2026, 11, 9)
+    assert [r for r in after if r[1] < moved] == [r for r in before if r[1] < moved]
+    changed = {(r[0], r[1]) for r in set(after) - set(before)}
+    assert changed == {(grid, day) for grid in (M1, M2) for day in (moved, moved + timedelta(days=1))}
+    day = {(r[0], r[1]): r for r in after}
+    assert (day[(M1, moved)][2], day[(M1, moved)][6]) == (1, 0)
+    assert (day[(M2, moved)][2], day[(M2, moved)][6]) == (3, 1)
+    assert {r[1] for r in set(latest_only) - set(before)} >= {moved - timedelta(days=i) for i in range(1, 9)}

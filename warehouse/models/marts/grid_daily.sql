@@ -2,7 +2,11 @@
 -- grain: one row per micro-grid x Beijing day, over the data's own date range (first to last day
 -- with a ticket, a case or a health-code export); key (grid_code, day_on).
 --   residents                 registry residents living in the grid that day (moved in, not deleted;
---                             distinct golden persons)
+--                             distinct golden persons), in the household the registry had for them
+--                             that day: the registry moves a resident by updating the row, and each
+--                             version holds from the Beijing day of its change (updated_at, else when it
+--                             landed) until a newer version's, so a move leaves the days before it as
+--                             they were
 --   special_group_residents   of them, those in a special group by that day
 --   new_tickets               hotline orders received that day placed in the grid
 --   open_cases                city cases reported by that day and not closed by its end
@@ -103,18 +107,79 @@ grid_days as (
 
 ),
 
+load_order as (
+
+    select load_id, load_seq from meta.loads
+
+),
+
+-- a registration's households over time: its current row (staging's latest version) and the older
+-- versions landed before it, newest first in the order staging picks the latest by
+resident_versions as (
+
+    select resident_id, household_id, changed_on, version_rank
+    from (
+        select
+            versions.resident_id,
+            versions.household_id,
+            cast(timezone('Asia/Shanghai', coalesce(versions.updated_at, versions._extracted_at)) as date)
+                as changed_on,
+            row_number() over (
+                partition by versions.resident_id
+                order by load_order.load_seq desc nulls last, versions.updated_at desc nulls last,
+                    versions._extracted_at desc, versions._load_id desc, versions._record_hash desc
+            ) as version_rank
+        from staging.grid_registry_residents as versions
+        left join load_order on load_order.load_id = versions._load_id
+        where versions._record_hash <> 'tombstone'
+    )
+    where version_rank > 1
+    union all
+    select
+        resident_id,
+        household_id,
+        cast(timezone('Asia/Shanghai', coalesce(updated_at, _extracted_at)) as date) as changed_on,
+        1 as version_rank
+    from residents
+
+),
+
+-- a version holds on a day when it is the newest changed by that day (the oldest before any was):
+-- from its change day (the oldest: always) until the earliest change day of the newer versions
+household_spans as (
+
+    select
+        resident_id,
+        household_id,
+        case when version_rank < max(version_rank) over (partition by resident_id) then changed_on end
+            as held_from,
+        min(changed_on) over (
+            partition by resident_id order by version_rank
+            rows between unbounded preceding and 1 preceding
+        ) as held_until
+    from resident_versions
+
+),
+
 resident_spans as (
 
     select
         person_source.person_id,
         households.grid_code,
         residents.resident_id,
-        coalesce(residents.moved_in_on, date '1900-01-01') as from_on,
-        case when coalesce(residents.is_deleted, false)
-            then coalesce(cast(timezone('Asia/Shanghai', residents.deleted_at) as date), date '1900-01-01')
+        -- the registration's own start: of a person's registrations, the one moved into last counts
+        coalesce(residents.moved_in_on, date '1900-01-01') as moved_in_on,
+        greatest(coalesce(residents.moved_in_on, date '1900-01-01'),
+                 coalesce(household_spans.held_from, date '1900-01-01')) as from_on,
+        case
+            when coalesce(residents.is_deleted, false) then least(
+                coalesce(cast(timezone('Asia/Shanghai', residents.deleted_at) as date), date '1900-01-01'),
+                coalesce(household_spans.held_until, date '9999-12-31'))
+            else household_spans.held_until
         end as until_on
     from residents
-    join households on households.household_id = residents.household_id
+    join household_spans on household_spans.resident_id = residents.resident_id
+    join households on households.household_id = household_spans.household_id
     left join person_source on person_source.record_key = residents.resident_id
 
 ),
@@ -185,7 +250,7 @@ residences as (
         and (resident_spans.until_on is null or resident_spans.until_on > residence_segments.start_on)
     qualify row_number() over (
         partition by residence_segments.person_id, residence_segments.start_on
-        order by resident_spans.from_on desc, resident_spans.resident_id desc
+        order by resident_spans.moved_in_on desc, resident_spans.resident_id desc
     ) = 1
 
 ),
