@@ -276,6 +276,18 @@ def test_edge_cases_match_brute_force_and_hand_counts(timezone):
     assert [row[7] for row in by_grid[M1]] == [0, 0, 1, 1, 0, 0, 0, 0, 0, 0]
 
 
+def _assert_moved_on_11_09(before: list[tuple], after: list[tuple]) -> None:
+    """张伟 moved from M1 to M2 on 11-09: the days before keep their figures; from 11-09 he (yellow) lives
+    and counts in M2, no longer in M1 (the mart's last day, 11-10, follows)."""
+    moved = date(2026, 11, 9)
+    assert [r for r in after if r[1] < moved] == [r for r in before if r[1] < moved]
+    changed = {(r[0], r[1]) for r in set(after) - set(before)}
+    assert changed == {(grid, day) for grid in (M1, M2) for day in (moved, moved + timedelta(days=1))}
+    day = {(r[0], r[1]): r for r in after}
+    assert (day[(M1, moved)][2], day[(M1, moved)][6]) == (1, 0)
+    assert (day[(M2, moved)][2], day[(M2, moved)][6]) == (3, 1)
+
+
 def test_a_move_leaves_the_past_days_as_they_were():
     """张伟 moves from M1 to M2 on 11-09: his residence and codes follow him from that day only, so the
     grid days before it keep their figures and the publish can keep their files (issue #13). Counted by
@@ -295,14 +307,7 @@ def test_a_move_leaves_the_past_days_as_they_were():
         after = _assert_matches_brute_force(con)
     finally:
         con.close()
-    moved = date(2026, 11, 9)
-    assert [r for r in after if r[1] < moved] == [r for r in before if r[1] < moved]
-    changed = {(r[0], r[1]) for r in set(after) - set(before)}
-    assert changed == {(grid, day) for grid in (M1, M2) for day in (moved, moved + timedelta(days=1))}
-    # from 11-09 张伟 (yellow) lives and counts in M2, no longer in M1
-    day = {(r[0], r[1]): r for r in after}
-    assert (day[(M1, moved)][2], day[(M1, moved)][6]) == (1, 0)
-    assert (day[(M2, moved)][2], day[(M2, moved)][6]) == (3, 1)
+    _assert_moved_on_11_09(before, after)
 
 
 def test_a_move_made_by_updating_the_row_leaves_the_past_days_as_they_were():
@@ -329,11 +334,6 @@ def test_a_move_made_by_updating_the_row_leaves_the_past_days_as_they_were():
         latest_only = _assert_matches_brute_force(con)
     finally:
         con.close()
+    _assert_moved_on_11_09(before, after)
     moved = date(2026, 11, 9)
-    assert [r for r in after if r[1] < moved] == [r for r in before if r[1] < moved]
-    changed = {(r[0], r[1]) for r in set(after) - set(before)}
-    assert changed == {(grid, day) for grid in (M1, M2) for day in (moved, moved + timedelta(days=1))}
-    day = {(r[0], r[1]): r for r in after}
-    assert (day[(M1, moved)][2], day[(M1, moved)][6]) == (1, 0)
-    assert (day[(M2, moved)][2], day[(M2, moved)][6]) == (3, 1)
     assert {r[1] for r in set(latest_only) - set(before)} >= {moved - timedelta(days=i) for i in range(1, 9)}

@@ -212,38 +212,37 @@ def test_a_caller_between_two_namesakes_of_the_building_joins_neither(con):
     assert _person_of(con, "tie:C") not in (_person_of(con, "tie:A"), _person_of(con, "tie:B"))
 
 
+def _masked_typos(con, source: str, name: tuple[str, str, str], phone: str, masked: dict[str, tuple[str, str]]):
+    """One person with a valid ID (record A, 420106196503258601) and records holding only a masked ID
+    (key -> (prefix6, suffix4)), all with the same name and phone; resolved, each record's person by key."""
+    person = {"source": source, "name_std": name[0], "name_pinyin": name[1], "surname": name[2],
+              "phone_std": phone, "is_deleted": False}
+    _plant(con, [person | {"record_uid": f"{source}:A", "record_key": "A", "sex": "男", "birth_date": "1965-03-25",
+                           "id_std": "420106196503258601", "id_prefix6": "420106", "id_suffix4": "8601"}]
+           + [person | {"record_uid": f"{source}:{key}", "record_key": key, "id_prefix6": prefix, "id_suffix4": suffix}
+              for key, (prefix, suffix) in masked.items()])
+    _run(con)
+    return {key: _person_of(con, f"{source}:{key}") for key in ["A", *masked]}
+
+
 def test_a_masked_id_one_typo_off_is_no_veto(con):
     """A masked ID cannot be checked, so a typo in it goes unnoticed: one wrong or swapped digit among its
     ten is no veto when name and phone agree; more than one is another person's ID."""
-    person = {"source": "typo", "name_std": "令狐冲", "name_pinyin": "ling hu chong", "surname": "令狐",
-              "phone_std": "13955550021", "is_deleted": False}
-    _plant(con, [
-        person | {"record_uid": "typo:A", "record_key": "A", "sex": "男", "birth_date": "1965-03-25",
-                  "id_std": "420106196503258601", "id_prefix6": "420106", "id_suffix4": "8601"},
-        # two adjacent digits of the prefix swapped: joins the person with the valid ID
-        person | {"record_uid": "typo:B", "record_key": "B", "id_prefix6": "420160", "id_suffix4": "8601"},
-        # another suffix altogether: the same name and phone, but another person's ID, stays apart
-        person | {"record_uid": "typo:C", "record_key": "C", "id_prefix6": "420106", "id_suffix4": "1234"}])
-    _run(con)
-    assert _person_of(con, "typo:B") == _person_of(con, "typo:A")
-    assert _person_of(con, "typo:C") not in (_person_of(con, "typo:A"), _person_of(con, "typo:B"))
+    person = _masked_typos(con, "typo", ("令狐冲", "ling hu chong", "令狐"), "13955550021", {
+        "B": ("420160", "8601"),  # two adjacent digits of the prefix swapped: joins the person with the valid ID
+        "C": ("420106", "1234")})  # another suffix altogether: another person's ID, stays apart
+    assert person["B"] == person["A"]
+    assert person["C"] not in (person["A"], person["B"])
 
 
 def test_a_second_typo_cannot_join_through_the_first(con):
     """A masked ID one typo from a typo'd one that joined, but two from the person's real ID, stays
     apart: a joiner must fit the value the cluster's valid ID gives, not any value that joined it."""
-    person = {"source": "typo2", "name_std": "任盈盈", "name_pinyin": "ren ying ying", "surname": "任",
-              "phone_std": "13955550022", "is_deleted": False}
-    _plant(con, [
-        person | {"record_uid": "typo2:A", "record_key": "A", "sex": "女", "birth_date": "1965-03-25",
-                  "id_std": "420106196503258601", "id_prefix6": "420106", "id_suffix4": "8601"},
-        # 8601 -> 8061: one swap, joins; and it sorts before the real value
-        person | {"record_uid": "typo2:B", "record_key": "B", "id_prefix6": "420106", "id_suffix4": "8061"},
-        # 8061 -> 0861: one swap from B, two from A's real ID
-        person | {"record_uid": "typo2:C", "record_key": "C", "id_prefix6": "420106", "id_suffix4": "0861"}])
-    _run(con)
-    assert _person_of(con, "typo2:B") == _person_of(con, "typo2:A")
-    assert _person_of(con, "typo2:C") != _person_of(con, "typo2:A")
+    person = _masked_typos(con, "typo2", ("任盈盈", "ren ying ying", "任"), "13955550022", {
+        "B": ("420106", "8061"),  # 8601 -> 8061: one swap, joins; and it sorts before the real value
+        "C": ("420106", "0861")})  # 8061 -> 0861: one swap from B, two from A's real ID
+    assert person["B"] == person["A"]
+    assert person["C"] != person["A"]
 
 
 def test_rerun_is_identical(con):
