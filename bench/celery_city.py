@@ -207,8 +207,13 @@ def figures(celery: dict[str, Any]) -> dict[str, float]:
         district = dag.rsplit("__", 1)[1]
         chains[district] = chains.get(district, 0.0) + (e - s)
     heavy = sum(e - s for _, t, _, s, e, _ in tasks if t in ("sync", "validate", "merge"))
+    by_task: dict[str, float] = {}
+    for _, t, _, s, e, _ in tasks:
+        by_task[t] = by_task.get(t, 0.0) + (e - s)
+    waits = [s - q for *_, s, _, q in tasks if q is not None]
     return {"work_s": work, "heavy_s": heavy, "longest_chain_s": max(chains.values()), "tasks": len(tasks),
-            "light_s": work - heavy}
+            "light_s": work - heavy, "task_s": {t: round(v, 1) for t, v in sorted(by_task.items())},
+            "queued_to_start_s": round(sum(waits), 1)}
 
 
 def main() -> None:
@@ -318,7 +323,8 @@ def main() -> None:
             print(f"pair {pair + 1}: celery {row['celery']['seconds']:.1f} s, sequential "
                   f"{row['sequential']['seconds']:.1f} s, ratio {row['ratio']:.2f} (load {load:.1f}); celery work "
                   f"{row['celery']['work_s']:.1f} s in {row['celery']['tasks']} tasks, longest district chain "
-                  f"{row['celery']['longest_chain_s']:.1f} s", flush=True)
+                  f"{row['celery']['longest_chain_s']:.1f} s; by task {row['celery']['task_s']}; queued to start "
+                  f"{row['celery']['queued_to_start_s']:.1f} s in all", flush=True)
             results.append(row)
             if args.out:  # after every pair: a long run stopped early keeps what it measured
                 args.out.write_text(json.dumps({"districts": args.districts, "residents": args.residents,

@@ -296,6 +296,8 @@ def airflow_env(airflow_home: Path, dags_folder: Path | None = None,
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn or f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        # Read by Celery workers only: Airflow's settings plus the tasks' imports done once per worker.
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "onenet.celery_worker.CELERY_CONFIG",
     }
 
 

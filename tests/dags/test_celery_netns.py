@@ -39,6 +39,7 @@ from pathlib import Path
 import pytest
 
 from onenet import districts as districts_mod
+from onenet.celery_worker import WARM_MODULES
 from tests.dags.conftest import DAGS, REPO
 from tests.dags.test_real_scheduler import PG, Airflow, _pg, metadata_db  # noqa: F401 - a fixture
 
@@ -326,6 +327,8 @@ def test_two_districts_on_two_celery_hosts_survive_a_killed_worker(hosts, metada
             "select count(*) from dag where dag_id = any(%s)", (dag_ids,)).fetchone()[0] == len(dag_ids))
         wait("both workers to be ready", lambda: all(
             "ready." in (logs / f"worker-{h}.log").read_text(errors="replace") for h in workers))
+        for h in workers:  # onenet/celery_worker.py: the tasks' imports done once, before the pool forks
+            assert f"{len(WARM_MODULES)} task modules imported" in (logs / f"worker-{h}.log").read_text(errors="replace"), h
 
         # East's hotline answers slowly: its sync is still in the silo's request when the worker dies.
         hotline_east = json.loads((roots["east"] / "run" / "hotline.json").read_text(encoding="utf-8"))["url"]
