@@ -34,8 +34,16 @@ import duckdb
 from onenet.settings import environment
 
 
-def run_districts(city: Path, out: Path, *, to_day: int, key: str) -> dict[str, Any]:
-    """Run each district's pipeline into out/<code>/ (warehouse, published); return their reports."""
+def district_env(target: Path, key: str) -> dict[str, str]:
+    """A city district's own folders (published, exports) and the city key, for its pipeline's steps."""
+    return dict(ONENET_PUBLISHED=str(target / "published"), ONENET_CITY_KEY=key,
+                ONENET_EXPORTS=str(target / "exports"))
+
+
+def run_districts(city: Path, out: Path, *, to_day: int, key: str, memory_limit: str | None = None,
+                  threads: int | None = None) -> dict[str, Any]:
+    """Run each district's pipeline into out/<code>/ (warehouse, published); return their reports.
+    `memory_limit` / `threads`: DuckDB settings for the pipeline's connections (bench/district_warehouse.py)."""
     from bench import district_warehouse
 
     manifest = json.loads((city / "manifest.json").read_text(encoding="utf-8"))
@@ -45,9 +53,9 @@ def run_districts(city: Path, out: Path, *, to_day: int, key: str) -> dict[str, 
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
-        with environment(ONENET_PUBLISHED=str(target / "published"), ONENET_CITY_KEY=key,
-                         ONENET_EXPORTS=str(target / "exports")):
-            reports[str(d["code"])] = district_warehouse.build(city / d["folder"], target, to_day=to_day)
+        with environment(**district_env(target, key)):
+            reports[str(d["code"])] = district_warehouse.build(city / d["folder"], target, to_day=to_day,
+                                                               memory_limit=memory_limit, threads=threads)
     return reports
 
 

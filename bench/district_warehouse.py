@@ -77,6 +77,14 @@ class Steps:
         return out
 
 
+def pipeline_env(out: Path) -> dict[str, str]:
+    """The environment of the pipeline built by `build` into `out`: the district copy the silos serve,
+    the warehouse, Great Expectations' folder, the health-code drop read as soon as a file is there."""
+    root = out / "district"
+    return dict(ONENET_DISTRICT=str(root), ONENET_WAREHOUSE=str(out / "warehouse.duckdb"), ONENET_GX_DIR=str(out / "gx"),
+                AIRFLOW_CONN_ONENET_HEALTH_CODES=f"file://{root / 'health_codes' / 'drop'}?stable_seconds=0")
+
+
 def build(district: Path, out: Path, *, to_day: int = 29, merge: bool = True,
           memory_limit: str | None = None, threads: int | None = None) -> dict[str, Any]:
     """Copy `district` to out/district, build out/warehouse.duckdb through the pipeline; return the timings."""
@@ -92,9 +100,7 @@ def build(district: Path, out: Path, *, to_day: int = 29, merge: bool = True,
         shutil.rmtree(root)
     steps.run("copy district", lambda: shutil.copytree(district, root, ignore=shutil.ignore_patterns(
         "run", "*.sqlite-shm", "*.sqlite-wal")))
-    env = dict(ONENET_DISTRICT=str(root), ONENET_WAREHOUSE=str(warehouse), ONENET_GX_DIR=str(out / "gx"),
-               AIRFLOW_CONN_ONENET_HEALTH_CODES=f"file://{root / 'health_codes' / 'drop'}?stable_seconds=0")
-    with environment(**env), _capped_connections(memory_limit, threads):
+    with environment(**pipeline_env(out)), _capped_connections(memory_limit, threads):
         steps.run("simulators up", lambda: runner.up(root, ports=PORTS))
         try:
             steps.run(f"advance to day {to_day}", lambda: runner.advance(root, to_day))

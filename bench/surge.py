@@ -27,6 +27,7 @@ to the JSON file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -40,6 +41,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PORTS = {"hotline": 0, "city_cases": 0}
+THREADS_ENV = "ONENET_BENCH_THREADS"  # a worker's DuckDB threads, if set (not a pipeline setting)
 
 
 # --- the worker: one pipeline step in a fresh process ------------------------------------------
@@ -248,7 +250,13 @@ def main() -> None:
                     help="copy the state before the last cycle's validate here (for bench/cycle_step.py)")
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.arg, args.spawned_at or time.time())))
+        capped: Any = contextlib.nullcontext()
+        if os.environ.get(THREADS_ENV):  # DuckDB threads of the step's connections (bench/city_surge.py --threads)
+            from bench.district_warehouse import _capped_connections
+
+            capped = _capped_connections(None, int(os.environ[THREADS_ENV]))
+        with capped:
+            print(json.dumps(worker(args.worker, args.arg, args.spawned_at or time.time())))
         return
     if not args.district or not args.work:
         ap.error("--district and --work are needed")
