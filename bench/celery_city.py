@@ -98,7 +98,15 @@ class Api:
         import httpx
 
         self.base = f"http://127.0.0.1:{port}"
-        token = httpx.get(f"{self.base}/auth/token", timeout=30).json()["access_token"]
+        deadline = time.monotonic() + 180
+        while True:  # the api-server may still be starting when the DAGs are parsed and the workers ready
+            try:
+                token = httpx.get(f"{self.base}/auth/token", timeout=30).json()["access_token"]
+                break
+            except httpx.ConnectError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
         self.client = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
     def unpause(self, dag_id: str) -> None:
@@ -211,7 +219,7 @@ def figures(celery: dict[str, Any]) -> dict[str, float]:
     for _, t, _, s, e, _ in tasks:
         by_task[t] = by_task.get(t, 0.0) + (e - s)
     waits = [s - q for *_, s, _, q in tasks if q is not None]
-    return {"work_s": work, "heavy_s": heavy, "longest_chain_s": max(chains.values()), "tasks": len(tasks),
+    return {"work_s": work, "heavy_s": heavy, "longest_chain_s": max(chains.values()), "task_count": len(tasks),
             "light_s": work - heavy, "task_s": {t: round(v, 1) for t, v in sorted(by_task.items())},
             "queued_to_start_s": round(sum(waits), 1)}
 
@@ -226,6 +234,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/onenet-city"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    # A bench stopped with SIGTERM (or SIGINT, ignored in a background job) still stops its Airflow,
+    # Redis and silos and drops its database (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from onenet import districts as districts_mod
     from onenet import orchestration as orch
@@ -322,7 +333,7 @@ def main() -> None:
             row["load"] = load
             print(f"pair {pair + 1}: celery {row['celery']['seconds']:.1f} s, sequential "
                   f"{row['sequential']['seconds']:.1f} s, ratio {row['ratio']:.2f} (load {load:.1f}); celery work "
-                  f"{row['celery']['work_s']:.1f} s in {row['celery']['tasks']} tasks, longest district chain "
+                  f"{row['celery']['work_s']:.1f} s in {row['celery']['task_count']} tasks, longest district chain "
                   f"{row['celery']['longest_chain_s']:.1f} s; by task {row['celery']['task_s']}; queued to start "
                   f"{row['celery']['queued_to_start_s']:.1f} s in all", flush=True)
             results.append(row)

@@ -296,6 +296,10 @@ def airflow_env(airflow_home: Path, dags_folder: Path | None = None,
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn or f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        # The task supervisor re-checks a finished task's exit only every this many seconds once its
+        # sockets close first (a race in Airflow 3.3's supervisor): at the default 5, about half of a
+        # city's tasks held their worker slot 5 s after they ended (bench/README.md, Celery city).
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         # Read by Celery workers only: Airflow's settings plus the tasks' imports done once per worker.
         "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "onenet.celery_worker.CELERY_CONFIG",
     }
