@@ -152,6 +152,11 @@ def main() -> None:
     from warehouse.city.build import build
 
     out: Path = args.out
+    with environment(ONENET_HOME=str(out / "home")):  # the pseudonym key and access log, not the checkout's var/
+        _main(args, out, generate_city, build)
+
+
+def _main(args: argparse.Namespace, out: Path, generate_city: Any, build: Any) -> None:
     seconds: dict[str, float] = {}
     city, run, city_db = out / "city", out / "run", out / "city.duckdb"
     t = time.perf_counter()

@@ -1,7 +1,7 @@
 """The surge month, day by day (issue #19 item 4): the 15-minute hotline cycle at the peak and the next-day run.
 
     .venv/bin/python -m bench.surge --district D --work W [--from-day N] [--to-day M] [--cycles 4]
-        [--cycle-at 09:00] [--memory-limit 4GB] [--threads 2] [--out W/surge.json] [--capture DIR]
+        [--cycle-at 09:00] [--memory-limit 4GB] [--out W/surge.json] [--capture DIR]
 
 D is a district generated with a surge (`onenet simulate --surge 5`, or
 generate(D, ..., surge=SurgeSpec(peak=5))); it is copied to W/district and left untouched. The four
