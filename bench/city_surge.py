@@ -154,9 +154,10 @@ def _next_day_line(r: dict[str, Any]) -> str:
 
 
 def _build_line(b: dict[str, Any]) -> str:
-    steps = " / ".join(f"{v:.1f}" for v in b["steps_s"].values())
-    other = b["wall_s"] - sum(b["steps_s"].values())  # opening, the counts, the commit
-    return (f"{b['wall_s']:9.1f}  ({' / '.join(b['steps_s'])} / other: {steps} / {other:.1f}; resolve {b['resolve_mode']}; "
+    steps_s = {k: v for k, v in b["steps_s"].items() if k != "total"}
+    steps = " / ".join(f"{v:.1f}" for v in steps_s.values())
+    other = b["wall_s"] - sum(steps_s.values())  # closing (older builds: opening, the counts, the commit)
+    return (f"{b['wall_s']:9.1f}  ({' / '.join(steps_s)} / other: {steps} / {other:.1f}; resolve {b['resolve_mode']}; "
             f"{b['district_persons']:,} district persons -> {b['city_persons']:,} city persons)")
 
 

@@ -51,7 +51,8 @@ class CityBuildSummary:
                 f"({self.movers:,} moved between districts, {self.double_registered:,} registered in two)",
                 f"  city persons resolved: {self.resolve_mode}",
                 f"  {self.tickets:,} tickets, {self.cross_district_tickets:,} about a place in another district",
-                "  steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())]
+                "  steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items() if k != "total")
+                + (f"; total {self.seconds['total']:.1f} s" if "total" in self.seconds else "")]
 
 
 def _land(con, published: list[Path], stack: ExitStack) -> list[dict]:
@@ -83,7 +84,9 @@ def build(city_db: Path, published: list[Path]) -> CityBuildSummary:
     if len(published) < 1:
         raise CityBuildError("give at least one district's published folder")
     summary = CityBuildSummary()
+    began = time.perf_counter()
     con = db.connect(city_db)
+    summary.seconds["open"] = time.perf_counter() - began
     try:
         with ExitStack() as stack, db.transaction(con):
             t = time.perf_counter()
@@ -102,6 +105,7 @@ def build(city_db: Path, published: list[Path]) -> CityBuildSummary:
                 if name.name.endswith(".sql") and not name.name.startswith("01_"):
                     con.execute(name.read_text(encoding="utf-8"))
             summary.seconds["marts"] = time.perf_counter() - t
+            t = time.perf_counter()
             row = con.execute("""
                 select (select count(*) from land.person), (select count(*) from core.person),
                        (select count(*) filter (where is_mover) from core.person),
@@ -112,8 +116,10 @@ def build(city_db: Path, published: list[Path]) -> CityBuildSummary:
             (summary.district_persons, summary.city_persons, summary.movers, summary.double_registered,
              summary.tickets, summary.cross_district_tickets) = (int(x) for x in row)
             assert result.records == summary.district_persons
+        summary.seconds["counts and commit"] = time.perf_counter() - t
     finally:
         con.close()
+    summary.seconds["total"] = time.perf_counter() - began
     return summary
 
 
