@@ -13,6 +13,7 @@ Point Airflow at it with AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=onenet.celery_wo
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import time
@@ -23,7 +24,8 @@ from celery.signals import worker_init
 
 log = logging.getLogger(__name__)
 
-CELERY_CONFIG: dict[str, Any] = dict(DEFAULT_CELERY_CONFIG)
+# Airflow's own object, not a copy: its per-team configuration is applied only when this is it.
+CELERY_CONFIG: dict[str, Any] = DEFAULT_CELERY_CONFIG
 
 # What the source and merge tasks import when they run (onenet/dag_factory.py's task bodies):
 # the pipeline and its connectors, Great Expectations, the merge and publishing.
@@ -53,6 +55,10 @@ def warm_imports(**_: Any) -> list[str]:
             log.exception("onenet: could not pre-import %s; tasks will import it themselves", name)
         else:
             done.append(name)
+    # As Airflow's own pre-imports do: kept out of the collector's reach so the forked pool process
+    # and its tasks do not copy these pages by collecting them (Airflow unfreezes the main process
+    # when the worker is ready).
+    gc.freeze()
     log.info("onenet: %d task modules imported in %.1f s before the pool starts", len(done),
              time.monotonic() - began)
     return done

@@ -206,6 +206,12 @@ def test_a_celery_profile_with_redis_n_workers_and_flower():
     assert flower["command"] == "celery flower" and flower["ports"] == [
         "${AIRFLOW_FLOWER_BIND:-127.0.0.1}:${AIRFLOW_FLOWER_PORT:-5555}:5555"]
     assert "AIRFLOW__API_AUTH__JWT_SECRET" not in flower["environment"] and not flower.get("env_file")
+    # The workers' warm imports and the supervisor's 1 s check, as the tests and benches run them.
+    from onenet.orchestration import airflow_env
+
+    local = airflow_env(REPO / "var" / "airflow")
+    for name in ("AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS", "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"):
+        assert worker["environment"][name] == local[name], name
 
 
 def test_the_districts_file_gives_each_district_a_pool_and_a_home_on_the_shared_volume(monkeypatch):
