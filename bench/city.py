@@ -148,15 +148,16 @@ def main() -> None:
     parser.add_argument("--to-day", type=int, default=29)
     parser.add_argument("--reuse", action="store_true", help="keep OUT/city and OUT/run if already built")
     args = parser.parse_args()
+    with environment(ONENET_HOME=str(args.out / "home")):  # the pseudonym key and access log, not the checkout's var/
+        run_city(args)
+
+
+def run_city(args: argparse.Namespace) -> None:
+    """Generate, run the districts, build the city and score it, as main's arguments say."""
     from simulators.city.generate import generate_city
     from warehouse.city.build import build
 
     out: Path = args.out
-    with environment(ONENET_HOME=str(out / "home")):  # the pseudonym key and access log, not the checkout's var/
-        _main(args, out, generate_city, build)
-
-
-def _main(args: argparse.Namespace, out: Path, generate_city: Any, build: Any) -> None:
     seconds: dict[str, float] = {}
     city, run, city_db = out / "city", out / "run", out / "city.duckdb"
     t = time.perf_counter()
