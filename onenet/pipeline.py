@@ -10,6 +10,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -206,18 +207,31 @@ def publish(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> Publis
     from warehouse.publish import publish as publish_snapshots
     from warehouse.publish.permissions import prepare_exports
 
-    result = publish_snapshots(con, settings.published_dir(), new_version(run_id))
-    # Where the host separates audiences by OS group, their exports folders follow the snapshots.
-    prepare_exports(settings.exports_dir(), settings.published_dir())
-    # A district of a city (ONENET_CITY_KEY set) also publishes what the city may use.
-    city = publish_city(con, settings.published_dir() / "city", result.version)
-    if city is not None:
-        result.seconds["city"] = city.seconds
-    url = settings.serving_url()
-    if url is None:
-        result.serving = "skipped (ONENET_SERVING_URL is not set)"
-    else:
-        result.serving = _publish_serving(url, result.version)
+    version, url = new_version(run_id), settings.serving_url()
+    # The analysts' serving tables load on a thread while the community snapshots are written: it
+    # works in its own DuckDB and in PostgreSQL, from the installed analyst version, and the two
+    # overlap on the cores one of them leaves idle (issue #13).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="serving-analyst") as background:
+        analyst: Future[str] | None = None
+
+        def serve_analysts() -> None:
+            nonlocal analyst
+            if url is not None:
+                analyst = background.submit(_publish_serving, url, version, "analyst")
+
+        result = publish_snapshots(con, settings.published_dir(), version, analyst_ready=serve_analysts)
+        # Where the host separates audiences by OS group, their exports folders follow the snapshots.
+        prepare_exports(settings.exports_dir(), settings.published_dir())
+        # A district of a city (ONENET_CITY_KEY set) also publishes what the city may use.
+        city = publish_city(con, settings.published_dir() / "city", result.version)
+        if city is not None:
+            result.seconds["city"] = city.seconds
+        if url is None:
+            result.serving = "skipped (ONENET_SERVING_URL is not set)"
+        else:
+            served = [analyst.result() if analyst else _publish_serving(url, version, "analyst")]
+            served.append(_publish_serving(url, version, "community"))
+            result.serving = "; ".join(served)
     try:
         audit_log.append("publish", result.version, principal=None, output=settings.published_dir(),
                          rows=sum(result.analyst_rows.values()), full_values=False, reason=result.summary())
@@ -233,21 +247,25 @@ def republish() -> PublishResult:
     return _in_warehouse("publish", publish)
 
 
-def _publish_serving(url: str, version: str) -> str:
-    """Load the current snapshots into the PostgreSQL serving database; return a one-line outcome."""
+def _publish_serving(url: str, version: str, audience: str) -> str:
+    """Load an audience's current snapshots ('analyst' or 'community') into the PostgreSQL serving
+    database; return a one-line outcome."""
     from warehouse.publish import serving
     from warehouse.publish.snapshot import communities, hold_version, manifest, parquet_files
 
     root = settings.published_dir()
     index = communities(root)
+    relations: dict[str, list[Path]] = {}
+    community: dict[str, list[Path]] = {}
+    parts: dict[tuple[str, str], dict[str, serving.Part]] = {}
     # The versions are held, never opened: their files and part hashes come from their manifests.
-    with hold_version(root, "analyst") as analyst:
-        held = manifest(analyst)
-        relations = parquet_files(analyst)
-        parts = {q: serving.parts_of(held["relations"][q], analyst, q) for q in relations}
-        community: dict[str, list[Path]] = {}
-        community_parts: dict[str, dict[str, serving.Part]] = {}
-        with ExitStack() as stack:
+    with ExitStack() as stack:
+        if audience == "analyst":
+            analyst = stack.enter_context(hold_version(root, "analyst"))
+            held = manifest(analyst)
+            relations = parquet_files(analyst)
+            parts = {("analyst", q): serving.parts_of(held["relations"][q], analyst, q) for q in relations}
+        else:
             for code in index:
                 version_dir = stack.enter_context(hold_version(root, "community", code))
                 own = manifest(version_dir)
@@ -256,15 +274,13 @@ def _publish_serving(url: str, version: str) -> str:
                     if q in shared:  # the same for every community: nothing to secure by row
                         continue
                     community.setdefault(q, []).extend(serving.relation_files_of(entry, version_dir, q))
-                    community_parts.setdefault(q, {}).update(serving.parts_of(entry, version_dir, q, code))
-            done = serving.publish_serving(url, version, relations, community,
-                                           [(code, c["name"]) for code, c in index.items()],
-                                           parts={**{("analyst", q): v for q, v in parts.items()},
-                                                  **{("community", q): v for q, v in community_parts.items()}},
-                                           # The files served, kept (hard links) to find tomorrow's changed rows.
-                                           keep_dir=root / ".serving")
-    return (f"{len(done.published)} relations loaded ({len(done.incremental)} by changed parts or rows only), "
-            f"{len(done.skipped)} unchanged, {len(done.dropped)} dropped, "
+                    parts.setdefault(("community", q), {}).update(serving.parts_of(entry, version_dir, q, code))
+        done = serving.publish_serving(url, version, relations, community,
+                                       [(code, c["name"]) for code, c in index.items()], parts=parts,
+                                       # The files served, kept (hard links) to find tomorrow's changed rows.
+                                       keep_dir=root / ".serving", schemas=(audience,))
+    return (f"{audience}: {len(done.published)} relations loaded ({len(done.incremental)} by changed parts or "
+            f"rows only), {len(done.skipped)} unchanged, {len(done.dropped)} dropped, "
             f"{sum(done.rows.values()):,} rows served, {done.seconds:.1f} s")
 
 

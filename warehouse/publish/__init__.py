@@ -96,6 +96,8 @@ class PublishResult:
     parts_written: int = 0
     parts_linked: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    # "<audience> <schema.name>" -> seconds to build, check and write it (all communities together)
+    relation_seconds: dict[str, float] = field(default_factory=dict)
     serving: str | None = None
     access_log: str | None = None  # why the publish record could not be written, if it could not
     unopened: list[str] = field(default_factory=list)  # communities published for the pipeline alone, and why
@@ -148,8 +150,10 @@ def relation_files(version_dir: Path, manifest: dict, qualified: str) -> list[Pa
     return [folder / f for part in manifest["relations"][qualified]["parts"].values() for f in part["files"]]
 
 
-def publish(con: duckdb.DuckDBPyConnection, root: Path, version: str) -> PublishResult:
-    """Publish every audience's relations from the warehouse behind `con` under `root`."""
+def publish(con: duckdb.DuckDBPyConnection, root: Path, version: str,
+            analyst_ready: Callable[[], None] | None = None) -> PublishResult:
+    """Publish every audience's relations from the warehouse behind `con` under `root`;
+    `analyst_ready` is called once the analysts' version is in place, before the communities'."""
     result = PublishResult(version)
     _prepare(con)
     with private_umask():
@@ -159,6 +163,8 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, version: str) -> Publish
         started = time.perf_counter()
         _publish_analyst(con, root / "analyst", version, result)
         result.seconds["analyst"] = time.perf_counter() - started
+        if analyst_ready is not None:
+            analyst_ready()
         started = time.perf_counter()
         _publish_communities(con, root / "community", version, result)
         result.seconds["community"] = time.perf_counter() - started
@@ -227,12 +233,15 @@ def _check(con: duckdb.DuckDBPyConnection, columns: list[tuple[str, str]], scope
                                f"HMAC pseudonyms; use onenet_pseudonym() in {relation.audience}/{relation.qualified}.sql")
     text = [c for c, t in columns if (t == "VARCHAR" or t == "VARCHAR[]") and c not in pseudonyms]
     if rules.get("scan_values") and text:
-        # One pass over the rows for every text column: any value shaped like an ID or a mobile.
+        # Any value shaped like an ID or a mobile, in any text column, tested once per distinct
+        # combination of the text columns: codes and names repeat on most rows (mart.grid_daily:
+        # ~900k rows, ~30k combinations), and the regular expressions cost more than the grouping.
+        values = ", ".join(f"cast(\"{c}\" as varchar) as \"{c}\"" for c in text)
         probes = ", ".join(
-            f"count(*) filter (where regexp_matches(cast(\"{c}\" as varchar), '{ID_SHAPED}') "
-            f"or regexp_matches(cast(\"{c}\" as varchar), '{PHONE_SHAPED}')) as \"{c}\"" for c in text)
-        row = con.execute(f"select {probes} from {scope}").fetchone() or ()
-        leaking = [f"{c} ({n:,} values)" for c, n in zip(text, row, strict=True) if n]
+            f"count(*) filter (where regexp_matches(\"{c}\", '{ID_SHAPED}') "
+            f"or regexp_matches(\"{c}\", '{PHONE_SHAPED}')) as \"{c}\"" for c in text)
+        row = con.execute(f"select {probes} from (select distinct {values} from {scope})").fetchone() or ()
+        leaking = [f"{c} ({n:,} distinct rows)" for c, n in zip(text, row, strict=True) if n]
         if leaking:
             raise PublishError(f"{relation.audience} {relation.qualified}: values shaped like an ID or phone "
                                f"number in {', '.join(leaking)}; scrub or drop them in "
@@ -338,13 +347,19 @@ def _stage(con: duckdb.DuckDBPyConnection, table: str, rel: Relation, owner_colu
     con.execute(f"copy (select * from {table} limit 0) to '{folder / COLUMNS_FILE}' (format parquet)")
     if changed:
         everything = len(changed) == len(rows)
+        scope = table
         if not everything:
+            # The changed parts' rows, once: the checks read them a column at a time.
             con.execute("create or replace temp table onenet_pub_changed as select unnest(?::varchar[]) as p",
                         [sorted(changed)])
-        scope = table if everything else f"(select * from {table} where {part_name} in (select p from onenet_pub_changed))"
+            scope = f"{table}_changed"
+            con.execute(f"create or replace temp table {scope} as select * from {table} "
+                        f"where {part_name} in (select p from onenet_pub_changed)")
         _check(con, columns, scope, rel, rules)
         con.execute(f"copy (select *, {part_name} as _part from {scope}) to '{folder}' "
                     "(format parquet, partition_by (_part), write_partition_columns false, overwrite_or_ignore)")
+        if not everything:
+            con.execute(f"drop table {scope}")
     else:
         _check(con, columns, f"(select * from {table} limit 0)", rel, rules)  # the names still
     return _Staged(rel, columns, partition, parts, changed, folder, checked)
@@ -497,12 +512,14 @@ def _publish_analyst(con: duckdb.DuckDBPyConnection, audience_dir: Path, version
                 manifest["relations"][rel.qualified] = carry_over(rel.qualified, previous, tmp / "parquet", result)
                 result.analyst_rows[rel.qualified] = manifest["relations"][rel.qualified]["rows"]
                 continue
+            started = time.perf_counter()
             table = _build(con, rel)
             staged = _stage(con, table, rel, None, Partition.of(partitions.get(rel.qualified), rel.qualified), {None: previous}, staging, rules)
             con.execute(f"drop table {table}")
             entry = _assemble(staged, None, False, tmp / "parquet", previous, result)
             manifest["relations"][rel.qualified] = entry
             result.analyst_rows[rel.qualified] = entry["rows"]
+            result.relation_seconds[f"analyst {rel.qualified}"] = time.perf_counter() - started
         current = previous[0]
         result.analyst_unchanged = bool(current and current.get("relations") == manifest["relations"]
                                         and current.get("refresh", {}) == manifest["refresh"])
@@ -557,10 +574,12 @@ def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: st
             if refresh.carried(rel, rels, [previous[code][0] for code, _ in communities]):
                 carried.append(rel.qualified)  # policy.toml [refresh]: built from the same, linked below
                 continue
+            started = time.perf_counter()
             table = _build(con, rel)
             s = _stage(con, table, rel, key, Partition.of(partitions.get(rel.qualified), rel.qualified), previous, staging, rules)
             con.execute(f"drop table {table}")
             staged.append(s)
+            result.relation_seconds[f"community {rel.qualified}"] = time.perf_counter() - started
             if key not in {c for c, _ in s.columns}:
                 shared.append(rel.qualified)
         index = {}

@@ -72,6 +72,7 @@ class ServingResult:
     skipped: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    relation_seconds: dict[str, float] = field(default_factory=dict)  # to hash, diff and stage each; "swap"
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,8 @@ def publish_serving(url: str, version: str, analyst: Mapping[str, Path | Sequenc
                     communities: Sequence[tuple[str, str]], *, role_prefix: str = "onenet_",
                     passwords: Mapping[str, str] | None = None, lock_timeout_s: float = 5.0,
                     lock_attempts: int = 12, parts: Mapping[tuple[str, str], Mapping[str, Part]] | None = None,
-                    keep_dir: Path | None = None) -> ServingResult:
+                    keep_dir: Path | None = None,
+                    schemas: Sequence[str] = (ANALYST_SCHEMA, COMMUNITY_SCHEMA)) -> ServingResult:
     """Serve the published relations from PostgreSQL at `url` (an administrative login).
 
     `analyst` maps a relation (`mart.hotline_rates`, or a bare name) to its Parquet file; it becomes
@@ -176,10 +178,20 @@ def publish_serving(url: str, version: str, analyst: Mapping[str, Path | Sequenc
     new copies. The served files are recorded in serving_admin.published; with `keep_dir`, they are hard
     links kept there (the snapshots' old versions are removed before the serving database is
     loaded), otherwise the given paths themselves.
+
+    `schemas` are the audiences this call serves: with only `analyst`, the community tables, logins
+    and their mapping are left as they are (so the analysts' tables can be loaded while the
+    community snapshots are still being written; each audience's swap is one transaction).
     """
     started = time.monotonic()
+    if not set(schemas) <= {ANALYST_SCHEMA, COMMUNITY_SCHEMA} or not schemas:
+        raise ServingInputError(f"schemas {list(schemas)!r}: give {ANALYST_SCHEMA!r}, {COMMUNITY_SCHEMA!r} or both")
+    if community and COMMUNITY_SCHEMA not in schemas or analyst and ANALYST_SCHEMA not in schemas:
+        raise ServingInputError(f"relations given for an audience outside schemas {list(schemas)!r}")
     relations = _relations(analyst, community, parts or {})
     _check_communities(communities)
+    if COMMUNITY_SCHEMA not in schemas:
+        communities = []  # their logins and mapping stay as the last community publish left them
     roles = audience_roles(communities, role_prefix)
     group = f"{role_prefix}community".lower()
     for role in [*roles, group]:
@@ -198,13 +210,13 @@ def publish_serving(url: str, version: str, analyst: Mapping[str, Path | Sequenc
         with psycopg.connect(_conninfo(url), autocommit=True) as pg:
             pg.execute("select pg_advisory_lock(%s)", [_LOCK_KEY])
             try:
-                _prepare(pg, roles, group, communities, passwords)
+                _prepare(pg, roles, group, communities, passwords, logins=COMMUNITY_SCHEMA in schemas)
                 kept = Path(keep_dir) / _database(url) if keep_dir is not None else None
                 if kept is not None:  # what any audience may read, together: only the publisher enters
                     kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                     kept.mkdir(mode=0o700, exist_ok=True)
                 _publish(pg, duck, relations, version, _Grantees(f"{role_prefix}analyst".lower(), group), result,
-                         lock_timeout_s, lock_attempts, kept)
+                         lock_timeout_s, lock_attempts, kept, schemas)
                 if kept is not None:
                     _tidy_kept(pg, kept)
             finally:
@@ -264,8 +276,9 @@ def _check_communities(communities: Sequence[tuple[str, str]]) -> None:
 # --- roles, schemas, grants -----------------------------------------------------------------------
 
 def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
-             communities: Sequence[tuple[str, str]], passwords: Mapping[str, str]) -> None:
-    """Schemas, the admin tables, roles, grants and the community lookup, all idempotent, in one transaction."""
+             communities: Sequence[tuple[str, str]], passwords: Mapping[str, str], *, logins: bool = True) -> None:
+    """Schemas, the admin tables, roles, grants and (with `logins`) the community lookup, all
+    idempotent, in one transaction."""
     ident = sql.Identifier
     analyst_role = next(r for r, what in roles.items() if what == ANALYST_SCHEMA)
     with pg.transaction():
@@ -334,7 +347,6 @@ def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
                    as 'select community_code from {admin}.community_login where role_name = session_user'""",
             "revoke all on function {community_schema}.login_community() from public",
             "grant execute on function {community_schema}.login_community() to {group}",
-            "delete from {admin}.community_login",
         ]
         names = {"db": ident(database), "analyst": ident(analyst_role), "group": ident(group),
                  "admin": ident(ADMIN_SCHEMA), "stage": ident(STAGE_SCHEMA),
@@ -347,6 +359,9 @@ def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
             log.warning("the server logs every statement of the audience roles, but its log_line_prefix %r "
                         "does not name the user: add %%u (e.g. '%%m [%%p] %%q%%u@%%d ') so each line says who "
                         "read what", prefix)
+        if not logins:
+            return
+        pg.execute(sql.SQL("delete from {}.community_login").format(ident(ADMIN_SCHEMA)))
         by_code = {what: role for role, what in roles.items() if what != ANALYST_SCHEMA}
         with pg.cursor() as cur:
             cur.executemany(sql.SQL("insert into {}.community_login values (%s, %s, %s)").format(ident(ADMIN_SCHEMA)),
@@ -357,7 +372,7 @@ def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
 
 def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations: list[_Relation], version: str,
              grantees: _Grantees, result: ServingResult, lock_timeout_s: float, lock_attempts: int,
-             kept_root: Path | None = None) -> None:
+             kept_root: Path | None = None, schemas: Sequence[str] = (ANALYST_SCHEMA, COMMUNITY_SCHEMA)) -> None:
     served = {(r[0], r[1]): (r[2], r[3], r[4]) for r in pg.execute(sql.SQL(
         "select p.schema_name, p.relation, p.content_hash, p.rows, p.files from {}.published p "
         "where to_regclass(quote_ident(p.schema_name) || '.' || quote_ident(p.relation)) is not null"
@@ -382,6 +397,7 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
     token = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', version)[:40]}-{secrets.token_hex(4)}"
     staged: list[_Staged] = []
     for n, rel in enumerate(relations):
+        started = time.perf_counter()
         source = _source(rel)
         columns = _columns(duck, rel, _source(rel, first=True) if rel.parts is not None else source)
         shape = ";".join(f"{c.name}:{c.pg_type}" for c in columns)
@@ -442,7 +458,10 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
                                   list(rel.parts or {}), list(before or {})))
         staged[-1].files = _keep(rel, kept_root, token)
         result.published.append(rel.key)
-    _swap(pg, staged, relations, version, result, lock_timeout_s, lock_attempts)
+        result.relation_seconds[rel.key] = time.perf_counter() - started
+    started = time.perf_counter()
+    _swap(pg, staged, relations, version, result, lock_timeout_s, lock_attempts, schemas)
+    result.relation_seconds["swap"] = time.perf_counter() - started
 
 
 @dataclass
@@ -519,8 +538,13 @@ def _row_diff(duck: duckdb.DuckDBPyConnection, rel: _Relation, columns: list[_Co
     changed, insert, remove = f"{tag}_changed", f"{tag}_insert", f"{tag}_remove"
     if not sides:
         return None  # the very same files, though the content hash differs: load it whole
-    duck.execute(f"create or replace temp table {changed} as select h from ({' union all '.join(sides)}) "
+    duck.execute(f"create or replace temp table {changed} as select h, sum(n) as n from ({' union all '.join(sides)}) "
                  "group by h having sum(n) <> 0")
+    # Each changed group moves at least |n| rows: past the share already, stop before reading the rows.
+    moved = duck.execute(f"select coalesce(sum(abs(n)), 0) from {changed}").fetchone()[0]  # type: ignore[index]
+    if moved > ROWS_SHARE * max(rows, 1):
+        duck.execute(f"drop table {changed}")
+        return None
     # Within the changed groups, each distinct row's count on either side (the sign of zero kept
     # apart): the copies to remove and to insert are the difference, so a row served four times of
     # which one goes is one row deleted, not four deleted and three inserted.
@@ -816,7 +840,8 @@ def _load(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, rel: _Relatio
                                "using (community_code = (select {}.login_community()))").format(
                 table, sql.Identifier(grantees.community), sql.Identifier(COMMUNITY_SCHEMA)))
             pg.execute(sql.SQL("grant select on {} to {}").format(table, sql.Identifier(grantees.community)))
-    pg.execute(sql.SQL("analyze {}").format(table))
+    # No ANALYZE here: autovacuum analyzes a table this new within a minute (autovacuum_naptime), and
+    # waiting for it was 1.5-2 s of a 1.3M district's next-day publish (issue #13).
 
 
 def _stream(duck: duckdb.DuckDBPyConnection, query: str, pg: psycopg.Connection, copy_sql: sql.Composed,
@@ -858,13 +883,14 @@ def _stream(duck: duckdb.DuckDBPyConnection, query: str, pg: psycopg.Connection,
 
 
 def _swap(pg: psycopg.Connection, staged: list[_Staged], relations: list[_Relation],
-          version: str, result: ServingResult, lock_timeout_s: float, lock_attempts: int) -> None:
-    """Move every staged table into place (or apply its changed parts) and drop the ones no longer
-    published, in one transaction."""
+          version: str, result: ServingResult, lock_timeout_s: float, lock_attempts: int,
+          schemas: Sequence[str]) -> None:
+    """Move every staged table into place (or apply its changed parts) and drop the ones of `schemas`
+    no longer published, in one transaction."""
     ident = sql.Identifier
     wanted = {(r.schema, r.name) for r in relations}
     present = pg.execute("select schemaname, tablename from pg_tables where schemaname = any(%s)",
-                         [[ANALYST_SCHEMA, COMMUNITY_SCHEMA]]).fetchall()
+                         [list(schemas)]).fetchall()
     stale = sorted((s, t) for s, t in present if (s, t) not in wanted)
     if not staged and not stale:
         return
