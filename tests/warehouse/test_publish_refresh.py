@@ -88,3 +88,32 @@ def test_heavy_relations_are_carried_until_their_source_brings_a_load(merged_tow
         assert found >= 1
     finally:
         con.close()
+
+
+def test_health_changes_are_every_turn_to_yellow_or_red(merged_town, tmp_path):
+    """community.health_change joins each yellow or red period to the one before it (period_no - 1):
+    the same rows as a window over each resident's periods, which it replaced (issue #13)."""
+    import duckdb
+
+    warehouse = copy_warehouse(merged_town[1], tmp_path / "warehouse.duckdb")
+    root = tmp_path / "published"
+    con = db.connect(warehouse)
+    try:
+        publish(con, root, new_version("first"))
+        expected = sorted(con.execute("""
+            with periods as (
+                select *, lag(color) over (partition by person_id order by period_no) as previous_color
+                from core.health_status_history)
+            select p.community_code, p.person_key, periods.color, periods.previous_color, periods.valid_from
+            from periods join core.person p using (person_id)
+            where p.community_code is not null and periods.color in ('yellow', 'red')
+              and periods.previous_color is distinct from periods.color""").fetchall(), key=str)
+    finally:
+        con.close()
+    files = [str(p) for p in root.glob("community/*/current/parquet/community.health_change.parquet/*.parquet")
+             if p.name != "columns.parquet"]
+    published = sorted(duckdb.connect().execute(
+        "select community_code, person_key, color, previous_color, valid_from from read_parquet(?)",
+        [files]).fetchall(), key=str)
+    assert published == expected
+    assert {r[3] for r in expected} >= {None, "green"}  # first periods and turns from green both appear

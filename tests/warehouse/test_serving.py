@@ -439,6 +439,42 @@ def test_a_relation_no_longer_published_is_dropped(serving_db, inputs, published
             "analyst.division_codes"]
 
 
+def test_one_audience_at_a_time_leaves_the_other_as_it_was(serving_db, inputs, published, role_prefix, tmp_path):
+    """As onenet.pipeline.publish serves: the analysts' tables (on a thread, beside the community
+    snapshots), then the communities'. Neither call drops, empties or unmaps the other audience."""
+    own = COMMUNITIES[0][0]
+    con = duckdb.connect()
+    path = inputs["analyst"]["ref.division_codes"]
+    changed = _write(con, f"select code, name || '（新）' as name, level from '{path}'", tmp_path / path.name)
+
+    def community_rows() -> dict[tuple[str, str], int]:
+        with _admin(serving_db) as pg:
+            return {t: _count(pg, *t) for t in _tables(serving_db) if t[0] == "community"}
+
+    before = community_rows()
+    try:
+        analyst = publish_serving(serving_db, "v2", {**inputs["analyst"], "ref.division_codes": changed}, {},
+                                  COMMUNITIES, role_prefix=role_prefix, schemas=("analyst",))
+        assert analyst.published == ["analyst.division_codes"] and analyst.dropped == []
+        assert community_rows() == before and before
+        with _login(serving_db, f"{role_prefix}community_{own}") as staff:  # its login still maps to its rows
+            assert {r[0] for r in staff.execute("select distinct community_code from community.ticket")} == {own}
+        community = publish_serving(serving_db, "v2", {}, inputs["community"], COMMUNITIES, role_prefix=role_prefix,
+                                    schemas=("community",))
+        assert community.published == [] and community.dropped == []
+        assert sorted(community.skipped) == ["community.resident_count", "community.ticket"]
+        with _admin(serving_db) as pg:
+            assert pg.execute("select count(*) from analyst.division_codes where name like '%（新）'").fetchone()[0] > 0
+        for schemas, analyst_in, community_in in [(("analyst",), {}, inputs["community"]),
+                                                  (("community",), inputs["analyst"], {}), ((), {}, {})]:
+            with pytest.raises(ServingInputError, match="schemas"):
+                publish_serving(serving_db, "v9", analyst_in, community_in, COMMUNITIES, role_prefix=role_prefix,
+                                schemas=schemas)
+    finally:
+        assert publish_serving(serving_db, "v1", **inputs, role_prefix=role_prefix).published == [
+            "analyst.division_codes"]
+
+
 # --- inputs that cannot be served ---------------------------------------------------------------------
 
 def test_inputs_that_cannot_be_served_are_refused_by_name(serving_db, inputs, role_prefix, tmp_path):

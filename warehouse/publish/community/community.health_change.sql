@@ -1,10 +1,15 @@
 -- community community.health_change: every turn of a resident's health code to yellow or red,
 -- with how to reach them; the ID masked. grain: one row per person and change.
+-- A period's predecessor is period_no - 1 (numbered 1, 2, ... per person, a new one at each change
+-- of colour): a join of the few yellow and red periods, not a window over every period.
 with periods as (
     select
         history.*,
-        lag(history.color) over (partition by history.person_id order by history.period_no) as previous_color
+        previous.color as previous_color
     from core.health_status_history as history
+    left join core.health_status_history as previous
+        on previous.person_id = history.person_id and previous.period_no = history.period_no - 1
+    where history.color in ('yellow', 'red')
 )
 select
     person.community_code,
