@@ -572,55 +572,12 @@ def test_a_changed_week_is_written_and_the_other_weeks_are_linked(town, tmp_path
         con.close()
 
 
-def test_a_week_split_by_a_column_rewrites_only_that_weeks_value(town, tmp_path, monkeypatch):
-    """[partitions] `by`: each week cut again by a column's values (mart.grid_daily uses the street).
-    A ticket changed in its first week rewrites the analysts' part of that week and community alone."""
-    import warehouse.publish as publishing
-
-    declared = publishing.policy()
-    monkeypatch.setattr(publishing, "policy", lambda: {**declared, "partitions": {
-        "mart.ticket": {"column": "received_on", "every": "week", "by": "community_code"}}})
-    warehouse = copy_warehouse(town[1], tmp_path / "w.duckdb")
-    root = tmp_path / "published"
-    mine = town[4][0]
-    con = db.connect(warehouse)
-    try:
-        parts = con.execute("select count(distinct (date_trunc('week', received_on), community_code)), "
-                            "count(distinct community_code) from core.ticket").fetchone()
-        assert parts[0] >= 4 and parts[1] >= 2  # else this test shows nothing
-        first = new_version("first")
-        publish(con, root, first)
-        ticket, week = con.execute(
-            "select ticket_id, date_trunc('week', received_on) from core.ticket where community_code = ? "
-            "order by received_on, ticket_id limit 1", [mine]).fetchone()
-        con.execute("update core.ticket set category = category || '（改）' where ticket_id = ?", [ticket])
-        second = new_version("second")
-        with hold_version(root, "analyst"):
-            publish(con, root, second)
-        before, after = _files(root, "analyst", first, "mart.ticket"), _files(root, "analyst", second, "mart.ticket")
-        assert sorted(before) == sorted(after) and len(after) == parts[0]
-        rewritten = [n for n in after if not os.path.samefile(before[n], after[n])]
-        assert len(rewritten) == 1 and rewritten[0].startswith(f"{week.strftime('%Y-%m-%d')}_{mine}"), rewritten
-        manifest = json.loads((root / "analyst" / "versions" / second / "manifest.json").read_text(encoding="utf-8"))
-        entry = manifest["relations"]["mart.ticket"]
-        assert (entry["partition"], entry["every"], entry["by"]) == ("received_on", "week", "community_code")
-        assert f"{week.strftime('%Y-%m-%d')}|{mine}" in entry["parts"]
-        with open_snapshot(root, "analyst") as snap:
-            assert snap.con.execute("select count(*), count(*) filter (where category like '%（改）') "
-                                    "from mart.ticket").fetchone() == (
-                con.execute("select count(*) from core.ticket").fetchone()[0], 1)
-    finally:
-        con.close()
-
 def test_a_partition_entry_must_name_a_column_and_a_known_period():
     from warehouse.publish import Partition
 
     assert Partition.of("day_on", "mart.x") == Partition("day_on")
     assert "date_trunc('week', \"day_on\")" in Partition.of({"column": "day_on", "every": "week"}, "mart.x").key_sql()
-    by_street = Partition.of({"column": "day_on", "every": "week", "by": "street_name"}, "mart.x")
-    assert by_street == Partition("day_on", "week", "street_name") and "'|'" in by_street.key_sql()
-    for bad in ({"column": "day_on", "every": "fortnight"}, {"every": "week"}, {"column": "d", "by": "week"},
-                {"column": "day_on", "every": "week", "by": 3}, {"column": "day_on", "every": "week", "then": "x"}):
+    for bad in ({"column": "day_on", "every": "fortnight"}, {"every": "week"}, {"column": "d", "by": "week"}):
         with pytest.raises(ValueError, match=r"\[partitions\] mart.x"):
             Partition.of(bad, "mart.x")
     # The serving database cannot delete a week by column = value: such parts carry no where, so it

@@ -278,39 +278,29 @@ BUCKETS = ("week", "month")
 
 @dataclass(frozen=True)
 class Partition:
-    """A relation's [partitions] entry: the column whose values split it, an optional bucket, and
-    (with a bucket) an optional second column that splits each bucket by its values."""
+    """A relation's [partitions] entry: the column whose values split it, and an optional bucket."""
 
     column: str
     every: str | None = None
-    by: str | None = None
 
     @classmethod
     def of(cls, spec: str | dict | None, qualified: str) -> Partition | None:
-        """`"day_on"` (a part per value), `{ column = "day_on", every = "week" }`, or
-        `{ column = "day_on", every = "week", by = "street_name" }` (a part per week and street)."""
+        """`"day_on"` (a part per value) or `{ column = "day_on", every = "week" }`."""
         if spec is None:
             return None
         if isinstance(spec, str):
             return cls(spec)
-        every, by = spec.get("every"), spec.get("by")
-        if (not isinstance(spec.get("column"), str) or every not in (None, *BUCKETS)
-                or set(spec) - {"column", "every", "by"} or (by is not None and (not isinstance(by, str) or not every))):
+        every = spec.get("every")
+        if not isinstance(spec.get("column"), str) or every not in (None, *BUCKETS) or set(spec) - {"column", "every"}:
             raise ValueError(f"policy.toml [partitions] {qualified}: give a column name, or "
-                             f"{{ column = \"…\", every = \"week\" or \"month\" }}, optionally with "
-                             f"by = \"<column>\" to split each period; found {spec!r}")
-        return cls(spec["column"], every, by)
-
-    def columns(self) -> list[str]:
-        return [self.column] + ([self.by] if self.by else [])
+                             f"{{ column = \"…\", every = \"week\" or \"month\" }}; found {spec!r}")
+        return cls(spec["column"], every)
 
     def key_sql(self) -> str:
         value = f'"{self.column}"'
         if self.every:
             value = f"strftime(date_trunc('{self.every}', {value}), '%Y-%m-%d')"
-        key = f"coalesce(cast({value} as varchar), '{_NULL_KEY}')"
-        # A period ('YYYY-MM-DD' or ~null) holds no '|': the key splits at its first one.
-        return key + (f" || '|' || coalesce(cast(\"{self.by}\" as varchar), '{_NULL_KEY}')" if self.by else "")
+        return f"coalesce(cast({value} as varchar), '{_NULL_KEY}')"
 
 
 def _stage(con: duckdb.DuckDBPyConnection, table: str, rel: Relation, owner_column: str | None,
@@ -323,7 +313,7 @@ def _stage(con: duckdb.DuckDBPyConnection, table: str, rel: Relation, owner_colu
     requested_owner = owner_column is not None
     if owner_column and owner_column not in names:
         owner_column = None  # the same for every community (e.g. source freshness)
-    if partition and not set(partition.columns()) <= names:
+    if partition and partition.column not in names:
         partition = None
     if partition and partition.every and dict(columns)[partition.column] not in ("DATE", "TIMESTAMP"):
         # A week of a TIMESTAMP WITH TIME ZONE would depend on the session's zone; of text, on nothing.
@@ -433,8 +423,7 @@ def _assemble(staged: _Staged, owner: str | None, shared: bool, target: Path, pr
     return {"rows": rows_total, "columns": [c for c, _ in staged.columns], "shape": [list(c) for c in staged.columns],
             "checked": staged.checked, "hash": digest, "parts": entry_parts,
             "partition": staged.partition.column if staged.partition else None,
-            **({"every": staged.partition.every} if staged.partition and staged.partition.every else {}),
-            **({"by": staged.partition.by} if staged.partition and staged.partition.by else {})}
+            **({"every": staged.partition.every} if staged.partition and staged.partition.every else {})}
 
 
 

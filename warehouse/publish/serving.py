@@ -682,8 +682,7 @@ def parts_of(entry: Mapping, version_dir: Path, qualified: str, community: str |
         if community is not None:
             where.append(("community_code", community))
         if entry.get("partition"):
-            column = entry["partition"] + (f"@{entry['every']}" if entry.get("every") else "") + (
-                f"|{entry['by']}" if entry.get("by") else "")
+            column = entry["partition"] + (f"@{entry['every']}" if entry.get("every") else "")
             where.append((column, None if key == "~null" else key))
         part_id = json.dumps(where, ensure_ascii=False)
         # A part cut by week or month is no set of column = value: such relations are loaded by
