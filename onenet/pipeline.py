@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from warehouse.extracts.community import ExtractResult
     from warehouse.merge import MergeSummary
     from warehouse.publish import PublishResult
+    from warehouse.publish.serving import ServingResult
     from warehouse.reports import ReportResult
 
 SOURCES = ("hotline", "city_cases", "grid_registry", "health_codes")
@@ -250,6 +251,16 @@ def republish() -> PublishResult:
 def _publish_serving(url: str, version: str, audience: str) -> str:
     """Load an audience's current snapshots ('analyst' or 'community') into the PostgreSQL serving
     database; return a one-line outcome."""
+    from warehouse.publish import slowest
+
+    done = _serve(url, version, audience)
+    return (f"{audience}: {len(done.published)} relations loaded ({len(done.incremental)} by changed parts or "
+            f"rows only), {len(done.skipped)} unchanged, {len(done.dropped)} dropped, "
+            f"{sum(done.rows.values()):,} rows served, {done.seconds:.1f} s{slowest(done.relation_seconds)}")
+
+
+def _serve(url: str, version: str, audience: str, role_prefix: str = "onenet_") -> ServingResult:
+    """_publish_serving's load: the audience's held versions, their files and part hashes from their manifests."""
     from warehouse.publish import serving
     from warehouse.publish.snapshot import communities, hold_version, manifest, parquet_files
 
@@ -275,13 +286,11 @@ def _publish_serving(url: str, version: str, audience: str) -> str:
                         continue
                     community.setdefault(q, []).extend(serving.relation_files_of(entry, version_dir, q))
                     parts.setdefault(("community", q), {}).update(serving.parts_of(entry, version_dir, q, code))
-        done = serving.publish_serving(url, version, relations, community,
+        return serving.publish_serving(url, version, relations, community,
                                        [(code, c["name"]) for code, c in index.items()], parts=parts,
+                                       role_prefix=role_prefix,
                                        # The files served, kept (hard links) to find tomorrow's changed rows.
                                        keep_dir=root / ".serving", schemas=(audience,))
-    return (f"{audience}: {len(done.published)} relations loaded ({len(done.incremental)} by changed parts or "
-            f"rows only), {len(done.skipped)} unchanged, {len(done.dropped)} dropped, "
-            f"{sum(done.rows.values()):,} rows served, {done.seconds:.1f} s")
 
 
 def _as_reader(who: Principal) -> dict:

@@ -512,6 +512,9 @@ def test_unchanged_parts_are_linked_and_a_changed_one_is_scanned_again(town, tmp
             # the other community's rows did not change: it keeps its version, nothing written for it
             assert (root / "community" / theirs / "current").resolve().name == first
         assert result.parts_linked > result.parts_written > 0 and result.communities_unchanged == 1
+        # The summary names where the time went: every relation built is timed, the slowest three shown.
+        assert set(result.relation_seconds) >= {"analyst mart.ticket", "community community.ticket"}
+        assert re.search(r"\(slowest: (analyst|community) \S+ [0-9.]+ s, .+, .+\)", result.summary()), result.summary()
         with open_snapshot(root, "community", mine) as snap:  # the reader sees the change
             assert snap.con.execute("select count(*) from community.ticket where category like '%（改）'").fetchone() == (1,)
         # A phone planted in a relation: its changed part is checked when it is written, and the publish fails.

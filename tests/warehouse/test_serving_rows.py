@@ -346,44 +346,30 @@ def test_a_relation_served_before_its_files_were_kept_gets_them_when_skipped(dat
 
 # --- the pipeline's composition: snapshots published, old versions removed, then the serving load -----
 
-def _serve_current(url: str, root: Path, prefix: str, keep: Path | None) -> ServingResult:
-    """What onenet.pipeline._publish_serving does (its files and parts from the manifests), with this
-    session's role prefix instead of the deployment's."""
-    from contextlib import ExitStack
+def _serve_current(url: str, root: Path, prefix: str, monkeypatch) -> ServingResult:
+    """onenet.pipeline's serving load of both audiences, the analysts' then the communities', with
+    this session's role prefix instead of the deployment's; one result for both."""
+    from onenet import pipeline
 
-    from warehouse.publish.snapshot import communities, hold_version, manifest, parquet_files
-
-    index = communities(root)
-    with hold_version(root, "analyst") as analyst:
-        held = manifest(analyst)
-        relations = parquet_files(analyst)
-        parts = {("analyst", q): serving.parts_of(held["relations"][q], analyst, q) for q in relations}
-        community: dict[str, list[Path]] = {}
-        with ExitStack() as stack:
-            for code in index:
-                version_dir = stack.enter_context(hold_version(root, "community", code))
-                own = manifest(version_dir)
-                for q, entry in own["relations"].items():
-                    if q in set(own.get("shared", [])):
-                        continue
-                    community.setdefault(q, []).extend(serving.relation_files_of(entry, version_dir, q))
-                    parts.setdefault(("community", q), {}).update(serving.parts_of(entry, version_dir, q, code))
-            return publish_serving(url, "v", relations, community, [(c, i["name"]) for c, i in index.items()],
-                                   role_prefix=prefix, parts=parts, keep_dir=keep)
+    monkeypatch.setenv("ONENET_PUBLISHED", str(root))
+    analyst, community = (pipeline._serve(url, "v", audience, role_prefix=prefix) for audience in ("analyst", "community"))
+    return ServingResult("v", {**analyst.rows, **community.rows}, analyst.published + community.published,
+                         analyst.incremental + community.incremental, analyst.skipped + community.skipped,
+                         analyst.dropped + community.dropped)
 
 
 def test_the_next_day_of_a_town_goes_by_rows_and_equals_a_whole_load(merged_town, database, role_prefix,  # noqa: F811
-                                                                      tmp_path):
+                                                                      tmp_path, monkeypatch):
     from tests.warehouse.village import copy_warehouse
     from warehouse import db
     from warehouse.publish import new_version, publish
 
     warehouse = copy_warehouse(merged_town[1], tmp_path / "w.duckdb")
-    root, keep = tmp_path / "published", tmp_path / "published" / ".serving"
+    root = tmp_path / "published"
     con = db.connect(warehouse)
     try:
         publish(con, root, new_version("first"))
-        first = _serve_current(database, root, role_prefix, keep)
+        first = _serve_current(database, root, role_prefix, monkeypatch)
         assert first.incremental == [] and first.published
         # A next day in small: a few residents renamed, a few tickets recategorised.
         con.execute("update core.person set name = name || '改' where person_id in "
@@ -391,7 +377,7 @@ def test_the_next_day_of_a_town_goes_by_rows_and_equals_a_whole_load(merged_town
         con.execute("update core.ticket set category = category || '（改）' where ticket_id in "
                     "(select ticket_id from core.ticket order by ticket_id limit 9)")
         publish(con, root, new_version("second"))  # removes the first versions before the serving load
-        second = _serve_current(database, root, role_prefix, keep)
+        second = _serve_current(database, root, role_prefix, monkeypatch)
     finally:
         con.close()
     assert second.incremental, second
@@ -400,8 +386,52 @@ def test_the_next_day_of_a_town_goes_by_rows_and_equals_a_whole_load(merged_town
         pg.execute(sql.SQL("create database {} encoding 'UTF8'").format(sql.Identifier(name)))
     try:
         fresh = make_conninfo(PG_ADMIN, dbname=name)
-        assert _serve_current(fresh, root, role_prefix, None).incremental == []
+        assert _serve_current(fresh, root, role_prefix, monkeypatch).incremental == []
         assert _served(database) == _served(fresh)
     finally:
         with _admin(PG_ADMIN) as pg:
             pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+def test_the_pipelines_publish_serves_the_analysts_on_a_thread_then_the_communities(
+        merged_town, database, role_prefix, tmp_path, monkeypatch):  # noqa: F811
+    """onenet.pipeline.publish: once the analysts' snapshot is in place their tables load on a thread,
+    beside the community snapshots; the community tables follow; both audiences end up served."""
+    import warehouse.publish as publishing
+    from onenet import pipeline
+    from tests.warehouse.village import copy_warehouse
+    from warehouse import db
+
+    calls: list[tuple[str, str]] = []
+    real_serve, real_communities = pipeline._serve, publishing._publish_communities
+    snapshots_done = threading.Event()
+
+    def serve(url: str, version: str, audience: str) -> ServingResult:
+        calls.append((audience, threading.current_thread().name))
+        if audience == "community":
+            assert snapshots_done.is_set()  # its snapshots are complete before they are served
+        return real_serve(url, version, audience, role_prefix=role_prefix)
+
+    def communities(*args, **kwargs):
+        try:
+            return real_communities(*args, **kwargs)
+        finally:
+            snapshots_done.set()
+
+    monkeypatch.setattr(pipeline, "_serve", serve)
+    monkeypatch.setattr(publishing, "_publish_communities", communities)
+    monkeypatch.setenv("ONENET_PUBLISHED", str(tmp_path / "published"))
+    monkeypatch.setenv("ONENET_EXPORTS", str(tmp_path / "exports"))
+    monkeypatch.setenv("ONENET_ACCESS_LOG", str(tmp_path / "audit" / "access-log.jsonl"))
+    monkeypatch.setenv("ONENET_SERVING_URL", database)
+    con = db.connect(copy_warehouse(merged_town[1], tmp_path / "w.duckdb"))
+    try:
+        result = pipeline.publish(con, "threaded")
+    finally:
+        con.close()
+    assert [audience for audience, _ in calls] == ["analyst", "community"]
+    assert calls[0][1].startswith("serving-analyst") and calls[1][1] == threading.current_thread().name
+    assert "analyst: " in (result.serving or "") and "; community: " in (result.serving or ""), result.serving
+    served = _served(database)
+    assert {k.split(".")[0] for k, rows in served.items() if rows} == {"analyst", "community"}
+    assert sum(served["analyst.ticket"].values()) == result.analyst_rows["mart.ticket"]

@@ -107,9 +107,16 @@ class PublishResult:
         return (f"published {self.version}: analyst {analyst} ({len(self.analyst_rows)} relations); "
                 f"communities {self.communities_published} new, {self.communities_unchanged} unchanged; "
                 f"{self.parts_written:,} parts written, {self.parts_linked:,} unchanged (linked); "
-                f"{sum(self.seconds.values()):.1f} s" + (f"; serving: {self.serving}" if self.serving else "")
+                f"{sum(self.seconds.values()):.1f} s{slowest(self.relation_seconds)}"
+                + (f"; serving: {self.serving}" if self.serving else "")
                 + (f"; ACCESS LOG NOT RECORDED: {self.access_log}" if self.access_log else "")
                 + "".join(f"; NOT READABLE BY ITS STAFF: {why}" for why in self.unopened))
+
+
+def slowest(seconds: dict[str, float], count: int = 3) -> str:
+    """' (slowest: a 1.5 s, b 1.2 s, ...)' for a summary line: where a publish's time went."""
+    top = sorted(seconds.items(), key=lambda item: -item[1])[:count]
+    return f" (slowest: {', '.join(f'{name} {s:.1f} s' for name, s in top)})" if top else ""
 
 
 def policy() -> dict:
