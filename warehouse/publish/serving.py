@@ -462,6 +462,15 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
     started = time.perf_counter()
     _swap(pg, staged, relations, version, result, lock_timeout_s, lock_attempts, schemas)
     result.relation_seconds["swap"] = time.perf_counter() - started
+    # Planner statistics of a table loaded whole: autovacuum gathers them within a minute, so the
+    # publish does not wait for them (1.5-2 s of a 1.3M district's next day, issue #13); on a server
+    # that runs without autovacuum, nothing else would, so they are gathered here.
+    if pg.execute("show autovacuum").fetchone()[0] != "on":  # type: ignore[index]
+        started = time.perf_counter()
+        for st in staged:
+            if st.wheres is None and st.removal is None:
+                pg.execute(sql.SQL("analyze {}").format(sql.Identifier(st.rel.schema, st.rel.name)))
+        result.relation_seconds["analyze"] = time.perf_counter() - started
 
 
 @dataclass
@@ -840,8 +849,7 @@ def _load(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, rel: _Relatio
                                "using (community_code = (select {}.login_community()))").format(
                 table, sql.Identifier(grantees.community), sql.Identifier(COMMUNITY_SCHEMA)))
             pg.execute(sql.SQL("grant select on {} to {}").format(table, sql.Identifier(grantees.community)))
-    # No ANALYZE here: autovacuum analyzes a table this new within a minute (autovacuum_naptime), and
-    # waiting for it was 1.5-2 s of a 1.3M district's next-day publish (issue #13).
+    # No ANALYZE here: autovacuum's, or _publish's after the swap where the server runs without it.
 
 
 def _stream(duck: duckdb.DuckDBPyConnection, query: str, pg: psycopg.Connection, copy_sql: sql.Composed,
