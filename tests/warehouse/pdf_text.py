@@ -19,9 +19,12 @@ _FONT_SIZE = re.compile(rb"([\d.]+) Tf")
 
 def _stream(obj: bytes) -> bytes:
     head, _, rest = obj.partition(b"stream")
-    data = rest.lstrip(b"\r\n")
-    data = data[: data.rindex(b"endstream")].rstrip(b"\r\n")
-    return zlib.decompress(data) if b"FlateDecode" in head else data
+    data = rest.removeprefix(b"\r").removeprefix(b"\n")  # the one end of line after `stream`
+    if b"FlateDecode" in head:
+        # The decompressor stops where the compressed data ends and leaves `endstream` over. Not
+        # rstrip: compressed data may end in a CR or LF byte of its own (a CI run met one).
+        return zlib.decompressobj().decompress(data)
+    return data[: data.rindex(b"endstream")].rstrip(b"\r\n")
 
 
 def page_text_sizes(pdf: bytes) -> list[Counter]:
