@@ -6,6 +6,7 @@ Every output (workbook, CSV, Parquet, dashboard, published snapshot) is written 
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import stat
@@ -51,9 +52,10 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
     """Write `path` through a new file beside it, renamed over it when the block ends (0640): a
     reader never sees half a file, and the temporary name is random and created exclusively
     (mkstemp), so a link planted at a predictable name is never followed; a link at `path` itself is
-    replaced, not followed."""
+    replaced, not followed. What a killed earlier write left beside it is removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    remove_abandoned(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -62,6 +64,31 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_abandoned(path: Path) -> list[Path]:
+    """Remove the temporary files that earlier writes of `path` left when their process was killed
+    before the rename (`replacing` names them after its process id); return them. A file of a
+    process still running (another write of the same file under way) is left alone. Process ids
+    are this host's: the output folders are local."""
+    removed = []
+    prefix = f".{path.name}."
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.part"):
+        pid = tmp.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @contextmanager
