@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import socket
 import stat
 import tempfile
 import unicodedata
@@ -55,7 +56,7 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
     replaced, not followed. What a killed earlier write left beside it is removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{_writer()}.", suffix=".part", dir=path.parent)
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -67,18 +68,29 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
 
 
 def remove_abandoned(path: Path) -> list[Path]:
-    """Remove the temporary files that earlier writes of `path` left when their process was killed
-    before the rename (`replacing` names them after its process id); return them. A file of a
-    process still running (another write of the same file under way) is left alone. Process ids
-    are this host's: the output folders are local."""
+    """Remove the temporary files that earlier writes of `path` on this host left when their process
+    was killed before the rename (`replacing` names them after the host and the process id); return
+    them. A file of a process still running (another write of the same file under way), of another
+    host or container sharing the folder (its process ids are not ours to test), or of another
+    file whose name merely starts like this one's, is left alone."""
     removed = []
     prefix = f".{path.name}."
+    mine = re.compile(re.escape(_host()) + r"-(\d+)\.[a-z0-9_]{8}\.part")  # mkstemp's 8 random characters
     for tmp in path.parent.glob(f"{glob.escape(prefix)}*.part"):
-        pid = tmp.name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
+        match = mine.fullmatch(tmp.name[len(prefix):])
+        if match and not _running(int(match.group(1))):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def _host() -> str:
+    return safe_name(socket.gethostname(), max_length=40)
+
+
+def _writer() -> str:
+    """What names a temporary file's writer: this host (or container) and this process."""
+    return f"{_host()}-{os.getpid()}"
 
 
 def _running(pid: int) -> bool:

@@ -9,7 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from warehouse.outputs import remove_abandoned, replacing
+from warehouse import outputs
+from warehouse.outputs import replacing
 
 
 def _killed_while_writing(path: Path) -> None:
@@ -37,11 +38,19 @@ def test_a_write_killed_half_way_is_cleaned_up_by_the_next_write(tmp_path):
     assert path.read_bytes() == b"the whole workbook"
 
 
-def test_a_write_under_way_in_a_running_process_is_left_alone(tmp_path):
+def test_only_this_hosts_dead_writers_files_of_this_very_file_are_removed(tmp_path):
     path = tmp_path / "report.csv"
-    live = tmp_path / f".{path.name}.{os.getpid()}.abcd1234.part"  # this process is running
-    live.write_bytes(b"being written")
-    other = tmp_path / ".other.csv.1.abcd1234.part"  # another file's temporary file
-    other.write_bytes(b"x")
-    assert remove_abandoned(path) == []
-    assert live.exists() and other.exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # a process that has ended
+    host = outputs._host()
+    abandoned = tmp_path / f".report.csv.{host}-{dead}.abcd1234.part"
+    kept = [
+        tmp_path / f".report.csv.{host}-{os.getpid()}.abcd1234.part",  # a write under way in this process
+        tmp_path / f".report.csv.otherhost-{dead}.abcd1234.part",  # a container sharing the folder
+        tmp_path / f".report.csv.1.csv.{host}-{dead}.abcd1234.part",  # the file report.csv.1.csv's
+        tmp_path / f".other.csv.{host}-{dead}.abcd1234.part",  # another file's
+    ]
+    for p in [abandoned, *kept]:
+        p.write_bytes(b"x")
+    assert outputs.remove_abandoned(path) == [abandoned]
+    assert not abandoned.exists() and all(p.exists() for p in kept)
