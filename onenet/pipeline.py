@@ -209,18 +209,21 @@ def publish(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> Publis
     from warehouse.publish.permissions import prepare_exports
 
     version, url = new_version(run_id), settings.serving_url()
-    # The analysts' serving tables load on a thread while the community snapshots are written: it
-    # works in its own DuckDB and in PostgreSQL, from the installed analyst version, and the two
-    # overlap on the cores one of them leaves idle (issue #13).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="serving-analyst") as background:
-        analyst: Future[str] | None = None
+    # Each audience's serving tables load on a thread as soon as its snapshots are installed, while
+    # the other audience's are still written or loaded: each load works in its own DuckDB and its
+    # own PostgreSQL session and schema, and they overlap on the cores the others leave idle
+    # (issue #13).
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="serving") as background:
+        loads: dict[str, Future[str]] = {}
 
-        def serve_analysts() -> None:
-            nonlocal analyst
-            if url is not None:
-                analyst = background.submit(_publish_serving, url, version, "analyst")
+        def serve(audience: str) -> Callable[[], None]:
+            def submit() -> None:
+                if url is not None:
+                    loads[audience] = background.submit(_publish_serving, url, version, audience)
+            return submit
 
-        result = publish_snapshots(con, settings.published_dir(), version, analyst_ready=serve_analysts)
+        result = publish_snapshots(con, settings.published_dir(), version, analyst_ready=serve("analyst"),
+                                   community_ready=serve("community"))
         # Where the host separates audiences by OS group, their exports folders follow the snapshots.
         prepare_exports(settings.exports_dir(), settings.published_dir())
         # A district of a city (ONENET_CITY_KEY set) also publishes what the city may use.
@@ -230,9 +233,9 @@ def publish(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> Publis
         if url is None:
             result.serving = "skipped (ONENET_SERVING_URL is not set)"
         else:
-            served = [analyst.result() if analyst else _publish_serving(url, version, "analyst")]
-            served.append(_publish_serving(url, version, "community"))
-            result.serving = "; ".join(served)
+            result.serving = "; ".join(loads[audience].result() if audience in loads
+                                       else _publish_serving(url, version, audience)
+                                       for audience in ("analyst", "community"))
     try:
         audit_log.append("publish", result.version, principal=None, output=settings.published_dir(),
                          rows=sum(result.analyst_rows.values()), full_values=False, reason=result.summary())

@@ -393,33 +393,36 @@ def test_the_next_day_of_a_town_goes_by_rows_and_equals_a_whole_load(merged_town
             pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
-def test_the_pipelines_publish_serves_the_analysts_on_a_thread_then_the_communities(
+def test_the_pipelines_publish_serves_each_audience_on_a_thread_once_its_snapshots_are_in_place(
         merged_town, database, role_prefix, tmp_path, monkeypatch):  # noqa: F811
-    """onenet.pipeline.publish: once the analysts' snapshot is in place their tables load on a thread,
-    beside the community snapshots; the community tables follow; both audiences end up served."""
+    """onenet.pipeline.publish: each audience's tables load on a thread of their own as soon as that
+    audience's snapshots are complete (the other's may still be written); both end up served."""
     import warehouse.publish as publishing
     from onenet import pipeline
     from tests.warehouse.village import copy_warehouse
     from warehouse import db
 
     calls: list[tuple[str, str]] = []
-    real_serve, real_communities = pipeline._serve, publishing._publish_communities
-    snapshots_done = threading.Event()
+    real_serve = pipeline._serve
+    real = {"analyst": publishing._publish_analyst, "community": publishing._publish_communities}
+    done = {audience: threading.Event() for audience in real}
 
     def serve(url: str, version: str, audience: str) -> ServingResult:
         calls.append((audience, threading.current_thread().name))
-        if audience == "community":
-            assert snapshots_done.is_set()  # its snapshots are complete before they are served
+        assert done[audience].is_set()  # its snapshots are complete before they are served
         return real_serve(url, version, audience, role_prefix=role_prefix)
 
-    def communities(*args, **kwargs):
-        try:
-            return real_communities(*args, **kwargs)
-        finally:
-            snapshots_done.set()
+    def snapshots(audience: str):
+        def run(*args, **kwargs):
+            try:
+                return real[audience](*args, **kwargs)
+            finally:
+                done[audience].set()
+        return run
 
     monkeypatch.setattr(pipeline, "_serve", serve)
-    monkeypatch.setattr(publishing, "_publish_communities", communities)
+    monkeypatch.setattr(publishing, "_publish_analyst", snapshots("analyst"))
+    monkeypatch.setattr(publishing, "_publish_communities", snapshots("community"))
     monkeypatch.setenv("ONENET_PUBLISHED", str(tmp_path / "published"))
     monkeypatch.setenv("ONENET_EXPORTS", str(tmp_path / "exports"))
     monkeypatch.setenv("ONENET_ACCESS_LOG", str(tmp_path / "audit" / "access-log.jsonl"))
@@ -429,9 +432,76 @@ def test_the_pipelines_publish_serves_the_analysts_on_a_thread_then_the_communit
         result = pipeline.publish(con, "threaded")
     finally:
         con.close()
-    assert [audience for audience, _ in calls] == ["analyst", "community"]
-    assert calls[0][1].startswith("serving-analyst") and calls[1][1] == threading.current_thread().name
+    assert sorted(audience for audience, _ in calls) == ["analyst", "community"]
+    assert all(thread.startswith("serving") for _, thread in calls), calls
     assert "analyst: " in (result.serving or "") and "; community: " in (result.serving or ""), result.serving
     served = _served(database)
     assert {k.split(".")[0] for k, rows in served.items() if rows} == {"analyst", "community"}
     assert sum(served["analyst.ticket"].values()) == result.analyst_rows["mart.ticket"]
+
+
+def test_the_two_audiences_load_side_by_side_and_clear_only_their_own_leftovers(
+        merged_town, database, role_prefix, tmp_path, monkeypatch):  # noqa: F811
+    """Two publishes, one per audience, run at the same time (each waits for the other inside its
+    load, which one lock for both would turn into a deadlock); each clears only its own audience's
+    leftover stage tables, and both audiences end up served as one whole load serves them."""
+    from onenet import pipeline
+    from tests.warehouse.village import copy_warehouse
+    from warehouse import db
+    from warehouse.publish import new_version, publish
+
+    root = tmp_path / "published"
+    con = db.connect(copy_warehouse(merged_town[1], tmp_path / "w.duckdb"))
+    try:
+        publish(con, root, new_version("first"))
+    finally:
+        con.close()
+    monkeypatch.setenv("ONENET_PUBLISHED", str(root))
+    _serve_current(database, root, role_prefix, monkeypatch)  # the schemas, then leftovers of a killed load:
+    with _admin(database) as pg:
+        for table in ("as0_killed", "cs0_killed", "s0_before_letters"):
+            pg.execute(sql.SQL("create table serving_stage.{} (x int)").format(sql.Identifier(table)))
+    with _admin(database) as pg:  # the served tables emptied: both loads must run whole again
+        for schema, table in pg.execute("select schemaname, tablename from pg_tables "
+                                        "where schemaname in ('analyst', 'community')").fetchall():
+            pg.execute(sql.SQL("delete from serving_admin.published where schema_name = %s and relation = %s"),
+                       [schema, table])
+    with _admin(database) as pg:  # the analysts' publish clears its own and the unlettered one only
+        serving._clear_stage(pg, ["analyst"])
+        assert {r[0] for r in pg.execute("select tablename from pg_tables where schemaname = 'serving_stage'")} \
+            == {"cs0_killed"}
+    both_inside = threading.Barrier(2, timeout=30)
+    real_publish = serving._publish
+
+    def publish_waiting(*args, **kwargs):
+        both_inside.wait()  # each holds its own audience's lock here
+        return real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(serving, "_publish", publish_waiting)
+    errors: list[BaseException] = []
+
+    def load(audience: str) -> None:
+        try:
+            pipeline._serve(database, "v2", audience, role_prefix=role_prefix)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(a,)) for a in ("analyst", "community")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [], errors
+    monkeypatch.setattr(serving, "_publish", real_publish)
+    with _admin(database) as pg:  # the communities' load cleared its own leftover
+        assert pg.execute("select count(*) from pg_tables where schemaname = 'serving_stage'").fetchone()[0] == 0
+    name = f"onenet_serving_{secrets.token_hex(6)}"
+    with _admin(PG_ADMIN) as pg:
+        pg.execute(sql.SQL("create database {} encoding 'UTF8'").format(sql.Identifier(name)))
+    try:
+        fresh = make_conninfo(PG_ADMIN, dbname=name)
+        _serve_current(fresh, root, role_prefix, monkeypatch)
+        assert _served(database) == _served(fresh)
+    finally:
+        with _admin(PG_ADMIN) as pg:
+            pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))

@@ -42,6 +42,7 @@ import shutil
 import time
 import tomllib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +103,16 @@ class PublishResult:
     access_log: str | None = None  # why the publish record could not be written, if it could not
     unopened: list[str] = field(default_factory=list)  # communities published for the pipeline alone, and why
 
+    def merge(self, other: PublishResult) -> None:
+        """Add what another part of the same publish wrote (the communities', on their own thread)."""
+        self.communities_published += other.communities_published
+        self.communities_unchanged += other.communities_unchanged
+        self.parts_written += other.parts_written
+        self.parts_linked += other.parts_linked
+        self.seconds.update(other.seconds)
+        self.relation_seconds.update(other.relation_seconds)
+        self.unopened += other.unopened
+
     def summary(self) -> str:
         analyst = "unchanged" if self.analyst_unchanged else f"{sum(self.analyst_rows.values()):,} rows"
         return (f"published {self.version}: analyst {analyst} ({len(self.analyst_rows)} relations); "
@@ -158,26 +169,54 @@ def relation_files(version_dir: Path, manifest: dict, qualified: str) -> list[Pa
 
 
 def publish(con: duckdb.DuckDBPyConnection, root: Path, version: str,
-            analyst_ready: Callable[[], None] | None = None) -> PublishResult:
-    """Publish every audience's relations from the warehouse behind `con` under `root`;
-    `analyst_ready` is called once the analysts' version is in place, before the communities'."""
+            analyst_ready: Callable[[], None] | None = None,
+            community_ready: Callable[[], None] | None = None) -> PublishResult:
+    """Publish every audience's relations from the warehouse behind `con` (its committed state)
+    under `root`. `analyst_ready` is called once the analysts' version is in place and
+    `community_ready` once every community's is, each while the other audience may still be written
+    (on the thread that wrote it)."""
     result = PublishResult(version)
     _prepare(con)
     with private_umask():
         root.mkdir(parents=True, exist_ok=True, mode=0o750)
         permissions.prepare_root(root)
         _remove_leftovers(root)
-        started = time.perf_counter()
-        _publish_analyst(con, root / "analyst", version, result)
-        result.seconds["analyst"] = time.perf_counter() - started
-        if analyst_ready is not None:
-            analyst_ready()
-        started = time.perf_counter()
-        _publish_communities(con, root / "community", version, result)
-        result.seconds["community"] = time.perf_counter() - started
+        # The two audiences side by side, the communities' on a connection of their own: much of a
+        # publish is single-threaded (small statements, file writes, links, the serving database's
+        # waits), so the other audience uses the core one leaves idle (issue #13). The merge has
+        # committed: both read the same warehouse state.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-community") as pool:
+            community = pool.submit(_publish_communities_on, con.cursor(), root / "community", version,
+                                    community_ready)
+            try:
+                started = time.perf_counter()
+                _publish_analyst(con, root / "analyst", version, result)
+                result.seconds["analyst"] = time.perf_counter() - started
+                if analyst_ready is not None:
+                    analyst_ready()
+            except BaseException:
+                wait([community])  # never leave it writing behind a failed publish; this error is the one raised
+                raise
+            result.merge(community.result())
     started = time.perf_counter()
     _remove_unheld(root)
     result.seconds["cleanup"] = time.perf_counter() - started
+    return result
+
+
+def _publish_communities_on(cursor: duckdb.DuckDBPyConnection, root: Path, version: str,
+                            ready: Callable[[], None] | None) -> PublishResult:
+    """_publish_communities on a connection of its own (a cursor of the warehouse's), timed."""
+    result = PublishResult("")
+    try:
+        _prepare(cursor)
+        started = time.perf_counter()
+        _publish_communities(cursor, root, version, result)
+        result.seconds["community"] = time.perf_counter() - started
+    finally:
+        cursor.close()
+    if ready is not None:
+        ready()
     return result
 
 

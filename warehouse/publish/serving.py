@@ -30,8 +30,13 @@ ANALYST_SCHEMA = "analyst"
 COMMUNITY_SCHEMA = "community"
 # Part of every content hash: bump it when the type mapping or the load changes, and every relation republishes.
 LOAD_FORMAT = "serving-1"
-# pg_advisory_lock key: two publishers into one database take turns.
+# pg_advisory_lock keys: publishers into one database take turns setting up roles and grants
+# (_LOCK_KEY), and loading one audience's schema (its own key), so the analysts' tables and the
+# communities' can load side by side (issue #13).
 _LOCK_KEY = 0x6F6E656E6574  # "onenet"
+_SCHEMA_LOCK_KEYS = {"analyst": _LOCK_KEY + 1, "community": _LOCK_KEY + 2}
+# Stage tables carry their audience's letter, so one audience's publish clears only its own leftovers.
+_STAGE_PREFIX = {"analyst": "a", "community": "c"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CODE = re.compile(r"^[A-Za-z0-9_]+$")
 _PG_NAME_BYTES = 63
@@ -210,7 +215,14 @@ def publish_serving(url: str, version: str, analyst: Mapping[str, Path | Sequenc
         with psycopg.connect(_conninfo(url), autocommit=True) as pg:
             pg.execute("select pg_advisory_lock(%s)", [_LOCK_KEY])
             try:
-                _prepare(pg, roles, group, communities, passwords, logins=COMMUNITY_SCHEMA in schemas)
+                _prepare(pg, roles, group, communities, passwords, logins=COMMUNITY_SCHEMA in schemas,
+                         schemas=schemas)
+            finally:
+                pg.execute("select pg_advisory_unlock(%s)", [_LOCK_KEY])
+            locks = [_SCHEMA_LOCK_KEYS[s] for s in sorted(schemas)]  # one order: no deadlock
+            for key in locks:
+                pg.execute("select pg_advisory_lock(%s)", [key])
+            try:
                 kept = Path(keep_dir) / _database(url) if keep_dir is not None else None
                 if kept is not None:  # what any audience may read, together: only the publisher enters
                     kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -218,9 +230,10 @@ def publish_serving(url: str, version: str, analyst: Mapping[str, Path | Sequenc
                 _publish(pg, duck, relations, version, _Grantees(f"{role_prefix}analyst".lower(), group), result,
                          lock_timeout_s, lock_attempts, kept, schemas)
                 if kept is not None:
-                    _tidy_kept(pg, kept)
+                    _tidy_kept(pg, kept, schemas)
             finally:
-                pg.execute("select pg_advisory_unlock(%s)", [_LOCK_KEY])
+                for key in reversed(locks):
+                    pg.execute("select pg_advisory_unlock(%s)", [key])
     finally:
         duck.close()
     result.seconds = round(time.monotonic() - started, 3)
@@ -276,9 +289,11 @@ def _check_communities(communities: Sequence[tuple[str, str]]) -> None:
 # --- roles, schemas, grants -----------------------------------------------------------------------
 
 def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
-             communities: Sequence[tuple[str, str]], passwords: Mapping[str, str], *, logins: bool = True) -> None:
+             communities: Sequence[tuple[str, str]], passwords: Mapping[str, str], *, logins: bool = True,
+             schemas: Sequence[str] = (ANALYST_SCHEMA, COMMUNITY_SCHEMA)) -> None:
     """Schemas, the admin tables, roles, grants and (with `logins`) the community lookup, all
-    idempotent, in one transaction."""
+    idempotent, in one transaction. Grants on tables only in `schemas`: the other audience's
+    publish may be swapping its tables meanwhile, and two updates of one catalog row fail."""
     ident = sql.Identifier
     analyst_role = next(r for r, what in roles.items() if what == ANALYST_SCHEMA)
     with pg.transaction():
@@ -322,10 +337,12 @@ def _prepare(pg: psycopg.Connection, roles: Mapping[str, str], group: str,
             "revoke all on schema {admin}, {stage}, {analyst_schema}, {community_schema} from public",
             "grant usage on schema {analyst_schema} to {analyst}",
             "grant usage on schema {community_schema} to {group}",
-            "grant select on all tables in schema {analyst_schema} to {analyst}",
-            "grant select on all tables in schema {community_schema} to {group}",
-            "alter default privileges in schema {analyst_schema} grant select on tables to {analyst}",
-            "alter default privileges in schema {community_schema} grant select on tables to {group}",
+            *(["grant select on all tables in schema {analyst_schema} to {analyst}",
+               "alter default privileges in schema {analyst_schema} grant select on tables to {analyst}"]
+              if ANALYST_SCHEMA in schemas else []),
+            *(["grant select on all tables in schema {community_schema} to {group}",
+               "alter default privileges in schema {community_schema} grant select on tables to {group}"]
+              if COMMUNITY_SCHEMA in schemas else []),
             """create table if not exists {admin}.published (
                    schema_name text not null, relation text not null, version text not null,
                    content_hash text not null, rows bigint not null, published_at timestamptz not null,
@@ -384,7 +401,7 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
     unbound = bool(pg.execute("select rolsuper or rolbypassrls from pg_roles "
                               "where rolname = current_user").fetchone()[0])  # type: ignore[index]
 
-    _clear_stage(pg)
+    _clear_stage(pg, schemas)
     served_parts: dict[tuple[str, str], dict[str, str]] = {}
     served_where: dict[tuple[str, str, str], list] = {}
     for schema, relation, part, part_hash, where in pg.execute(sql.SQL(
@@ -415,7 +432,7 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
                            .format(sql.Identifier(ADMIN_SCHEMA)),
                            [_jsonb(_keep(rel, kept_root, token)), rel.schema, rel.name])
             continue
-        stage_table = f"s{n}_{rel.name}"[:_PG_NAME_BYTES]
+        stage_table = f"{_STAGE_PREFIX[rel.schema]}s{n}_{rel.name}"[:_PG_NAME_BYTES]
         before = served_parts.get((rel.schema, rel.name))
         changed = [pid for pid, p in (rel.parts or {}).items() if not before or before.get(pid) != p.hash]
         removed = [pid for pid in before or {} if pid not in (rel.parts or {})]
@@ -428,7 +445,7 @@ def _publish(pg: psycopg.Connection, duck: duckdb.DuckDBPyConnection, relations:
             if rel.schema == COMMUNITY_SCHEMA:
                 _check_community_rows(duck, rel, diff.insert, communities)
             _load(pg, duck, rel, diff.insert, columns, stage_table, diff.inserted, grantees, stage_only=True)
-            removal = f"r{n}_{rel.name}"[:_PG_NAME_BYTES]
+            removal = f"{_STAGE_PREFIX[rel.schema]}r{n}_{rel.name}"[:_PG_NAME_BYTES]
             _load(pg, duck, rel, diff.remove, columns, removal, diff.removed, grantees, stage_only=True)
             duck.execute(f"drop table {diff.insert}; drop table {diff.remove}")
             staged.append(_Staged(rel, stage_table, content_hash, rows, shape, None, list(rel.parts or {}),
@@ -663,14 +680,17 @@ def _keep(rel: _Relation, root: Path | None, token: str) -> list[dict] | None:
     return out
 
 
-def _tidy_kept(pg: psycopg.Connection, root: Path) -> None:
-    """Remove the kept files no served relation refers to any more."""
+def _tidy_kept(pg: psycopg.Connection, root: Path, schemas: Sequence[str]) -> None:
+    """Remove the kept files of `schemas`' relations that no served relation refers to any more
+    (another audience's publish may be keeping files it has not recorded yet)."""
     wanted = {str(Path(entry["path"]).parent) for (files,) in pg.execute(sql.SQL(
         "select files from {}.published where files is not null").format(sql.Identifier(ADMIN_SCHEMA)))
         for entry in files}
     if not root.is_dir():
         return
     for relation in root.iterdir():
+        if not relation.name.startswith(tuple(f"{s}." for s in schemas)):
+            continue
         for folder in relation.iterdir() if relation.is_dir() else []:
             if str(folder) not in wanted:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -813,9 +833,13 @@ def _content_hash(duck: duckdb.DuckDBPyConnection, source: str, columns: list[_C
     return digest, int(rows)
 
 
-def _clear_stage(pg: psycopg.Connection) -> None:
-    """Drop what an interrupted publish left in the stage schema (we hold the publish lock)."""
-    left = [r[0] for r in pg.execute("select tablename from pg_tables where schemaname = %s", [STAGE_SCHEMA])]
+def _clear_stage(pg: psycopg.Connection, schemas: Sequence[str]) -> None:
+    """Drop what an interrupted publish of `schemas` left in the stage schema (we hold their locks;
+    another audience's publish may be loading its own stage tables meanwhile). Names without an
+    audience's letter are from before the letters, when one lock covered every audience."""
+    own = tuple(_STAGE_PREFIX[s] for s in schemas)
+    left = [r[0] for r in pg.execute("select tablename from pg_tables where schemaname = %s", [STAGE_SCHEMA])
+            if r[0].startswith(own) or re.match(r"[sr][0-9]+_", r[0])]
     for table in left:
         pg.execute(sql.SQL("drop table {}.{}").format(sql.Identifier(STAGE_SCHEMA), sql.Identifier(table)))
 
