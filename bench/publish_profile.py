@@ -39,7 +39,7 @@ def _timed(name: str, fn: Any) -> Any:
     @functools.wraps(fn)
     def wrapper(*a: Any, **k: Any) -> Any:
         # Only the outermost call of a recursive or re-entrant function counts, once.
-        active = getattr(_depth, "active", set())
+        active: set[str] = getattr(_depth, "active", set())
         _depth.active = active
         if name in active:
             return fn(*a, **k)
@@ -114,7 +114,7 @@ def worker(out: Path) -> None:
         merged = {"wall": time.perf_counter() - t, "cpu": time.process_time() - c}
         instrument()
         t, c = time.perf_counter(), time.process_time()
-        result = pipeline.publish(TimedConnection(con), summary.run_id)
+        result = pipeline.publish(TimedConnection(con), summary.run_id)  # type: ignore[arg-type]
         published = {"wall": time.perf_counter() - t, "cpu": time.process_time() - c}
     finally:
         con.close()
