@@ -74,12 +74,6 @@ class TimedConnection:
             _wall[label] += time.perf_counter() - t
             _calls[label] += 1
 
-    def fetchone(self) -> Any:
-        return self._con.fetchone()
-
-    def fetchall(self) -> Any:
-        return self._con.fetchall()
-
 
 def instrument() -> None:
     """Wrap every function defined in the publish modules (module-level names, so internal calls go

@@ -34,9 +34,9 @@ LOAD_FORMAT = "serving-1"
 # (_LOCK_KEY), and loading one audience's schema (its own key), so the analysts' tables and the
 # communities' can load side by side (issue #13).
 _LOCK_KEY = 0x6F6E656E6574  # "onenet"
-_SCHEMA_LOCK_KEYS = {"analyst": _LOCK_KEY + 1, "community": _LOCK_KEY + 2}
+_SCHEMA_LOCK_KEYS = {ANALYST_SCHEMA: _LOCK_KEY + 1, COMMUNITY_SCHEMA: _LOCK_KEY + 2}
 # Stage tables carry their audience's letter, so one audience's publish clears only its own leftovers.
-_STAGE_PREFIX = {"analyst": "a", "community": "c"}
+_STAGE_PREFIX = {ANALYST_SCHEMA: "a", COMMUNITY_SCHEMA: "c"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CODE = re.compile(r"^[A-Za-z0-9_]+$")
 _PG_NAME_BYTES = 63
