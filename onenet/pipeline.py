@@ -265,7 +265,13 @@ def _publish_serving(url: str, version: str, audience: str) -> str:
 def _serve(url: str, version: str, audience: str, role_prefix: str = "onenet_") -> ServingResult:
     """_publish_serving's load: the audience's held versions, their files and part hashes from their manifests."""
     from warehouse.publish import serving
-    from warehouse.publish.snapshot import communities, hold_version, manifest, parquet_files
+    from warehouse.publish.snapshot import (
+        communities,
+        hold_district_copy,
+        hold_version,
+        manifest,
+        parquet_files,
+    )
 
     root = settings.published_dir()
     index = communities(root)
@@ -280,12 +286,19 @@ def _serve(url: str, version: str, audience: str, role_prefix: str = "onenet_") 
             relations = parquet_files(analyst)
             parts = {("analyst", q): serving.parts_of(held["relations"][q], analyst, q) for q in relations}
         else:
+            # A relation of the district copy in one file, not one per community: the same rows the
+            # communities' snapshots hold. The others (cut in periods) from each community's snapshot.
+            version_dir = stack.enter_context(hold_district_copy(root))
+            for q, entry in manifest(version_dir)["relations"].items():
+                community[q] = serving.relation_files_of(entry, version_dir, q)
+                parts["community", q] = serving.parts_of(entry, version_dir, q)
+            whole = set(community)
             for code in index:
                 version_dir = stack.enter_context(hold_version(root, "community", code))
                 own = manifest(version_dir)
                 shared = set(own.get("shared", []))
                 for q, entry in own["relations"].items():
-                    if q in shared:  # the same for every community: nothing to secure by row
+                    if q in shared or q in whole:  # shared: the same for every community, nothing to secure by row
                         continue
                     community.setdefault(q, []).extend(serving.relation_files_of(entry, version_dir, q))
                     parts.setdefault(("community", q), {}).update(serving.parts_of(entry, version_dir, q, code))

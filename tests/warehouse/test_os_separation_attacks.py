@@ -537,3 +537,21 @@ def test_an_account_in_no_onenet_group_reads_nothing_published(host):
     done = run_as(host, STRANGER_UID, [STRANGER_UID], sys.executable, "-c", probe, *map(str, targets))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [f"DENIED {t}" for t in targets], done.stdout
+
+
+def test_no_reader_reaches_the_district_copy_the_serving_database_loads(host):
+    """The district copy holds every community's rows of a relation in one file (the serving
+    database's input, issue #13): neither an analyst nor a community's staff may open it, or list it."""
+    from warehouse.publish import DISTRICT_COPY
+
+    district = host["published"] / DISTRICT_COPY
+    data = sorted(p for p in district.glob("current/parquet/*/*.parquet") if p.name != "columns.parquet")
+    assert data, "the publish wrote no district copy"
+    probe = ("import os, sys\nfor p in sys.argv[1:]:\n    try:\n"
+             "        os.listdir(p) if os.path.isdir(p) else open(p, 'rb').read(1)\n        print('READ', p)\n"
+             "    except OSError:\n        print('DENIED', p)\n")
+    targets = [district, district / "current" / "manifest.json", data[0]]
+    for uid, gids in (ANALYST, (STAFF_UID, staff_gids(host, 0)), (STRANGER_UID, [STRANGER_UID])):
+        done = run_as(host, uid, gids, sys.executable, "-c", probe, *map(str, targets))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [f"DENIED {t}" for t in targets], (uid, done.stdout)

@@ -3,6 +3,7 @@ equals, as a multiset of rows, what a whole load of the same files gives in a fr
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import threading
@@ -505,3 +506,53 @@ def test_the_two_audiences_load_side_by_side_and_clear_only_their_own_leftovers(
     finally:
         with _admin(PG_ADMIN) as pg:
             pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+def test_the_communities_are_served_from_the_district_copy_with_their_snapshots_rows(
+        merged_town, database, role_prefix, tmp_path, monkeypatch):  # noqa: F811
+    """The serving database loads the communities' relations from the district copy (one file per
+    relation, a folder only the pipeline account enters), not from 186 snapshots a day: what it
+    serves must be exactly the rows the communities' snapshots hold, a day later too, even when the
+    warehouse has rows of a community that is not published (no login could see them)."""
+    import stat
+
+    from tests.warehouse.village import copy_warehouse
+    from warehouse import db
+    from warehouse.publish import DISTRICT_COPY, new_version, publish
+
+    def served_by_community(relation: str) -> Counter[tuple]:
+        with _admin(database) as pg:
+            return Counter(pg.execute(sql.SQL("select community_code, count(*) from {} group by 1").format(
+                sql.Identifier("community", relation))).fetchall())
+
+    def snapshots_by_community(qualified: str) -> Counter[tuple]:
+        files = [str(p) for p in root.glob(f"community/*/current/parquet/{qualified}.parquet/*.parquet")
+                 if p.name != "columns.parquet"]
+        return Counter(duckdb.connect().execute(
+            "select community_code, count(*) from read_parquet(?) group by 1", [files]).fetchall())
+
+    root = tmp_path / "published"
+    con = db.connect(copy_warehouse(merged_town[1], tmp_path / "w.duckdb"))
+    try:
+        # A ticket filed under a community the registry does not list: published to no one.
+        con.execute("update core.ticket set community_code = 'X999' where ticket_id = "
+                    "(select min(ticket_id) from core.ticket where community_code is not null)")
+        publish(con, root, new_version("first"))
+        _serve_current(database, root, role_prefix, monkeypatch)
+        con.execute("update core.ticket set category = category || '（改）' where ticket_id in "
+                    "(select ticket_id from core.ticket where community_code <> 'X999' order by ticket_id limit 9)")
+        publish(con, root, new_version("second"))
+        second = _serve_current(database, root, role_prefix, monkeypatch)
+    finally:
+        con.close()
+    assert "community.ticket" in second.incremental, second
+    district = root / DISTRICT_COPY
+    assert stat.S_IMODE(district.stat().st_mode) == 0o700
+    copied = json.loads((district / "current" / "manifest.json").read_text(encoding="utf-8"))["relations"]
+    assert "community.ticket" in copied and all(len(entry["parts"]) <= 1 for entry in copied.values())
+    community = json.loads(next(root.glob("community/*/current/manifest.json")).read_text(encoding="utf-8"))
+    for qualified in set(community["relations"]) - set(community["shared"]):
+        served = served_by_community(qualified.split(".")[1])
+        assert served == snapshots_by_community(qualified), qualified
+        assert ("X999",) not in {(code,) for code, _ in served}
+    assert sum(served_by_community("ticket").values()) > 0

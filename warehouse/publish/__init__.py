@@ -17,6 +17,9 @@ Layout under `settings.published_dir()` (files 0640, folders 0750):
     analyst/current -> versions/<version>         swapped atomically (rename of a symlink)
     community/<folder>/versions/<version>/...     the same per community, only its rows; no DuckDB file
     community/communities.json                    code -> name and folder
+    .district/versions/<version>/...              the community relations not cut in periods, every
+                                                  community's rows in one file: what the serving
+                                                  database loads (folder 0700: the pipeline alone)
 
 A relation's rows are split in parts: per community for community snapshots, and per value, week
 or month of a date column for the relations policy.toml lists under [partitions]. Each part carries
@@ -65,6 +68,10 @@ PHONE_SHAPED = r"(^|[^0-9])1[3-9][0-9]([ -]?[0-9]){8}($|[^0-9])"
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 COLUMNS_FILE = "columns.parquet"  # 0 rows: the relation's columns even when it has no row
 _NULL_KEY = "~null"
+# The communities' relations for the whole district, in a folder only the pipeline account may enter:
+# the serving database loads and compares one file per relation instead of one per community (at
+# 186 communities, about 1,100 part files read twice a day: issue #13).
+DISTRICT_COPY = ".district"
 
 
 class PublishError(RuntimeError):
@@ -227,6 +234,7 @@ def _remove_unheld(root: Path) -> None:
 
     trash = root / ".trash"
     remove_old_versions(root / "analyst", trash)
+    remove_old_versions(root / DISTRICT_COPY, trash)
     community = root / "community"
     if community.is_dir():
         for folder in community.iterdir():
@@ -239,7 +247,7 @@ def _remove_leftovers(root: Path) -> None:
     """Half-written versions of a publish that was killed: publishing holds the warehouse's write
     lock, so no other publish is writing them; readers never see them (they follow `current`)."""
     for pattern in ("analyst/versions/.*.tmp", "analyst/.staging-*", "community/.staging-*",
-                    "community/*/versions/.*.tmp"):
+                    "community/*/versions/.*.tmp", f"{DISTRICT_COPY}/versions/.*.tmp"):
         for path in root.glob(pattern):
             shutil.rmtree(path, ignore_errors=True)
 
@@ -409,6 +417,32 @@ def _stage(con: duckdb.DuckDBPyConnection, table: str, rel: Relation, owner_colu
     else:
         _check(con, columns, f"(select * from {table} limit 0)", rel, rules)  # the names still
     return _Staged(rel, columns, partition, parts, changed, folder, checked)
+
+
+def _stage_district(con: duckdb.DuckDBPyConnection, table: str, staged: _Staged, key: str, codes: list[str],
+                    previous: tuple[dict | None, Path | None], staging: Path) -> _Staged:
+    """A community relation's rows of every community in `codes` as one part of the district copy,
+    from its staged community parts: its hash is the sum of theirs (the same sum of row hashes), and
+    its file is written only when one of them changed. Its rows are those parts' rows, each checked
+    when its part was written: they are not checked again."""
+    rel = staged.relation
+    owned = [staged.parts.get(code, {}).get("") for code in codes]
+    digest = str(sum(int(part[1]) for part in owned if part))
+    rows = sum(part[2] for part in owned if part)
+    name = hashlib.md5(f"{_NULL_KEY}|".encode()).hexdigest()
+    entry = (previous[0] or {}).get("relations", {}).get(rel.qualified)
+    same = bool(entry and entry.get("shape") == [list(c) for c in staged.columns]
+                and entry.get("checked") == staged.checked and entry["parts"].get("", {}).get("hash") == digest)
+    folder = staging / rel.qualified
+    folder.mkdir(parents=True, mode=0o750)
+    os.link(staged.folder / COLUMNS_FILE, folder / COLUMNS_FILE)
+    if not same:
+        (folder / f"_part={name}").mkdir(mode=0o750)
+        # Only the communities published: a row of any other would have no login to see it.
+        con.execute(f"copy (select * from {table} where \"{key}\" in (select unnest(?::varchar[]))) "
+                    f"to '{folder / f'_part={name}' / 'data_0.parquet'}' (format parquet)", [codes])
+    return _Staged(rel, staged.columns, None, {None: {"": (name, digest, rows)}}, set() if same else {name},
+                   folder, staged.checked)
 
 
 def _checks_digest(rules: dict) -> str:
@@ -610,24 +644,36 @@ def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: st
     staging.mkdir(parents=True, mode=0o750)
     previous: dict[str | None, tuple[dict | None, Path | None]] = {
         code: _current(root / community_folder(code)) for code, _ in communities}
+    district_previous = _current(root.parent / DISTRICT_COPY)
     rels = relations("community")
     refresh = _refresh(con, rules)
     carried: list[str] = []
     staged: list[_Staged] = []
+    whole: list[_Staged] = []  # the district copy's
     shared: list[str] = []
+    codes = [code for code, _ in communities]
     try:
         for rel in rels:
-            if refresh.carried(rel, rels, [previous[code][0] for code, _ in communities]):
+            partition = Partition.of(partitions.get(rel.qualified), rel.qualified)
+            # A relation cut in periods stays out of the district copy: each period would be written
+            # twice a day (its communities' parts and its district part); the serving database reads
+            # its communities' parts.
+            copies = [previous[code][0] for code in codes] + ([district_previous[0]] if partition is None else [])
+            if refresh.carried(rel, rels, copies):
                 carried.append(rel.qualified)  # policy.toml [refresh]: built from the same, linked below
                 continue
             started = time.perf_counter()
             table = _build(con, rel)
-            s = _stage(con, table, rel, key, Partition.of(partitions.get(rel.qualified), rel.qualified), previous, staging, rules)
-            con.execute(f"drop table {table}")
+            s = _stage(con, table, rel, key, partition, previous, staging, rules)
             staged.append(s)
-            result.relation_seconds[f"community {rel.qualified}"] = time.perf_counter() - started
             if key not in {c for c, _ in s.columns}:
                 shared.append(rel.qualified)
+            elif s.partition is None:
+                whole.append(_stage_district(con, table, s, key, codes, district_previous, staging / DISTRICT_COPY))
+            con.execute(f"drop table {table}")
+            result.relation_seconds[f"community {rel.qualified}"] = time.perf_counter() - started
+        _install_district_copy(root.parent / DISTRICT_COPY, version, whole,
+                               [q for q in carried if q not in partitions], district_previous, refresh.records(rels))
         index = {}
         for code, name in communities:
             folder = community_folder(code)
@@ -658,6 +704,32 @@ def _publish_communities(con: duckdb.DuckDBPyConnection, root: Path, version: st
         _write_index(root, index)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _install_district_copy(folder: Path, version: str, whole: list[_Staged], carried: list[str],
+                           previous: tuple[dict | None, Path | None], refresh: dict) -> None:
+    """The communities' relations for the whole district (DISTRICT_COPY), for the serving database:
+    the changed ones written, the others and the [refresh] relations carried linked from the last copy."""
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)  # neither an audience's group nor anyone else: every community's rows
+    (folder / "versions").mkdir(mode=0o700, exist_ok=True)
+    tmp = _tmp_dir(folder, version)
+    counts = PublishResult("")  # its parts are not the snapshots' (the summary counts those)
+    manifest: dict = {"version": version, "audience": "community", "district_copy": True, "relations": {},
+                      "refresh": refresh}
+    try:
+        for s in whole:
+            manifest["relations"][s.relation.qualified] = _assemble(s, None, False, tmp / "parquet", previous, counts)
+        for qualified in carried:
+            manifest["relations"][qualified] = carry_over(qualified, previous, tmp / "parquet", counts)
+        if previous[0] and previous[0].get("relations") == manifest["relations"] \
+                and previous[0].get("refresh", {}) == refresh:
+            shutil.rmtree(tmp)
+            return
+        _install(folder, tmp, version, manifest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _fill_community(staged: list[_Staged], code: str, shared: list[str], tmp: Path,

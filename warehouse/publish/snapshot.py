@@ -127,13 +127,28 @@ def parquet_files(version_dir: Path) -> dict[str, list[Path]]:
 def hold_version(root: Path, audience: str, community_code: str | None = None) -> Iterator[Path]:
     """The folder of the current version of `audience` (and community), kept from removal for the
     block (a shared lock on its `.readers`), without opening its database."""
-    base = audience_dir(root, audience, community_code)
+    with _hold(audience_dir(root, audience, community_code),
+               f"{audience}{' ' + community_code if community_code else ''}") as version_dir:
+        yield version_dir
+
+
+@contextmanager
+def hold_district_copy(root: Path) -> Iterator[Path]:
+    """The current version of the communities' relations for the whole district (what the serving
+    database loads; the pipeline account alone may read it), held as hold_version holds a snapshot."""
+    from warehouse.publish import DISTRICT_COPY
+
+    with _hold(root / DISTRICT_COPY, "the communities' district copy") as version_dir:
+        yield version_dir
+
+
+@contextmanager
+def _hold(base: Path, what: str) -> Iterator[Path]:
     for _ in range(5):  # the version may be replaced between following the link and locking it
         try:
             version_dir = (base / "current").resolve(strict=True)
         except FileNotFoundError:
-            raise SnapshotError(f"nothing published for {audience}"
-                                f"{' ' + community_code if community_code else ''} under {root}; run "
+            raise SnapshotError(f"nothing published for {what} under {base.parent}; run "
                                 "`onenet merge` (it publishes every audience's snapshot)") from None
         try:
             fd = os.open(version_dir / ".readers", os.O_RDONLY)
