@@ -594,3 +594,19 @@ def test_a_partition_entry_must_name_a_column_and_a_known_period():
     day = parts_of({**entry, "every": None}, Path("/v"), "community.ticket", "C1")
     assert sorted(part.where for part in day.values()) == [
         (("community_code", "C1"), ("received_on", w)) for w in ("2026-11-02", "2026-11-09")]
+
+
+def test_the_resolution_summary_counts_each_silos_persons_as_the_links_do(town):
+    """mart.resolution_summary takes persons per silo from core.person.sources (issue #13: a tenth of
+    a distinct count over every link at district scale): it must give the figures the links give."""
+    _, warehouse, root, _, _ = town
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        links = con.execute("select source, count(*), count(distinct person_id) from core.person_source "
+                            "group by grouping sets ((source), ())").fetchall()
+    finally:
+        con.close()
+    with open_snapshot(root, "analyst") as snap:
+        published = snap.con.execute("select source, records, persons from mart.resolution_summary").fetchall()
+    assert sorted(published, key=str) == sorted(links, key=str)
+    assert len(links) > 3 and all(persons > 0 for _, _, persons in links)
