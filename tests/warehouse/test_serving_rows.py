@@ -556,3 +556,76 @@ def test_the_communities_are_served_from_the_district_copy_with_their_snapshots_
         assert served == snapshots_by_community(qualified), qualified
         assert ("X999",) not in {(code,) for code, _ in served}
     assert sum(served_by_community("ticket").values()) > 0
+
+
+def test_one_audiences_roles_and_grants_run_while_the_others_swap_is_open(
+        merged_town, database, role_prefix, tmp_path, monkeypatch):  # noqa: F811
+    """The analysts' _prepare (roles, grants; under the lock the audiences share) runs while the
+    communities' swap transaction is open (under their own lock): neither may fail on the catalog
+    rows the other changes, and both audiences end up served as one whole load serves them."""
+    from onenet import pipeline
+    from tests.warehouse.village import copy_warehouse
+    from warehouse import db
+    from warehouse.publish import new_version, publish
+
+    root = tmp_path / "published"
+    con = db.connect(copy_warehouse(merged_town[1], tmp_path / "w.duckdb"))
+    try:
+        publish(con, root, new_version("first"))
+    finally:
+        con.close()
+    monkeypatch.setenv("ONENET_PUBLISHED", str(root))
+    _serve_current(database, root, role_prefix, monkeypatch)
+    with _admin(database) as pg:  # forget what was served: both audiences load and swap every table again
+        pg.execute("delete from serving_admin.published")
+    meet = threading.Barrier(2, timeout=60)
+    prepared = threading.Event()
+    real_prepare, real_record = serving._prepare, serving._record_parts
+    swapping: list[str] = []
+
+    def prepare(*args, **kwargs):
+        if tuple(kwargs.get("schemas", ())) == ("analyst",):
+            meet.wait()  # the communities' swap transaction is open now
+            try:
+                return real_prepare(*args, **kwargs)
+            finally:
+                prepared.set()
+        return real_prepare(*args, **kwargs)
+
+    def record(pg, st):
+        if st.rel.schema == "community" and not swapping:
+            swapping.append(st.rel.key)
+            meet.wait()
+            prepared.wait(10)  # keep the transaction open while the analysts' grants run (or wait on it)
+        return real_record(pg, st)
+
+    monkeypatch.setattr(serving, "_prepare", prepare)
+    monkeypatch.setattr(serving, "_record_parts", record)
+    errors: list[BaseException] = []
+
+    def load(audience: str) -> None:
+        try:
+            pipeline._serve(database, "v2", audience, role_prefix=role_prefix)
+        except BaseException as exc:
+            errors.append(exc)
+
+    community = threading.Thread(target=load, args=("community",))
+    community.start()  # its own _prepare first (the shared lock), then its load, then its swap
+    analyst = threading.Thread(target=load, args=("analyst",))
+    analyst.start()
+    for t in (community, analyst):
+        t.join()
+    assert errors == [], errors
+    assert swapping and prepared.is_set()
+    monkeypatch.setattr(serving, "_prepare", real_prepare)
+    monkeypatch.setattr(serving, "_record_parts", real_record)
+    name = f"onenet_serving_{secrets.token_hex(6)}"
+    with _admin(PG_ADMIN) as pg:
+        pg.execute(sql.SQL("create database {} encoding 'UTF8'").format(sql.Identifier(name)))
+    try:
+        fresh = make_conninfo(PG_ADMIN, dbname=name)
+        _serve_current(fresh, root, role_prefix, monkeypatch)
+        assert _served(database) == _served(fresh)
+    finally:
+        with _admin(PG_ADMIN) as pg:
+            pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
