@@ -579,7 +579,7 @@ def test_one_audiences_roles_and_grants_run_while_the_others_swap_is_open(
     with _admin(database) as pg:  # forget what was served: both audiences load and swap every table again
         pg.execute("delete from serving_admin.published")
     meet = threading.Barrier(2, timeout=60)
-    prepared = threading.Event()
+    prepared, communities_prepared = threading.Event(), threading.Event()
     real_prepare, real_record = serving._prepare, serving._record_parts
     swapping: list[str] = []
 
@@ -590,7 +590,10 @@ def test_one_audiences_roles_and_grants_run_while_the_others_swap_is_open(
                 return real_prepare(*args, **kwargs)
             finally:
                 prepared.set()
-        return real_prepare(*args, **kwargs)
+        try:
+            return real_prepare(*args, **kwargs)
+        finally:
+            communities_prepared.set()  # and the lock the audiences share released
 
     def record(pg, st):
         if st.rel.schema == "community" and not swapping:
@@ -611,6 +614,7 @@ def test_one_audiences_roles_and_grants_run_while_the_others_swap_is_open(
 
     community = threading.Thread(target=load, args=("community",))
     community.start()  # its own _prepare first (the shared lock), then its load, then its swap
+    assert communities_prepared.wait(60)
     analyst = threading.Thread(target=load, args=("analyst",))
     analyst.start()
     for t in (community, analyst):
