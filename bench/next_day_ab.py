@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +35,7 @@ def run(src: Path, args: argparse.Namespace, out: Path) -> dict[str, float]:
     """One next day of the code in `src`: read_side's figures for it."""
     subprocess.run([sys.executable, "-m", "bench.read_side", "--district", str(args.district), "--work",
                     str(args.work), "--out", str(out), "--parts", "merge", "--alone", "--pairs", "1",
-                    "--serving-url", args.serving_url], cwd=src, check=True, env={**os.environ})
+                    "--serving-url", args.serving_url], cwd=src, check=True)
     summary = json.loads(out.read_text(encoding="utf-8"))["summary"][NEXT_DAY]
     return {key: float(summary[key]["median"]) for key in FIGURES}
 

@@ -3,6 +3,7 @@ equals, as a multiset of rows, what a whole load of the same files gives in a fr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -55,9 +56,9 @@ from (select i, i % {distinct} as j from range({rows}) t(i))
 """
 
 
-@pytest.fixture
-def database(role_prefix) -> Iterator[str]:  # noqa: F811
-    """A fresh database for one test, dropped after it."""
+@contextlib.contextmanager
+def _fresh_database() -> Iterator[str]:
+    """A new, empty database on this machine's PostgreSQL, dropped after the block."""
     name = f"onenet_serving_{secrets.token_hex(6)}"
     with _admin(PG_ADMIN) as pg:
         pg.execute(sql.SQL("create database {} encoding 'UTF8'").format(sql.Identifier(name)))
@@ -66,6 +67,13 @@ def database(role_prefix) -> Iterator[str]:  # noqa: F811
     finally:
         with _admin(PG_ADMIN) as pg:
             pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database(role_prefix) -> Iterator[str]:  # noqa: F811
+    """A fresh database for one test, dropped after it."""
+    with _fresh_database() as url:
+        yield url
 
 
 def _served(url: str) -> dict[str, Counter[str]]:
@@ -79,17 +87,10 @@ def _served(url: str) -> dict[str, Counter[str]]:
 
 def _reference(analyst: dict, community: dict, prefix: str) -> dict[str, Counter[str]]:
     """What a whole load of these files serves, in a fresh database."""
-    name = f"onenet_serving_{secrets.token_hex(6)}"
-    with _admin(PG_ADMIN) as pg:
-        pg.execute(sql.SQL("create database {} encoding 'UTF8'").format(sql.Identifier(name)))
-    try:
-        url = make_conninfo(PG_ADMIN, dbname=name)
+    with _fresh_database() as url:
         done = publish_serving(url, "reference", analyst, community, COMMUNITIES, role_prefix=prefix)
         assert done.incremental == []
         return _served(url)
-    finally:
-        with _admin(PG_ADMIN) as pg:
-            pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 def _publish(url: str, version: str, analyst: dict, community: dict, prefix: str, **options) -> ServingResult:
@@ -359,6 +360,13 @@ def _serve_current(url: str, root: Path, prefix: str, monkeypatch) -> ServingRes
                          analyst.dropped + community.dropped)
 
 
+def _serve_whole(root: Path, prefix: str, monkeypatch) -> dict[str, Counter[str]]:
+    """What the pipeline's serving load of the current snapshots serves in a fresh database (whole)."""
+    with _fresh_database() as fresh:
+        assert _serve_current(fresh, root, prefix, monkeypatch).incremental == []
+        return _served(fresh)
+
+
 def test_the_next_day_of_a_town_goes_by_rows_and_equals_a_whole_load(merged_town, database, role_prefix,  # noqa: F811
                                                                       tmp_path, monkeypatch):
     from tests.warehouse.village import copy_warehouse
@@ -382,16 +390,7 @@ def test_the_next_day_of_a_town_goes_by_rows_and_equals_a_whole_load(merged_town
     finally:
         con.close()
     assert second.incremental, second
-    name = f"onenet_serving_{secrets.token_hex(6)}"
-    with _admin(PG_ADMIN) as pg:
-        pg.execute(sql.SQL("create database {} encoding 'UTF8'").format(sql.Identifier(name)))
-    try:
-        fresh = make_conninfo(PG_ADMIN, dbname=name)
-        assert _serve_current(fresh, root, role_prefix, monkeypatch).incremental == []
-        assert _served(database) == _served(fresh)
-    finally:
-        with _admin(PG_ADMIN) as pg:
-            pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+    assert _serve_whole(root, role_prefix, monkeypatch) == _served(database)
 
 
 def test_the_pipelines_publish_serves_each_audience_on_a_thread_once_its_snapshots_are_in_place(
@@ -496,16 +495,7 @@ def test_the_two_audiences_load_side_by_side_and_clear_only_their_own_leftovers(
     monkeypatch.setattr(serving, "_publish", real_publish)
     with _admin(database) as pg:  # the communities' load cleared its own leftover
         assert pg.execute("select count(*) from pg_tables where schemaname = 'serving_stage'").fetchone()[0] == 0
-    name = f"onenet_serving_{secrets.token_hex(6)}"
-    with _admin(PG_ADMIN) as pg:
-        pg.execute(sql.SQL("create database {} encoding 'UTF8'").format(sql.Identifier(name)))
-    try:
-        fresh = make_conninfo(PG_ADMIN, dbname=name)
-        _serve_current(fresh, root, role_prefix, monkeypatch)
-        assert _served(database) == _served(fresh)
-    finally:
-        with _admin(PG_ADMIN) as pg:
-            pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+    assert _serve_whole(root, role_prefix, monkeypatch) == _served(database)
 
 
 def test_the_communities_are_served_from_the_district_copy_with_their_snapshots_rows(
@@ -543,9 +533,15 @@ def test_the_communities_are_served_from_the_district_copy_with_their_snapshots_
                     "(select ticket_id from core.ticket where community_code <> 'X999' order by ticket_id limit 9)")
         publish(con, root, new_version("second"))
         second = _serve_current(database, root, role_prefix, monkeypatch)
+        copy_version = (root / DISTRICT_COPY / "current").resolve().name
+        # Nothing new since: the copy is not written again, and no community table is loaded again.
+        publish(con, root, new_version("third"))
+        third = _serve_current(database, root, role_prefix, monkeypatch)
     finally:
         con.close()
     assert "community.ticket" in second.incremental, second
+    assert (root / DISTRICT_COPY / "current").resolve().name == copy_version
+    assert not [key for key in third.published if key.startswith("community.")], third
     district = root / DISTRICT_COPY
     assert stat.S_IMODE(district.stat().st_mode) == 0o700
     copied = json.loads((district / "current" / "manifest.json").read_text(encoding="utf-8"))["relations"]
@@ -623,13 +619,4 @@ def test_one_audiences_roles_and_grants_run_while_the_others_swap_is_open(
     assert swapping and prepared.is_set()
     monkeypatch.setattr(serving, "_prepare", real_prepare)
     monkeypatch.setattr(serving, "_record_parts", real_record)
-    name = f"onenet_serving_{secrets.token_hex(6)}"
-    with _admin(PG_ADMIN) as pg:
-        pg.execute(sql.SQL("create database {} encoding 'UTF8'").format(sql.Identifier(name)))
-    try:
-        fresh = make_conninfo(PG_ADMIN, dbname=name)
-        _serve_current(fresh, root, role_prefix, monkeypatch)
-        assert _served(database) == _served(fresh)
-    finally:
-        with _admin(PG_ADMIN) as pg:
-            pg.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+    assert _serve_whole(root, role_prefix, monkeypatch) == _served(database)
