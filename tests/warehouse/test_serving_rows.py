@@ -367,6 +367,35 @@ def _serve_whole(root: Path, prefix: str, monkeypatch) -> dict[str, Counter[str]
         return _served(fresh)
 
 
+def _town_published_and_served(merged_town, tmp_path: Path, url: str, prefix: str, monkeypatch) -> Path:
+    """The merged town published once (its own copy) and served into `url`; the published root."""
+    from tests.warehouse.village import copy_warehouse
+    from warehouse import db
+    from warehouse.publish import new_version, publish
+
+    root = tmp_path / "published"
+    con = db.connect(copy_warehouse(merged_town[1], tmp_path / "w.duckdb"))
+    try:
+        publish(con, root, new_version("first"))
+    finally:
+        con.close()
+    monkeypatch.setenv("ONENET_PUBLISHED", str(root))
+    _serve_current(url, root, prefix, monkeypatch)
+    return root
+
+
+def _loading_into(url: str, prefix: str, errors: list[BaseException]):
+    """A thread target: the pipeline's serving load of one audience into `url`, its error kept in `errors`."""
+    from onenet import pipeline
+
+    def load(audience: str) -> None:
+        try:
+            pipeline._serve(url, "v2", audience, role_prefix=prefix)
+        except BaseException as exc:
+            errors.append(exc)
+    return load
+
+
 def test_the_next_day_of_a_town_goes_by_rows_and_equals_a_whole_load(merged_town, database, role_prefix,  # noqa: F811
                                                                       tmp_path, monkeypatch):
     from tests.warehouse.village import copy_warehouse
@@ -445,19 +474,8 @@ def test_the_two_audiences_load_side_by_side_and_clear_only_their_own_leftovers(
     """Two publishes, one per audience, run at the same time (each waits for the other inside its
     load, which one lock for both would turn into a deadlock); each clears only its own audience's
     leftover stage tables, and both audiences end up served as one whole load serves them."""
-    from onenet import pipeline
-    from tests.warehouse.village import copy_warehouse
-    from warehouse import db
-    from warehouse.publish import new_version, publish
 
-    root = tmp_path / "published"
-    con = db.connect(copy_warehouse(merged_town[1], tmp_path / "w.duckdb"))
-    try:
-        publish(con, root, new_version("first"))
-    finally:
-        con.close()
-    monkeypatch.setenv("ONENET_PUBLISHED", str(root))
-    _serve_current(database, root, role_prefix, monkeypatch)  # the schemas, then leftovers of a killed load:
+    root = _town_published_and_served(merged_town, tmp_path, database, role_prefix, monkeypatch)  # the schemas, then leftovers of a killed load:
     with _admin(database) as pg:
         for table in ("as0_killed", "cs0_killed", "s0_before_letters"):
             pg.execute(sql.SQL("create table serving_stage.{} (x int)").format(sql.Identifier(table)))
@@ -479,12 +497,7 @@ def test_the_two_audiences_load_side_by_side_and_clear_only_their_own_leftovers(
 
     monkeypatch.setattr(serving, "_publish", publish_waiting)
     errors: list[BaseException] = []
-
-    def load(audience: str) -> None:
-        try:
-            pipeline._serve(database, "v2", audience, role_prefix=role_prefix)
-        except BaseException as exc:
-            errors.append(exc)
+    load = _loading_into(database, role_prefix, errors)
 
     threads = [threading.Thread(target=load, args=(a,)) for a in ("analyst", "community")]
     for t in threads:
@@ -559,19 +572,8 @@ def test_one_audiences_roles_and_grants_run_while_the_others_swap_is_open(
     """The analysts' _prepare (roles, grants; under the lock the audiences share) runs while the
     communities' swap transaction is open (under their own lock): neither may fail on the catalog
     rows the other changes, and both audiences end up served as one whole load serves them."""
-    from onenet import pipeline
-    from tests.warehouse.village import copy_warehouse
-    from warehouse import db
-    from warehouse.publish import new_version, publish
 
-    root = tmp_path / "published"
-    con = db.connect(copy_warehouse(merged_town[1], tmp_path / "w.duckdb"))
-    try:
-        publish(con, root, new_version("first"))
-    finally:
-        con.close()
-    monkeypatch.setenv("ONENET_PUBLISHED", str(root))
-    _serve_current(database, root, role_prefix, monkeypatch)
+    root = _town_published_and_served(merged_town, tmp_path, database, role_prefix, monkeypatch)
     with _admin(database) as pg:  # forget what was served: both audiences load and swap every table again
         pg.execute("delete from serving_admin.published")
     meet = threading.Barrier(2, timeout=60)
@@ -601,12 +603,7 @@ def test_one_audiences_roles_and_grants_run_while_the_others_swap_is_open(
     monkeypatch.setattr(serving, "_prepare", prepare)
     monkeypatch.setattr(serving, "_record_parts", record)
     errors: list[BaseException] = []
-
-    def load(audience: str) -> None:
-        try:
-            pipeline._serve(database, "v2", audience, role_prefix=role_prefix)
-        except BaseException as exc:
-            errors.append(exc)
+    load = _loading_into(database, role_prefix, errors)
 
     community = threading.Thread(target=load, args=("community",))
     community.start()  # its own _prepare first (the shared lock), then its load, then its swap
