@@ -610,3 +610,31 @@ def test_the_resolution_summary_counts_each_silos_persons_as_the_links_do(town):
         published = snap.con.execute("select source, records, persons from mart.resolution_summary").fetchall()
     assert sorted(published, key=str) == sorted(links, key=str)
     assert len(links) > 3 and all(persons > 0 for _, _, persons in links)
+
+
+def test_part_names_that_collide_are_drawn_again_under_another_seed(town, tmp_path, monkeypatch):
+    """A part's name is a 64-bit hash of its owner and key: should two parts' names collide, the
+    names are drawn again under the next seed, and every file lands under its own part. Here the
+    first seed names every part 0; a name that always collides stops the publish, naming the relation."""
+    import warehouse.publish as publishing
+
+    monkeypatch.setattr(publishing, "PART_NAME",
+                        "case when {seed} = 0 then 0::ubigint else hash({owner}, {key}, {seed}) end")
+    warehouse = copy_warehouse(town[1], tmp_path / "w.duckdb")
+    root = tmp_path / "published"
+    con = db.connect(warehouse)
+    try:
+        publish(con, root, new_version("first"))
+        with open_snapshot(root, "analyst") as snap:  # weeks of grid_daily: several parts, one relation
+            for published, source in (("mart.ticket", "core.ticket"), ("mart.grid_daily", "mart.grid_daily")):
+                assert snap.con.execute(f"select count(*) from {published}").fetchone() == \
+                    con.execute(f"select count(*) from {source}").fetchone()
+        mine = town[4][0]
+        with open_snapshot(root, "community", mine) as snap:
+            assert snap.con.execute("select count(*), count(distinct community_code) from community.ticket").fetchone() == (
+                con.execute("select count(*) from core.ticket where community_code = ?", [mine]).fetchone()[0], 1)
+        monkeypatch.setattr(publishing, "PART_NAME", "0::ubigint")
+        with pytest.raises(PublishError, match=r"analyst mart.grid_daily: part names collide under three seeds"):
+            publish(con, root, new_version("second"))
+    finally:
+        con.close()

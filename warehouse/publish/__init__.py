@@ -72,6 +72,9 @@ _NULL_KEY = "~null"
 # the serving database loads and compares one file per relation instead of one per community (at
 # 186 communities, about 1,100 part files read twice a day: issue #13).
 DISTRICT_COPY = ".district"
+# A part's name, per row: DuckDB's 64-bit hash of its owner and key (an md5 cost three times as much
+# per row, issue #13), under a seed that changes only if two parts' names collide (see _parts).
+PART_NAME = "hash({owner}, {key}, {seed})"
 
 
 class PublishError(RuntimeError):
@@ -430,7 +433,7 @@ def _parts(con: duckdb.DuckDBPyConnection, table: str, owner: str, key: str,
     a third of an md5 per row (1.3M district, issue #13); names that collide (about 2^-64 per pair)
     are drawn again with another seed."""
     for seed in range(3):
-        part_name = f"hash({owner}, {key}, {seed})"
+        part_name = PART_NAME.format(owner=owner, key=key, seed=seed)
         rows = con.execute(f"select {owner}, {key}, {part_name}, sum(hash(t))::varchar, count(*) from {table} t "
                            "group by all").fetchall()
         if len({name for _, _, name, _, _ in rows}) == len(rows):
